@@ -1,0 +1,1 @@
+"""backupdr: automated backup and disaster recovery for Azure VMs (the Function App's package)."""

@@ -1,0 +1,1 @@
+"""The one adapter per outside system: Azure Resource Manager, Table Storage, telemetry."""

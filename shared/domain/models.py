@@ -1,0 +1,238 @@
+"""The app's records: VMs and disks as Azure has them, and what the app made of them.
+
+Activities pass these across the durable boundary as plain dicts (`to_dict` / `from_dict`), and the
+catalog stores their fields as table columns. Field names keep the seed's SQLite columns
+(`replication_jobs`, `verifications`, `dr_tests`) so reports read the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+
+class Tier(StrEnum):
+    """Retention tier fixed when a backup is taken."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class BackupState(StrEnum):
+    CREATING = "creating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class ReplicationStatus(StrEnum):
+    """The seed's replication job states; a backup's replication state uses NONE as well."""
+
+    NONE = "none"
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class VerificationState(StrEnum):
+    UNVERIFIED = "unverified"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class JsonRecord:
+    """JSON round-trip for the dataclasses below: datetimes as ISO text, enums as values."""
+
+    _hints: ClassVar[dict[type, dict[str, Any]]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        hints = cls._hints.get(cls)
+        if hints is None:
+            hints = cls._hints[cls] = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in names})
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, JsonRecord):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _decode(inner[0], value)
+    if origin is tuple:
+        return tuple(_decode(args[0], v) for v in value)
+    if origin is dict:
+        return {k: _decode(args[1], v) for k, v in value.items()}
+    if hint is datetime:
+        return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if isinstance(hint, type) and issubclass(hint, JsonRecord):
+        return value if isinstance(value, hint) else hint.from_dict(value)
+    if isinstance(hint, type) and issubclass(hint, StrEnum | float):
+        return hint(value)
+    return value
+
+
+def vm_key(resource_group: str, name: str) -> str:
+    """A VM's catalog key: unique in the subscription and safe as a table PartitionKey.
+
+    `~` appears in neither resource group nor VM names, so the key is unambiguous.
+    """
+    return f"{resource_group}~{name}".lower()
+
+
+@dataclasses.dataclass(frozen=True)
+class Disk(JsonRecord):
+    """One managed disk of a VM, as Azure reports it."""
+
+    id: str
+    name: str
+    size_gb: int
+    sku: str
+    lun: int | None = None  # None for the OS disk
+    zone: str | None = None
+
+    @property
+    def role(self) -> str:
+        """`os` or `lun<N>`: how a backup names this disk (snapshot tag `backup-disk`)."""
+        return "os" if self.lun is None else f"lun{self.lun}"
+
+
+@dataclasses.dataclass(frozen=True)
+class VM(JsonRecord):
+    """A VM with all its managed disks (OS disk first) and its tags."""
+
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    disks: tuple[Disk, ...]
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    vm_size: str = ""
+    os_type: str = "Linux"
+    zone: str | None = None
+
+    @property
+    def key(self) -> str:
+        return vm_key(self.resource_group, self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotRef(JsonRecord):
+    """One disk's snapshot inside a backup, and its replica in the DR region."""
+
+    disk_role: str
+    source_disk_id: str
+    snapshot_id: str
+    size_gb: int
+    replica_id: str | None = None
+    replica_status: ReplicationStatus = ReplicationStatus.NONE
+
+
+@dataclasses.dataclass(frozen=True)
+class Backup(JsonRecord):
+    """One backup of a VM: a snapshot of every disk taken for the same scheduled slot."""
+
+    backup_id: str
+    vm_key: str
+    vm_id: str
+    vm_name: str
+    region: str
+    slot: datetime
+    taken_at: datetime
+    tier: Tier
+    state: BackupState = BackupState.COMPLETED
+    snapshots: tuple[SnapshotRef, ...] = ()
+    size_gb: int = 0
+    manual: bool = False
+    replica_region: str | None = None
+    replication_status: ReplicationStatus = ReplicationStatus.NONE
+    verification: VerificationState = VerificationState.UNVERIFIED
+    verified_at: datetime | None = None
+    # Snapshot tags that matter to retention: created by this app, and held by an operator.
+    managed: bool = True
+    hold: bool = False
+    error_message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicationJob(JsonRecord):
+    """A cross-region copy of one snapshot (the seed's `replication_jobs` row)."""
+
+    id: str
+    vm_key: str
+    backup_id: str
+    disk_role: str
+    source_snapshot: str
+    target_snapshot: str
+    source_region: str
+    target_region: str
+    status: ReplicationStatus
+    started_at: datetime
+    completed_at: datetime | None = None
+    error_message: str | None = None
+    completion_percent: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification(JsonRecord):
+    """A restore of a backup's disks to test disks (the seed's `verifications` row)."""
+
+    id: str
+    vm_key: str
+    backup_name: str
+    vm_name: str
+    verified_at: datetime
+    success: bool
+    disk_readable: bool | None = None
+    size_matches: bool | None = None
+    test_disk_created: bool | None = None
+    test_disk_deleted: bool | None = None
+    error_message: str | None = None
+    verification_time_seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DrTest(JsonRecord):
+    """A restore of a VM in its DR region (the seed's `dr_tests` row, plus phases and target)."""
+
+    id: str
+    vm_key: str
+    vm_name: str
+    backup_name: str
+    test_region: str
+    started_at: datetime
+    completed_at: datetime | None = None
+    success: bool | None = None
+    restore_succeeded: bool | None = None
+    boot_succeeded: bool | None = None
+    connectivity_succeeded: bool | None = None
+    cleanup_succeeded: bool | None = None
+    rto_seconds: float | None = None
+    error_message: str | None = None
+    # Seconds spent in each phase, in order: restore, create_vm, boot, guest_check, cleanup.
+    phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    rto_target_seconds: float | None = None

@@ -1,0 +1,106 @@
+"""App settings: the one place that reads the environment.
+
+Everything the app needs from outside (subscription, endpoints, resource group names, schedules)
+comes from app settings in Azure and from `local.settings.json` or the environment locally. Code
+receives a `Settings` value; nothing else calls `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+AZURE_ARM_ENDPOINT = "https://management.azure.com"
+CREDENTIAL_KINDS = ("default", "managed-identity", "static")
+
+
+class SettingsError(ValueError):
+    """A required app setting is missing or has a value the app cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app reads from its environment; defaults suit the local simulator and Azurite."""
+
+    subscription_id: str
+    # Where Azure Resource Manager answers; the simulator's URL locally.
+    arm_endpoint: str = AZURE_ARM_ENDPOINT
+    # A CA bundle to trust for ARM (the simulator's throwaway CA); None means the system store.
+    ca_bundle: str | None = None
+    # default: DefaultAzureCredential; managed-identity: ManagedIdentityCredential;
+    # static: a fixed token, only for the local simulator.
+    credential: str = "default"
+    managed_identity_client_id: str | None = None
+    # Table Storage: a connection string (UseDevelopmentStorage=true locally) or an account URL
+    # used with the managed identity in Azure.
+    tables_connection: str | None = "UseDevelopmentStorage=true"
+    tables_account_url: str | None = None
+    # Resource group name templates; {region} is replaced by the Azure region.
+    backup_resource_group: str = "rg-backups-{region}"
+    drtest_resource_group: str = "rg-backupdr-drtest-{region}"
+    # "vnet/subnet" of the isolated network in each DR-test group that restored VMs join.
+    drtest_subnet: str = "vnet-backupdr-drtest/snet-restore"
+    manual_limit_per_hour: int = 4
+    # Upper bound of VMs backed up in parallel by one fleet run.
+    fleet_batch_size: int = 10
+    # Seconds between polls of a long-running Azure operation when Azure gives no Retry-After.
+    lro_poll_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the environment (app settings in Azure)."""
+        env = os.environ if environ is None else environ
+        subscription = env.get("AZURE_SUBSCRIPTION_ID", "").strip()
+        if not subscription:
+            raise SettingsError("AZURE_SUBSCRIPTION_ID is not set")
+        credential = env.get("BACKUPDR_CREDENTIAL", "default")
+        if credential not in CREDENTIAL_KINDS:
+            raise SettingsError(
+                f"BACKUPDR_CREDENTIAL={credential!r} is not one of {', '.join(CREDENTIAL_KINDS)}"
+            )
+        defaults = cls(subscription_id=subscription)
+        return cls(
+            subscription_id=subscription,
+            arm_endpoint=env.get("BACKUPDR_ARM_ENDPOINT", defaults.arm_endpoint).rstrip("/"),
+            ca_bundle=env.get("BACKUPDR_CA_BUNDLE") or None,
+            credential=credential,
+            managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
+            tables_connection=env.get("BACKUPDR_TABLES_CONNECTION") or None,
+            tables_account_url=env.get("BACKUPDR_TABLES_ACCOUNT_URL") or None,
+            backup_resource_group=env.get(
+                "BACKUPDR_BACKUP_RESOURCE_GROUP", defaults.backup_resource_group
+            ),
+            drtest_resource_group=env.get(
+                "BACKUPDR_DRTEST_RESOURCE_GROUP", defaults.drtest_resource_group
+            ),
+            drtest_subnet=env.get("BACKUPDR_DRTEST_SUBNET", defaults.drtest_subnet),
+            manual_limit_per_hour=_positive_int(
+                env, "BACKUPDR_MANUAL_LIMIT_PER_HOUR", defaults.manual_limit_per_hour
+            ),
+            fleet_batch_size=_positive_int(
+                env, "BACKUPDR_FLEET_BATCH_SIZE", defaults.fleet_batch_size
+            ),
+            lro_poll_seconds=float(env.get("BACKUPDR_LRO_POLL_SECONDS", defaults.lro_poll_seconds)),
+        )
+
+    def backup_group(self, region: str) -> str:
+        """The resource group that holds backups (snapshots and replicas) in `region`."""
+        return self.backup_resource_group.format(region=region)
+
+    def drtest_group(self, region: str) -> str:
+        """The pre-provisioned resource group where DR tests and verification disks run."""
+        return self.drtest_resource_group.format(region=region)
+
+
+def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{key}={raw!r} must be at least 1")
+    return value
