@@ -236,3 +236,17 @@ class DrTest(JsonRecord):
     # Seconds spent in each phase, in order: restore, create_vm, boot, guest_check, cleanup.
     phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     rto_target_seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry(JsonRecord):
+    """One create or delete the app asked Azure for, and how it ended."""
+
+    at: datetime
+    action: str  # create | delete | tag | request
+    resource_id: str
+    result: str  # ok | failed | not-found
+    vm_key: str | None = None
+    operation: str | None = None  # the workflow step, e.g. "snapshot", "verify", "dr_test"
+    identity: str | None = None
+    detail: str | None = None

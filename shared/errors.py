@@ -1,0 +1,67 @@
+"""The few errors the ports raise; adapters translate SDK errors into these.
+
+Messages are sanitised before they get here: they never carry tokens, SAS URLs, keys or
+connection strings (`sanitise`). The class name leads every message, because the durable
+boundary keeps only the text of an activity's exception.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class BackupDrError(Exception):
+    """Base of the app's errors; `str()` is safe to log and store."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{type(self).__name__}: {sanitise(message)}")
+
+
+class TransientError(BackupDrError):
+    """Worth retrying as it is: a 5xx, a timeout, a dropped connection."""
+
+
+class ThrottledError(TransientError):
+    """Azure answered 429; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(BackupDrError):
+    """Retrying the same request will not help (bad request, forbidden, failed operation)."""
+
+
+class NotFoundError(PermanentError):
+    """The resource does not exist."""
+
+
+class CapacityError(PermanentError):
+    """Azure has no capacity for the request (AllocationFailed, SkuNotAvailable, quota)."""
+
+
+_SECRETS = [
+    # SAS query strings (sig=..., se=..., sv=...) on any URL.
+    (
+        re.compile(r"([?&](?:sig|se|st|sv|sp|sr|skoid|sktid|skt|ske|sks|skv)=)[^&\s\"']+", re.I),
+        r"\1***",
+    ),
+    # Bearer tokens and JWTs.
+    (re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1***"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "***"),
+    # Connection-string secrets.
+    (
+        re.compile(
+            r"((?:AccountKey|SharedAccessSignature|SharedAccessKey|Password)=)[^;\s\"']+", re.I
+        ),
+        r"\1***",
+    ),
+]
+
+
+def sanitise(text: str, limit: int = 1000) -> str:
+    """Strip secrets from a message and bound its length, so it is safe to store and show."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

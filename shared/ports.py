@@ -1,0 +1,314 @@
+"""The ports: what activities need from Azure and from the catalog, named by intention.
+
+Activities see only these protocols and the records they return; the adapters in
+`shared/adapters/` implement them on the azure-mgmt SDKs and on azure-data-tables.
+Methods raise the errors in `shared/errors.py`, never SDK exceptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from shared.domain.models import (
+    VM,
+    AuditEntry,
+    Backup,
+    Disk,
+    DrTest,
+    JsonRecord,
+    ReplicationJob,
+    ReplicationStatus,
+    Verification,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted(JsonRecord):
+    """A create Azure accepted that may still be running: read it again after the delay.
+
+    The delay comes from Azure's Retry-After when it sends one, else from the operation's
+    expected duration; orchestrators wait it out on a durable timer.
+    """
+
+    resource_id: str
+    poll_after_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot(JsonRecord):
+    """A snapshot as Azure reports it (a backup's disk snapshot or its cross-region replica)."""
+
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    source_id: str  # the disk (backup) or snapshot (replica) it was made from
+    size_gb: int
+    provisioning_state: str  # Updating | Succeeded | Failed
+    incremental: bool
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    created_at: datetime | None = None
+    # CopyStart replicas: usable only at 100; copy_error set when Azure gave up.
+    completion_percent: float | None = None
+    copy_error: str | None = None
+    access_state: str | None = None  # snapshotAccessState
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagedDisk(JsonRecord):
+    """A managed disk the app created from a snapshot (verification or DR restore)."""
+
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    size_gb: int
+    sku: str
+    provisioning_state: str
+    disk_state: str  # Unattached | Attached | Reserved | ...
+    source_id: str | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    zone: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VmRuntime(JsonRecord):
+    """A VM's provisioning and power state from its instance view."""
+
+    provisioning_state: str  # creating | succeeded | failed | ...
+    power_state: str  # starting | running | stopped | deallocated | unknown
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestCheck(JsonRecord):
+    """What Run Command said from inside the guest."""
+
+    succeeded: bool
+    output: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggedResource(JsonRecord):
+    id: str
+    type: str
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class ComputeGateway(Protocol):
+    """Azure Resource Manager as the workflows need it (Compute, Network, Resources)."""
+
+    def list_vms(self) -> list[VM]:
+        """Every VM in the subscription with its managed disks and tags: one paged list."""
+        ...
+
+    def get_vm(self, resource_group: str, name: str) -> VM:
+        """One VM with its disks and tags; NotFoundError when there is none."""
+        ...
+
+    def begin_snapshot(
+        self, *, name: str, resource_group: str, region: str, disk: Disk, tags: dict[str, str]
+    ) -> Accepted:
+        """Start an incremental snapshot of `disk`, tagged in the same PUT.
+
+        The name is deterministic, so a retry PUTs the same snapshot and never makes a second.
+        """
+        ...
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        """A snapshot's state, size, tags and copy progress; NotFoundError when it is gone."""
+        ...
+
+    def list_snapshots(self, resource_group: str | None = None) -> list[Snapshot]:
+        """Snapshots in one resource group, or in the whole subscription (one paged list)."""
+        ...
+
+    def delete_snapshot(self, snapshot_id: str) -> bool:
+        """Delete a snapshot and wait until Azure is done; False when it was already gone."""
+        ...
+
+    def begin_copy(
+        self, *, source_id: str, name: str, resource_group: str, region: str, tags: dict[str, str]
+    ) -> Accepted:
+        """Start an incremental cross-region copy (CopyStart) of a snapshot into `region`.
+
+        Progress shows on `get_snapshot(...).completion_percent`; usable at 100.
+        """
+        ...
+
+    def begin_disk_from_snapshot(
+        self,
+        *,
+        name: str,
+        resource_group: str,
+        region: str,
+        snapshot_id: str,
+        sku: str,
+        zone: str | None,
+        tags: dict[str, str],
+    ) -> Accepted:
+        """Start creating a managed disk from a snapshot."""
+        ...
+
+    def get_disk(self, disk_id: str) -> ManagedDisk:
+        """A managed disk's state and size; NotFoundError when it is gone."""
+        ...
+
+    def delete_disk(self, disk_id: str) -> bool:
+        """Delete a managed disk and wait; False when it was already gone."""
+        ...
+
+    def create_nic(
+        self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
+    ) -> str:
+        """Create a NIC on `subnet` ("vnet/subnet" in the same group) and return its id."""
+        ...
+
+    def begin_vm_from_disks(
+        self,
+        *,
+        name: str,
+        resource_group: str,
+        region: str,
+        vm_size: str,
+        os_type: str,
+        os_disk_id: str,
+        data_disks: Sequence[tuple[int, str]],
+        nic_id: str,
+        tags: dict[str, str],
+    ) -> Accepted:
+        """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached."""
+        ...
+
+    def vm_runtime(self, vm_id: str) -> VmRuntime:
+        """Provisioning and power state from the VM's instance view."""
+        ...
+
+    def run_guest_check(self, vm_id: str, os_type: str) -> GuestCheck:
+        """Run a trivial command in the guest (Run Command) and report whether it answered."""
+        ...
+
+    def list_tagged(self, resource_group: str, tag: str) -> list[TaggedResource]:
+        """Resources in a group that carry the tag `tag` (any value)."""
+        ...
+
+    def delete_tagged(self, resource_group: str, tag: str, value: str) -> list[str]:
+        """Delete every VM, NIC and disk in the group tagged `tag=value`, in dependency order.
+
+        Returns the ids deleted; running it again deletes nothing more.
+        """
+        ...
+
+    def set_policy_tag(self, vm_id: str, value: str | None) -> None:
+        """Merge the `backup-policy` tag onto a VM (None removes it) through the Tags API."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationSummary(JsonRecord):
+    """Verification results of one VM over a window."""
+
+    vm_key: str
+    total: int
+    passed: int
+    failures: tuple[Verification, ...]
+    last_verified: datetime | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.total == 0 else self.passed / self.total
+
+
+@dataclasses.dataclass(frozen=True)
+class DrSuccessRate(JsonRecord):
+    """DR tests of one VM (or the fleet, vm_key "*") over a window."""
+
+    vm_key: str
+    total: int
+    succeeded: int
+    last_rto_seconds: float | None = None
+
+    @property
+    def rate(self) -> float | None:
+        return None if self.total == 0 else self.succeeded / self.total
+
+
+class BackupCatalog(Protocol):
+    """The app's records in Table Storage: backups, copy jobs, verifications, DR tests, audit."""
+
+    def save_backup(self, backup: Backup) -> None:
+        """Upsert a backup on its deterministic key (a retried step rewrites the same row)."""
+        ...
+
+    def get_backup(self, vm_key: str, backup_id: str) -> Backup | None: ...
+
+    def find_backup(self, backup_id: str) -> Backup | None:
+        """A backup by id alone (ids are unique across VMs), for commands given only the id."""
+        ...
+
+    def list_backups(self, vm_key: str, *, include_deleted: bool = False) -> list[Backup]:
+        """A VM's backups, newest first."""
+        ...
+
+    def update_backup(self, vm_key: str, backup_id: str, **changes: object) -> Backup:
+        """Change some fields of a backup under ETag concurrency, retrying on a lost race."""
+        ...
+
+    def latest_backups(self) -> dict[str, Backup]:
+        """The newest completed backup of every VM (their RPO)."""
+        ...
+
+    def backups_needing_replication(self) -> list[Backup]:
+        """Completed backups with a target region whose replica is missing or failed."""
+        ...
+
+    def unverified_backups(self) -> list[Backup]:
+        """Completed backups never verified, oldest first."""
+        ...
+
+    def save_replication_job(self, job: ReplicationJob) -> None: ...
+
+    def list_replication_jobs(
+        self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
+    ) -> list[ReplicationJob]: ...
+
+    def save_verification(self, verification: Verification) -> None: ...
+
+    def verification_report(
+        self, *, now: datetime, days: int, vm_key: str | None = None
+    ) -> list[VerificationSummary]:
+        """Per VM over the last `days`: total, passed, failures and the last verification."""
+        ...
+
+    def save_dr_test(self, test: DrTest) -> None: ...
+
+    def dr_history(self, vm_key: str, *, now: datetime, days: int) -> list[DrTest]:
+        """A VM's DR tests over the last `days`, newest first."""
+        ...
+
+    def dr_success_rates(
+        self, *, now: datetime, days: int, vm_key: str | None = None
+    ) -> list[DrSuccessRate]:
+        """DR success per VM over the last `days`, and the fleet as vm_key "*" (last)."""
+        ...
+
+    def rto_percentiles(
+        self,
+        *,
+        now: datetime,
+        days: int,
+        vm_key: str | None = None,
+        percentiles: Sequence[int] = (50, 90, 99),
+    ) -> dict[int, float]:
+        """RTO percentiles (seconds) of successful DR tests over the last `days`."""
+        ...
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Append one create/delete to the audit log."""
+        ...
+
+    def audit_entries(self, *, since: datetime, vm_key: str | None = None) -> list[AuditEntry]:
+        """Audit entries since a moment, oldest first."""
+        ...
