@@ -36,6 +36,8 @@ class Settings:
     # used with the managed identity in Azure.
     tables_connection: str | None = "UseDevelopmentStorage=true"
     tables_account_url: str | None = None
+    # Prefix of every table name, so several deployments (or test runs) can share an account.
+    table_prefix: str = ""
     # Resource group name templates; {region} is replaced by the Azure region.
     backup_resource_group: str = "rg-backups-{region}"
     drtest_resource_group: str = "rg-backupdr-drtest-{region}"
@@ -68,6 +70,7 @@ class Settings:
             managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
             tables_connection=env.get("BACKUPDR_TABLES_CONNECTION") or None,
             tables_account_url=env.get("BACKUPDR_TABLES_ACCOUNT_URL") or None,
+            table_prefix=env.get("BACKUPDR_TABLE_PREFIX", ""),
             backup_resource_group=env.get(
                 "BACKUPDR_BACKUP_RESOURCE_GROUP", defaults.backup_resource_group
             ),

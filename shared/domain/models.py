@@ -148,6 +148,9 @@ class SnapshotRef(JsonRecord):
     source_disk_id: str
     snapshot_id: str
     size_gb: int
+    # What a restore needs when the source VM is gone: the disk's LUN (None: OS disk) and SKU.
+    lun: int | None = None
+    sku: str = "Standard_LRS"
     replica_id: str | None = None
     replica_status: ReplicationStatus = ReplicationStatus.NONE
 
@@ -168,6 +171,9 @@ class Backup(JsonRecord):
     snapshots: tuple[SnapshotRef, ...] = ()
     size_gb: int = 0
     manual: bool = False
+    # The VM's shape at backup time, so a DR restore works even after the VM itself is gone.
+    vm_size: str = ""
+    os_type: str = "Linux"
     replica_region: str | None = None
     replication_status: ReplicationStatus = ReplicationStatus.NONE
     verification: VerificationState = VerificationState.UNVERIFIED

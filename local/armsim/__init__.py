@@ -1,0 +1,56 @@
+"""A local HTTPS stand-in for Azure Resource Manager that the unmodified azure-mgmt clients use.
+
+    sim = ArmSimulator(clock=VirtualClock(start), fleet="local/fleets/tiny.json")
+    with sim.serve() as server:      # server.url, server.ca_path (trust it: connection_verify)
+        ...
+    sim.clock.advance(60)            # creates complete on the virtual clock
+    sim.add_fault(FaultRule(operation="snapshots.create", resource="*web-01*", count=2))
+
+Served (api-versions exactly as the pinned SDKs send; others get 400 InvalidApiVersionParameter):
+VMs list/get/PUT/PATCH/DELETE, instance view, Run Command; disks and snapshots get/list/PUT/PATCH/
+DELETE and grant/revoke access; NICs, VNets, subnets; resource groups; resources by tag; the Tags
+API. Fault operation names and kinds are listed in `local.armsim.faults`. Admin endpoints:
+POST /_admin/clock/advance {"seconds": N}, GET /_admin/clock, GET /_admin/bill,
+GET /_admin/requests, POST /_admin/faults {FaultRule fields}.
+
+Fleet file (JSON):
+
+    {"subscriptions": [{
+        "id": "00000000-0000-0000-0000-000000000001",
+        "resource_groups": [
+            {"name": "rg-app-eastus", "region": "eastus", "tags": {}},
+            {"name": "rg-backups-eastus", "region": "eastus"},
+            {"name": "rg-backupdr-drtest-westus2", "region": "westus2",
+             "vnets": [{"name": "vnet-backupdr-drtest", "address_prefix": "10.90.0.0/16",
+                        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24"}]}]}
+        ],
+        "vms": [
+            {"name": "web-01", "resource_group": "rg-app-eastus", "size": "Standard_D2s_v5",
+             "os_type": "Linux", "zone": "1", "tags": {"backup-policy": "daily=7"},
+             "os_disk": {"size_gb": 30, "sku": "Premium_LRS", "change_gib_per_day": 0.5},
+             "data_disks": [{"lun": 0, "size_gb": 128, "sku": "Premium_LRS",
+                             "change_gib_per_day": 4.0}]}
+        ]}]}
+
+A VM takes its group's region unless it names its own "region"; "zone", "tags" and "data_disks" are
+optional. Each VM gets disks `{vm}-osdisk` / `{vm}-data{lun}` and a NIC `{vm}-nic` in its group.
+Incremental snapshots are billed for min(size, change_gib_per_day x days since the disk's previous
+snapshot); a disk's first snapshot is billed at its full size.
+"""
+
+from local.armsim.durations import Durations
+from local.armsim.faults import FaultRule
+from local.armsim.fleet import FleetError, load_fleet
+from local.armsim.server import ArmServer
+from local.armsim.simulator import ArmSimulator
+from local.armsim.state import RequestRecord
+
+__all__ = [
+    "ArmServer",
+    "ArmSimulator",
+    "Durations",
+    "FaultRule",
+    "FleetError",
+    "RequestRecord",
+    "load_fleet",
+]

@@ -1,0 +1,333 @@
+"""Microsoft.Compute disks and snapshots (DiskRP): PUT 200/202 (never 201), LRO via Location."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from local.armsim.errors import ArmError, bad_request
+from local.armsim.faults import normalise_region
+from local.armsim.lro import delete_reply, injected_failure, location_reply
+from local.armsim.protocol import DISK_TYPE, SNAPSHOT_TYPE, Reply, Request, ResourceId, page
+from local.armsim.state import Resource, World
+
+GIB = 1024**3
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+DEFAULT_SKU = "Standard_LRS"
+
+
+def _ref(args: dict[str, str], type_: str) -> ResourceId:
+    if not _NAME.match(args["name"]):
+        raise bad_request(
+            f"The name '{args['name']}' is invalid: use 1-80 letters, digits, '_', '.' or '-'.",
+            "InvalidResourceName",
+        )
+    return ResourceId(args["sub"], args["rg"], type_, args["name"])
+
+
+def size_gb(resource: Resource) -> int:
+    return int(resource.properties.get("diskSizeGB") or 0)
+
+
+def _fault(world: World, request: Request, paths: list[str], region: str, kind: str) -> bool:
+    found = world.faults.take(request.operation, paths, region, frozenset({kind}))
+    return found is not None
+
+
+def _creation(body: dict[str, Any]) -> tuple[str, str]:
+    creation = (body.get("properties") or {}).get("creationData") or {}
+    option = creation.get("createOption")
+    if not option:
+        raise bad_request("Required parameter 'creationData.createOption' is missing (null).")
+    return str(option), str(creation.get("sourceResourceId") or "")
+
+
+def _source(world: World, source_id: str, allowed: tuple[str, ...]) -> Resource:
+    if not source_id:
+        raise bad_request("Required parameter 'creationData.sourceResourceId' is missing (null).")
+    ref = ResourceId.parse(source_id)
+    if ref.type.lower() not in {t.lower() for t in allowed}:
+        raise bad_request(f"'{source_id}' is not a {' or '.join(allowed)} resource id.")
+    source = world.get(ref)
+    if source.provisioning_state(world.now()) != "Succeeded":
+        raise ArmError(409, "Conflict", f"The source '{source.id}' is not ready to be copied.")
+    return source
+
+
+def _update_existing(
+    world: World, request: Request, existing: Resource, body: dict[str, Any]
+) -> Reply:
+    """A PUT of an existing name updates tags in place; it never makes a second resource."""
+    option, source_id = _creation(body)
+    old_option, old_source = _creation(existing.body)
+    if option != old_option or (
+        source_id and ResourceId.parse(source_id) != ResourceId.parse(old_source or source_id)
+    ):
+        raise ArmError(
+            409,
+            "PropertyChangeNotAllowed",
+            "Changing property 'creationData' is not allowed.",
+        )
+    if "tags" in body:
+        existing.body["tags"] = dict(body["tags"] or {})
+    return Reply(200, world.render(existing))
+
+
+def _changed_gib(world: World, disk: Resource, incremental: bool) -> float:
+    """GiB a snapshot of `disk` holds: the blocks written since its previous snapshot."""
+    now = world.now()
+    full = float(size_gb(disk))
+    previous = disk.last_snapshot_at
+    disk.last_snapshot_at = now
+    if not incremental or previous is None:
+        return full
+    days = (now - previous).total_seconds() / 86400.0
+    return min(full, disk.change_gib_per_day * days)
+
+
+def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, SNAPSHOT_TYPE)
+    body = copy.deepcopy(request.json_object())
+    if not body.get("location"):
+        raise bad_request("Required parameter 'location' is missing (null).")
+    existing = world.find(str(ref))
+    if existing is not None:
+        return _update_existing(world, request, existing, body)
+    region = normalise_region(str(body["location"]))
+    option, source_id = _creation(body)
+    properties = body.setdefault("properties", {})
+    facts: dict[str, Any] = {}
+    if option == "Copy":
+        source = _source(world, source_id, (DISK_TYPE, SNAPSHOT_TYPE))
+        if source.location != region:
+            raise bad_request(
+                f"Copy needs the source in the snapshot's region '{region}'; "
+                f"'{source.name}' is in '{source.location}'. Use CopyStart across regions."
+            )
+        if source.type == DISK_TYPE:
+            facts["changed_gib"] = _changed_gib(world, source, bool(properties.get("incremental")))
+        else:
+            facts["changed_gib"] = source.changed_gib
+        seconds = world.durations.snapshot_seconds
+    elif option == "CopyStart":
+        source = _source(world, source_id, (SNAPSHOT_TYPE,))
+        if source.location == region:
+            raise bad_request("CopyStart copies a snapshot to another region; use Copy instead.")
+        if source.copy_done_at is not None and (
+            source.copy_failed or source.copy_done_at > world.now()
+        ):
+            raise ArmError(409, "Conflict", f"The source '{source.id}' is still being copied.")
+        facts["changed_gib"] = source.changed_gib
+        seconds = world.durations.snapshot_seconds
+        facts["copy_done_at"] = world.later(
+            seconds + world.durations.copy_seconds(source.changed_gib)
+        )
+        facts["copy_failed"] = _fault(
+            world, request, [request.path, source.id], region, "copy-fails"
+        )
+    else:
+        raise bad_request(f"createOption '{option}' is not supported for snapshots here.")
+    properties.setdefault("diskSizeGB", size_gb(source))
+    properties["creationData"]["sourceUniqueId"] = source.uid
+    if source.type == DISK_TYPE and "osType" in source.properties:
+        properties.setdefault("osType", source.properties["osType"])
+    failed = _fault(world, request, [request.path], region, "fail-operation")
+    snapshot = world.new_resource(
+        ref, body, seconds, error=injected_failure() if failed else None, **facts
+    )
+    snapshot.body.setdefault("sku", {"name": DEFAULT_SKU, "tier": "Standard"})
+    world.bill_snapshot(snapshot)
+    operation = world.start_operation(
+        ref.subscription,
+        "Microsoft.Compute",
+        region,
+        request.api_version,
+        seconds,
+        result=lambda: world.render(snapshot),
+        error=snapshot.error,
+    )
+    return location_reply(request, world, operation, world.render(snapshot))
+
+
+def render_snapshot(world: World, resource: Resource) -> dict[str, Any]:
+    body = _render_common(world, resource)
+    properties = body["properties"]
+    now = world.now()
+    ready = properties["provisioningState"] == "Succeeded"
+    if properties.get("incremental"):
+        properties["incrementalSnapshotFamilyId"] = properties["creationData"].get(
+            "sourceUniqueId", resource.uid
+        )
+    access = "Available" if ready else "Pending"
+    if resource.copy_done_at is not None:
+        total = (resource.copy_done_at - resource.created_at).total_seconds()
+        done = min(1.0, (now - resource.created_at).total_seconds() / total) if total else 1.0
+        if resource.copy_failed:
+            done = min(done, 0.5)
+            if done >= 0.5:
+                properties["copyCompletionError"] = {
+                    "errorCode": "CopySourceNotFound",
+                    "errorMessage": "The source snapshot was deleted before the copy completed.",
+                }
+        properties["completionPercent"] = round(done * 100.0, 1)
+        if done < 1.0:
+            access = "Pending"
+    properties["snapshotAccessState"] = access
+    return body
+
+
+def _render_common(world: World, resource: Resource) -> dict[str, Any]:
+    body = copy.deepcopy(resource.body)
+    body.update(id=resource.id, name=resource.name, type=resource.type)
+    properties = body.setdefault("properties", {})
+    properties["provisioningState"] = resource.provisioning_state(world.now())
+    properties["timeCreated"] = resource.created_at.isoformat()
+    properties["uniqueId"] = resource.uid
+    size = int(properties.get("diskSizeGB") or 0)
+    properties["diskSizeGB"] = size
+    properties["diskSizeBytes"] = size * GIB
+    return body
+
+
+def put_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, DISK_TYPE)
+    body = copy.deepcopy(request.json_object())
+    if not body.get("location"):
+        raise bad_request("Required parameter 'location' is missing (null).")
+    existing = world.find(str(ref))
+    if existing is not None:
+        return _update_existing(world, request, existing, body)
+    region = normalise_region(str(body["location"]))
+    option, source_id = _creation(body)
+    properties = body.setdefault("properties", {})
+    rate = 0.0
+    if option == "Copy":
+        source = _source(world, source_id, (SNAPSHOT_TYPE, DISK_TYPE))
+        if source.location != region:
+            raise bad_request(
+                f"The source '{source.name}' is in '{source.location}', not '{region}'."
+            )
+        if source.copy_done_at is not None and (
+            source.copy_failed or source.copy_done_at > world.now()
+        ):
+            raise ArmError(409, "Conflict", f"The snapshot '{source.id}' copy is not complete.")
+        properties["diskSizeGB"] = max(int(properties.get("diskSizeGB") or 0), size_gb(source))
+        properties["creationData"]["sourceUniqueId"] = source.uid
+        if "osType" in source.properties:
+            properties.setdefault("osType", source.properties["osType"])
+        rate = _origin_rate(world, source)
+    elif option == "Empty":
+        if not properties.get("diskSizeGB"):
+            raise bad_request("An Empty disk needs 'diskSizeGB'.")
+    else:
+        raise bad_request(f"createOption '{option}' is not supported for disks here.")
+    failed = _fault(world, request, [request.path, source_id], region, "fail-operation")
+    seconds = world.durations.disk_seconds
+    disk = world.new_resource(
+        ref,
+        body,
+        seconds,
+        error=injected_failure() if failed else None,
+        change_gib_per_day=rate,
+    )
+    disk.body.setdefault("sku", {"name": DEFAULT_SKU})
+    operation = world.start_operation(
+        ref.subscription,
+        "Microsoft.Compute",
+        region,
+        request.api_version,
+        seconds,
+        result=lambda: world.render(disk),
+        error=disk.error,
+    )
+    return location_reply(request, world, operation, world.render(disk))
+
+
+def _origin_rate(world: World, resource: Resource) -> float:
+    """A restored disk changes like the disk its snapshot chain started from."""
+    seen = 0
+    while resource.type != DISK_TYPE and seen < 100:
+        source_id = resource.properties.get("creationData", {}).get("sourceResourceId")
+        origin = world.find("/" + str(source_id).lstrip("/")) if source_id else None
+        if origin is None:
+            return 0.0
+        resource, seen = origin, seen + 1
+    return resource.change_gib_per_day
+
+
+def render_disk(world: World, resource: Resource) -> dict[str, Any]:
+    body = _render_common(world, resource)
+    properties = body["properties"]
+    properties["diskState"] = "Attached" if body.get("managedBy") else "Unattached"
+    return body
+
+
+def get(type_: str) -> Any:
+    def handler(world: World, request: Request, args: dict[str, str]) -> Reply:
+        return Reply(200, world.render(world.get(_ref(args, type_))))
+
+    return handler
+
+
+def delete_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, SNAPSHOT_TYPE)
+    world.group(ref.subscription, ref.resource_group)
+    return delete_reply(request, world, world.find(str(ref)), "Microsoft.Compute")
+
+
+def delete_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, DISK_TYPE)
+    world.group(ref.subscription, ref.resource_group)
+    disk = world.find(str(ref))
+    if disk is not None and disk.body.get("managedBy"):
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Disk {disk.name} is attached to VM {disk.body['managedBy']}.",
+        )
+    return delete_reply(request, world, disk, "Microsoft.Compute")
+
+
+def patch_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
+    snapshot = world.get(_ref(args, SNAPSHOT_TYPE))
+    body = request.json_object()
+    if "tags" in body:
+        snapshot.body["tags"] = dict(body["tags"] or {})
+    for name, value in (body.get("properties") or {}).items():
+        snapshot.properties[name] = value
+    return Reply(200, world.render(snapshot))
+
+
+def list_snapshots(world: World, request: Request, args: dict[str, str]) -> Reply:
+    world.require_subscription(args["sub"])
+    if "rg" in args:
+        world.group(args["sub"], args["rg"])
+    found = world.of_type(SNAPSHOT_TYPE, args["sub"], args.get("rg"))
+    return page(request, [world.render(r) for r in found], world.page_size)
+
+
+def access(type_: str, grant: bool) -> Any:
+    """beginGetAccess / endGetAccess: 202 + Location; the grant ends with a (fake) SAS URL."""
+
+    def handler(world: World, request: Request, args: dict[str, str]) -> Reply:
+        resource = world.get(_ref(args, type_))
+        if grant:
+            data = request.json_object()
+            if data.get("access") not in {"Read", "Write", "None"}:
+                raise bad_request("grantAccessData.access must be Read, Write or None.")
+            sas = f"https://md-{resource.uid[:12]}.blob.storage.azure.net/{resource.uid}/abcd"
+            result: dict[str, str] | None = {"accessSAS": f"{sas}?sv=2018-03-28&sr=b&sp=r"}
+        else:
+            result = None
+        operation = world.start_operation(
+            args["sub"],
+            "Microsoft.Compute",
+            resource.location,
+            request.api_version,
+            world.durations.access_seconds,
+            result=lambda: result,
+        )
+        return location_reply(request, world, operation)
+
+    return handler

@@ -1,0 +1,73 @@
+"""Load a fleet file (JSON) into a simulator; the schema is in local/armsim/__init__.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from local.armsim.simulator import ArmSimulator
+
+_VM_KEYS = {
+    "name",
+    "resource_group",
+    "size",
+    "os_type",
+    "zone",
+    "tags",
+    "os_disk",
+    "data_disks",
+    "region",
+}
+
+
+class FleetError(ValueError):
+    """The fleet file does not follow the schema; the message says where."""
+
+
+def load_fleet(sim: ArmSimulator, fleet: Mapping[str, Any] | str | Path) -> None:
+    """Seed subscriptions, resource groups (with VNets) and VMs (with disks) into `sim`."""
+    if isinstance(fleet, Mapping):
+        data: Any = fleet
+    else:
+        try:
+            data = json.loads(Path(fleet).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise FleetError(f"fleet {fleet}: cannot read it as JSON ({error})") from None
+    subscriptions = data.get("subscriptions") if isinstance(data, Mapping) else None
+    if not isinstance(subscriptions, list) or not subscriptions:
+        raise FleetError("fleet: needs a non-empty 'subscriptions' list")
+    for s_index, subscription in enumerate(subscriptions):
+        where = f"fleet: subscriptions[{s_index}]"
+        sub_id = _text(subscription, "id", where)
+        sim.add_subscription(sub_id)
+        for g_index, group in enumerate(subscription.get("resource_groups", [])):
+            at = f"{where}.resource_groups[{g_index}]"
+            sim.add_group(
+                sub_id,
+                _text(group, "name", at),
+                _text(group, "region", at),
+                group.get("tags"),
+                group.get("vnets", []),
+            )
+        for v_index, vm in enumerate(subscription.get("vms", [])):
+            at = f"{where}.vms[{v_index}]"
+            unknown = set(vm) - _VM_KEYS if isinstance(vm, Mapping) else set()
+            if unknown:
+                raise FleetError(f"{at}: unknown keys {', '.join(sorted(unknown))}")
+            spec = dict(vm)
+            name = _text(spec, "name", at)
+            group_name = _text(spec, "resource_group", f"{at} ({name})")
+            del spec["name"], spec["resource_group"]
+            try:
+                sim.add_vm(sub_id, group_name, name, **spec)
+            except Exception as error:  # the one-line reason, with where it happened
+                raise FleetError(f"{at} ({name}): {error}") from None
+
+
+def _text(item: Any, key: str, where: str) -> str:
+    value = item.get(key) if isinstance(item, Mapping) else None
+    if not isinstance(value, str) or not value:
+        raise FleetError(f"{where}: '{key}' must be a non-empty string")
+    return value

@@ -1,0 +1,181 @@
+"""Microsoft.Network: NICs on an existing subnet, VNets and subnets (PUT 201/200, Succeeded)."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from typing import Any
+
+from local.armsim.errors import ArmError, bad_request
+from local.armsim.faults import normalise_region
+from local.armsim.lro import async_headers, delete_reply
+from local.armsim.protocol import NIC_TYPE, VNET_TYPE, Reply, Request, ResourceId
+from local.armsim.state import Resource, World
+
+SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
+
+
+def _ref(args: dict[str, str], type_: str) -> ResourceId:
+    return ResourceId(args["sub"], args["rg"], type_, args["name"])
+
+
+def _subnet(world: World, subnet_id: str) -> tuple[Resource, dict[str, Any]]:
+    head, sep, subnet_name = subnet_id.rstrip("/").rpartition("/subnets/")
+    vnet = world.find(head) if sep else None
+    for subnet in (vnet.properties.get("subnets") or []) if vnet else []:
+        if str(subnet.get("name", "")).lower() == subnet_name.lower():
+            assert vnet is not None
+            return vnet, subnet
+    raise bad_request(
+        f"Resource {subnet_id} referenced by the network interface was not found.",
+        "InvalidResourceReference",
+    )
+
+
+def _next_address(world: World, subnet: dict[str, Any]) -> str:
+    """The lowest free address of the subnet (Azure keeps the first four for itself)."""
+    prefix = (subnet.get("properties") or {}).get("addressPrefix") or "10.0.0.0/24"
+    network = ipaddress.ip_network(prefix, strict=False)
+    used = {
+        str(config.get("properties", {}).get("privateIPAddress"))
+        for nic in world.of_type(NIC_TYPE, str(subnet["id"]).split("/")[2])
+        for config in nic.properties.get("ipConfigurations") or []
+    }
+    host = network.network_address + 4
+    while str(host) in used:
+        host += 1
+    return str(host)
+
+
+def put_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, NIC_TYPE)
+    body = copy.deepcopy(request.json_object())
+    existing = world.find(str(ref))
+    group = world.group(ref.subscription, ref.resource_group)
+    nic_id = str(ResourceId(group.subscription, group.name, NIC_TYPE, ref.name))
+    configs = (body.get("properties") or {}).get("ipConfigurations") or []
+    if not configs:
+        raise bad_request("A network interface needs at least one IP configuration.")
+    for index, config in enumerate(configs):
+        if not config.get("name"):
+            raise bad_request("Each IP configuration needs a name.")
+        props = config.setdefault("properties", {})
+        subnet_id = str((props.get("subnet") or {}).get("id", ""))
+        _, subnet = _subnet(world, subnet_id)
+        config["id"] = f"{nic_id}/ipConfigurations/{config['name']}"
+        config.setdefault("type", "Microsoft.Network/networkInterfaces/ipConfigurations")
+        props.setdefault("privateIPAllocationMethod", "Dynamic")
+        props.setdefault("privateIPAddressVersion", "IPv4")
+        props.setdefault("primary", index == 0)
+        if "privateIPAddress" not in props:
+            props["privateIPAddress"] = _next_address(world, subnet)
+    properties = body.setdefault("properties", {})
+    properties.setdefault("dnsSettings", {}).setdefault("dnsServers", [])
+    properties["dnsSettings"].setdefault("appliedDnsServers", [])
+    properties.setdefault("enableIPForwarding", False)
+    properties.setdefault("enableAcceleratedNetworking", False)
+    properties.setdefault("vnetEncryptionSupported", False)
+    seconds = world.durations.nic_seconds
+    if existing is not None:
+        if "virtualMachine" in existing.properties:
+            properties["virtualMachine"] = existing.properties["virtualMachine"]
+        existing.body = body
+        existing.body["location"] = existing.location or normalise_region(group.location)
+        nic, status = existing, 200
+    else:
+        nic, status = world.new_resource(ref, body, seconds), 201
+    operation = world.start_operation(
+        ref.subscription, "Microsoft.Network", nic.location, request.api_version, seconds
+    )
+    return Reply(status, world.render(nic), async_headers(request, world, operation))
+
+
+def render_network(world: World, resource: Resource) -> dict[str, Any]:
+    """The document with provisioningState on it and on its sub-resources."""
+    body = copy.deepcopy(resource.body)
+    body.update(id=resource.id, name=resource.name, type=resource.type)
+    properties = body.setdefault("properties", {})
+    state = resource.provisioning_state(world.now())
+    properties["provisioningState"] = state
+    for child in [*properties.get("ipConfigurations", []), *properties.get("subnets", [])]:
+        child.setdefault("properties", {})["provisioningState"] = state
+    return body
+
+
+def get_network(type_: str) -> Any:
+    def handler(world: World, request: Request, args: dict[str, str]) -> Reply:
+        return Reply(200, world.render(world.get(_ref(args, type_))))
+
+    return handler
+
+
+def delete_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, NIC_TYPE)
+    world.group(ref.subscription, ref.resource_group)
+    nic = world.find(str(ref))
+    if nic is not None and nic.properties.get("virtualMachine"):
+        owner = nic.properties["virtualMachine"].get("id")
+        raise bad_request(f"Network interface {nic.id} is used by existing VM {owner}.", "NicInUse")
+    return delete_reply(request, world, nic, "Microsoft.Network")
+
+
+def put_vnet(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, VNET_TYPE)
+    body = copy.deepcopy(request.json_object())
+    group = world.group(ref.subscription, ref.resource_group)
+    vnet_id = str(ResourceId(group.subscription, group.name, VNET_TYPE, ref.name))
+    properties = body.setdefault("properties", {})
+    for subnet in properties.setdefault("subnets", []):
+        if not subnet.get("name"):
+            raise bad_request("Each subnet needs a name.")
+        subnet["id"] = f"{vnet_id}/subnets/{subnet['name']}"
+        subnet.setdefault("type", SUBNET_TYPE)
+        subnet.setdefault("properties", {})
+    properties.setdefault("virtualNetworkPeerings", [])
+    existing = world.find(vnet_id)
+    seconds = world.durations.vnet_seconds
+    if existing is not None:
+        body.setdefault("location", existing.location)
+        existing.body = body
+        vnet, status = existing, 200
+    else:
+        vnet, status = world.new_resource(ref, body, seconds), 201
+    operation = world.start_operation(
+        ref.subscription, "Microsoft.Network", vnet.location, request.api_version, seconds
+    )
+    return Reply(status, world.render(vnet), async_headers(request, world, operation))
+
+
+def delete_vnet(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, VNET_TYPE)
+    world.group(ref.subscription, ref.resource_group)
+    vnet = world.find(str(ref))
+    if vnet is not None:
+        prefix = vnet.id.lower() + "/subnets/"
+        for nic in world.of_type(NIC_TYPE, ref.subscription):
+            for config in nic.properties.get("ipConfigurations") or []:
+                subnet_id = str((config.get("properties") or {}).get("subnet", {}).get("id", ""))
+                if subnet_id.lower().startswith(prefix):
+                    raise bad_request(
+                        f"Subnet {subnet_id} is in use by {nic.id} and cannot be deleted.",
+                        "InUseSubnetCannotBeDeleted",
+                    )
+    return delete_reply(request, world, vnet, "Microsoft.Network")
+
+
+def get_subnet(world: World, request: Request, args: dict[str, str]) -> Reply:
+    vnet = world.get(_ref(args, VNET_TYPE))
+    for subnet in vnet.properties.get("subnets") or []:
+        if str(subnet.get("name", "")).lower() == args["subnet"].lower():
+            body = copy.deepcopy(subnet)
+            body.setdefault("properties", {})["provisioningState"] = "Succeeded"
+            prefix = f"{vnet.id}/subnets/{subnet['name']}".lower()
+            body["properties"]["ipConfigurations"] = [
+                {"id": config["id"]}
+                for nic in world.of_type(NIC_TYPE, args["sub"])
+                for config in nic.properties.get("ipConfigurations") or []
+                if str(config.get("properties", {}).get("subnet", {}).get("id", "")).lower()
+                == prefix
+            ]
+            return Reply(200, body)
+    raise ArmError(404, "NotFound", f"Resource {vnet.id}/subnets/{args['subnet']} not found.")

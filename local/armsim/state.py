@@ -1,0 +1,339 @@
+"""The simulator's world: subscriptions, resource groups, resources, operations, bill, log.
+
+Resources are kept as the ARM documents clients PUT (ARM echoes what it was given), plus the few
+facts the simulator models (when a create completes, change rates, copy progress, boot). Every
+read renders the document at the current virtual time. One re-entrant lock guards it all.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from local.armsim.durations import Durations
+from local.armsim.errors import ArmError, not_found
+from local.armsim.faults import Faults, normalise_region
+from local.armsim.protocol import ResourceId, make_id
+from local.armsim.throttle import RequestClass, Throttle
+from shared.clock import VirtualClock
+
+HOURS_PER_MONTH = 730.0  # Azure bills storage per GiB-month of 730 hours
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One ARM request as the simulator answered it, for tests and benchmarks to count."""
+
+    method: str
+    path: str
+    status: int
+    kind: RequestClass
+    at: datetime
+
+
+@dataclass
+class Group:
+    subscription: str
+    name: str
+    location: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"/subscriptions/{self.subscription}/resourceGroups/{self.name}"
+
+
+@dataclass
+class Resource:
+    """A resource's stored document and the modelled facts behind its computed fields."""
+
+    id: str
+    type: str
+    body: dict[str, Any]
+    created_at: datetime
+    ready_at: datetime  # its create (or last update) completes at this virtual time
+    error: ArmError | None = None  # the create failed (provisioningState Failed)
+    deleting: bool = False
+    uid: str = ""
+    # Disks: GiB written per day, and when the last snapshot of the disk was taken.
+    change_gib_per_day: float = 0.0
+    last_snapshot_at: datetime | None = None
+    # Snapshots: GiB billed (changed since the previous snapshot), and CopyStart progress.
+    changed_gib: float = 0.0
+    copy_done_at: datetime | None = None
+    copy_failed: bool = False
+    # VMs: when the guest is up, and the boot/guest faults.
+    boots_at: datetime | None = None
+    never_boots: bool = False
+    guest_silent: bool = False
+
+    @property
+    def ref(self) -> ResourceId:
+        return ResourceId.parse(self.id)
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def location(self) -> str:
+        return str(self.body.get("location", ""))
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        props = self.body.setdefault("properties", {})
+        assert isinstance(props, dict)
+        return props
+
+    def provisioning_state(self, now: datetime) -> str:
+        if self.deleting:
+            return "Deleting"
+        if now < self.ready_at:
+            return "Creating" if self.type.endswith("virtualMachines") else "Updating"
+        return "Failed" if self.error is not None else "Succeeded"
+
+
+@dataclass
+class Operation:
+    """A long-running operation, polled through Location (monitor) or Azure-AsyncOperation."""
+
+    id: str
+    subscription: str
+    namespace: str
+    location: str
+    api_version: str
+    started: datetime
+    done_at: datetime
+    error: ArmError | None = None
+    result: Callable[[], Any] | None = None  # the final body of a Location poll
+    on_done: Callable[[], None] | None = None
+    settled: bool = False
+
+    def url(self, base_url: str, monitor: bool) -> str:
+        path = (
+            f"/subscriptions/{self.subscription}/providers/{self.namespace}"
+            f"/locations/{self.location}/operations/{self.id}"
+        )
+        query = (
+            f"monitor=true&api-version={self.api_version}"
+            if monitor
+            else (f"api-version={self.api_version}")
+        )
+        return f"{base_url}{path}?{query}"
+
+    def retry_after(self, now: datetime) -> int:
+        return max(0, math.ceil((self.done_at - now).total_seconds()))
+
+
+@dataclass
+class BillEntry:
+    region: str
+    gib: float
+    start: datetime
+    end: datetime | None = None
+
+
+Renderer = Callable[["World", Resource], dict[str, Any]]
+
+
+class World:
+    """All simulated state; callers hold `lock` (handlers run under it)."""
+
+    def __init__(
+        self, clock: VirtualClock, durations: Durations, page_size: int, seed: int
+    ) -> None:
+        self.clock = clock
+        self.durations = durations
+        self.page_size = page_size
+        self.lock = threading.RLock()
+        self.faults = Faults(seed)
+        self.throttle = Throttle()
+        self.subscriptions: dict[str, dict[str, str]] = {}  # id (lower) -> subscription tags
+        self.subscription_ids: dict[str, str] = {}  # lower -> as written
+        self.groups: dict[tuple[str, str], Group] = {}
+        self.resources: dict[str, Resource] = {}
+        self.operations: dict[str, Operation] = {}
+        self.bill_entries: dict[str, BillEntry] = {}  # snapshot id (lower) -> its storage
+        self.requests: list[RequestRecord] = []
+        self.renderers: dict[str, Renderer] = {}
+        self._random = random.Random(seed)
+
+    # -- time and ids -------------------------------------------------------------------------
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def later(self, seconds: float) -> datetime:
+        return self.now() + timedelta(seconds=seconds)
+
+    def new_uuid(self) -> str:
+        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+
+    # -- subscriptions and groups -------------------------------------------------------------
+    def add_subscription(self, subscription: str) -> None:
+        self.subscription_ids.setdefault(subscription.lower(), subscription)
+        self.subscriptions.setdefault(subscription.lower(), {})
+
+    def require_subscription(self, subscription: str) -> None:
+        if subscription.lower() not in self.subscriptions:
+            raise ArmError(
+                404,
+                "SubscriptionNotFound",
+                f"The subscription '{subscription}' could not be found.",
+            )
+
+    def add_group(
+        self, subscription: str, name: str, location: str, tags: dict[str, str] | None = None
+    ) -> Group:
+        self.add_subscription(subscription)
+        key = (subscription.lower(), name.lower())
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(subscription, name, normalise_region(location))
+        if tags is not None:
+            group.tags = dict(tags)
+        return group
+
+    def group(self, subscription: str, name: str) -> Group:
+        self.require_subscription(subscription)
+        group = self.groups.get((subscription.lower(), name.lower()))
+        if group is None:
+            raise ArmError(
+                404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
+            )
+        return group
+
+    # -- resources ----------------------------------------------------------------------------
+    def find(self, resource_id: str) -> Resource | None:
+        return self.resources.get(_key(resource_id))
+
+    def get(self, ref: ResourceId) -> Resource:
+        """The resource, or Azure's 404 (group first, as ARM checks it first)."""
+        self.group(ref.subscription, ref.resource_group)
+        resource = self.find(str(ref))
+        if resource is None:
+            raise not_found(ref.type, ref.name, ref.resource_group)
+        return resource
+
+    def put(self, resource: Resource) -> Resource:
+        self.resources[_key(resource.id)] = resource
+        return resource
+
+    def remove(self, resource_id: str) -> None:
+        self.resources.pop(_key(resource_id), None)
+        entry = self.bill_entries.get(_key(resource_id))
+        if entry is not None and entry.end is None:
+            entry.end = self.now()
+
+    def new_resource(
+        self, ref: ResourceId, body: dict[str, Any], seconds: float, **facts: Any
+    ) -> Resource:
+        """A resource created now whose create completes after `seconds` of virtual time."""
+        group = self.group(ref.subscription, ref.resource_group)
+        now = self.now()
+        body = dict(body)
+        body["location"] = normalise_region(str(body.get("location") or group.location))
+        canonical = make_id(group.subscription, group.name, ref.type, ref.name)
+        resource = Resource(
+            canonical,
+            ref.type,
+            body,
+            now,
+            now + timedelta(seconds=seconds),
+            uid=self.new_uuid(),
+            **facts,
+        )
+        return self.put(resource)
+
+    def of_type(
+        self, type_: str, subscription: str, resource_group: str | None = None
+    ) -> list[Resource]:
+        """Resources of a type in a subscription (or one group), sorted by id for stable paging."""
+        prefix = f"/subscriptions/{subscription}/".lower()
+        if resource_group is not None:
+            prefix += f"resourcegroups/{resource_group}/".lower()
+        found = [
+            r
+            for key, r in self.resources.items()
+            if key.startswith(prefix) and r.type.lower() == type_.lower()
+        ]
+        return sorted(found, key=lambda r: r.id.lower())
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        renderer = self.renderers.get(resource.type.lower(), render_plain)
+        return renderer(self, resource)
+
+    # -- long-running operations --------------------------------------------------------------
+    def start_operation(
+        self,
+        subscription: str,
+        namespace: str,
+        location: str,
+        api_version: str,
+        seconds: float,
+        *,
+        result: Callable[[], Any] | None = None,
+        on_done: Callable[[], None] | None = None,
+        error: ArmError | None = None,
+    ) -> Operation:
+        now = self.now()
+        operation = Operation(
+            self.new_uuid(),
+            subscription,
+            namespace,
+            normalise_region(location) or "global",
+            api_version,
+            now,
+            now + timedelta(seconds=seconds),
+            error,
+            result,
+            on_done,
+        )
+        self.operations[operation.id] = operation
+        return operation
+
+    def settle(self) -> None:
+        """Apply the side effects of operations whose time has come (deletes, detaches)."""
+        now = self.now()
+        for operation in self.operations.values():
+            if not operation.settled and operation.done_at <= now:
+                operation.settled = True
+                if operation.on_done is not None:
+                    operation.on_done()
+
+    # -- bill ---------------------------------------------------------------------------------
+    def bill_snapshot(self, resource: Resource) -> None:
+        self.bill_entries[_key(resource.id)] = BillEntry(
+            resource.location, resource.changed_gib, resource.created_at
+        )
+
+    def bill(self) -> dict[str, float]:
+        """GiB-months stored per region up to now (each snapshot billed for its changed GiB)."""
+        now = self.now()
+        totals: dict[str, float] = {}
+        for entry in self.bill_entries.values():
+            seconds = ((entry.end or now) - entry.start).total_seconds()
+            months = seconds / 3600.0 / HOURS_PER_MONTH
+            totals[entry.region] = totals.get(entry.region, 0.0) + entry.gib * months
+        return totals
+
+
+def render_plain(world: World, resource: Resource) -> dict[str, Any]:
+    """The stored document with ARM's envelope fields and provisioningState."""
+    body = dict(resource.body)
+    body["id"] = resource.id
+    body["name"] = resource.name
+    body["type"] = resource.type
+    properties = dict(body.get("properties") or {})
+    properties["provisioningState"] = resource.provisioning_state(world.now())
+    body["properties"] = properties
+    return body
+
+
+def _key(resource_id: str) -> str:
+    return "/" + resource_id.strip("/").lower()

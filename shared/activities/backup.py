@@ -1,0 +1,289 @@
+"""Backup steps: find due VMs, snapshot every disk, record the backup, apply retention.
+
+Each step is idempotent: names and keys are deterministic from (VM, slot), so a retried step
+PUTs the same snapshots and rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from shared.activities.common import (
+    APP,
+    MANAGED_BY,
+    SOURCE_TAG,
+    Payload,
+    audited,
+    load_backup,
+    parse_time,
+)
+from shared.adapters import telemetry
+from shared.domain import names
+from shared.domain.models import VM, Backup, BackupState, ReplicationStatus, SnapshotRef
+from shared.domain.policy import PolicyError, format_policy, parse_policy, policy_from_tags
+from shared.domain.retention import plan_retention
+from shared.domain.schedule import interval_seconds, is_due, slot_at
+from shared.domain.tiers import tier_for
+from shared.errors import sanitise
+from shared.services import Services
+
+SNAPSHOT_DONE = "Succeeded"
+SNAPSHOT_FAILED = "Failed"
+
+
+def list_due_vms(payload: Payload, svc: Services) -> Payload:
+    """One paged list of the subscription's VMs -> those whose schedule is due at `now`.
+
+    Also reports each protected VM's RPO and every misconfigured policy tag (never backed up).
+    """
+    now = parse_time(payload["now"])
+    latest = svc.catalog.latest_backups()
+    due: list[Payload] = []
+    misconfigured: list[Payload] = []
+    for vm in svc.gateway.list_vms():
+        try:
+            policy = policy_from_tags(vm.tags)
+        except PolicyError as error:
+            misconfigured.append({"vm": vm.name, "vm_key": vm.key, "error": str(error)})
+            telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True)
+            continue
+        if policy is None:
+            continue
+        last = latest.get(vm.key)
+        telemetry.emit(
+            "RpoObserved",
+            vm=vm.key,
+            rpo_seconds=None if last is None else (now - last.taken_at).total_seconds(),
+            target_seconds=interval_seconds(policy.schedule, now),
+            misconfigured=False,
+        )
+        if last is not None:
+            telemetry.record_rpo(
+                vm.key,
+                (now - last.taken_at).total_seconds(),
+                interval_seconds(policy.schedule, now),
+            )
+        if is_due(policy.schedule, None if last is None else last.slot, now):
+            due.append(
+                {
+                    "vm": vm.to_dict(),
+                    "policy": format_policy(policy),
+                    "slot": slot_at(policy.schedule, now).isoformat(),
+                    "manual": False,
+                }
+            )
+    return {"due": due, "misconfigured": misconfigured, "batch_size": svc.settings.fleet_batch_size}
+
+
+def begin_backup(payload: Payload, svc: Services) -> Payload:
+    """Start an incremental snapshot of every disk of the VM, tagged in the same PUT.
+
+    The tier is fixed here, once: a retry finds the row it wrote and keeps its tier and time.
+    """
+    vm = VM.from_dict(payload["vm"])
+    slot = parse_time(payload["slot"])
+    manual = bool(payload.get("manual", False))
+    policy = parse_policy(payload["policy"])
+    backup_id = names.backup_id(vm.key, slot, manual)
+    existing = svc.catalog.get_backup(vm.key, backup_id)
+    if existing is not None and existing.state is BackupState.COMPLETED:
+        return {"vm_key": vm.key, "backup_id": backup_id, "state": "completed", "poll_after": 0}
+    taken_at = existing.taken_at if existing else svc.clock.now()
+    tier = existing.tier if existing else tier_for(taken_at, _earlier_backups(svc, vm.key))
+    group = svc.settings.backup_group(vm.location)
+    refs: list[SnapshotRef] = []
+    poll_after = 0.0
+    for disk in vm.disks:
+        name = names.snapshot_name(vm.name, vm.key, disk.role, slot, manual)
+        tags = {
+            MANAGED_BY: APP,
+            "backup-id": backup_id,
+            "backup-vm": names.short_hash(vm.id.lower()),
+            "backup-disk": disk.role,
+            "backup-tier": str(tier),
+            "backup-taken-at": taken_at.isoformat(),
+        }
+        accepted = audited(
+            svc,
+            "create",
+            f"{group}/snapshots/{name}",
+            lambda disk=disk, name=name, tags=tags: svc.gateway.begin_snapshot(
+                name=name, resource_group=group, region=vm.location, disk=disk, tags=tags
+            ),
+            vm_key=vm.key,
+            operation="snapshot",
+        )
+        poll_after = max(poll_after, accepted.poll_after_seconds)
+        refs.append(
+            SnapshotRef(
+                disk_role=disk.role,
+                source_disk_id=disk.id,
+                snapshot_id=accepted.resource_id,
+                size_gb=disk.size_gb,
+                lun=disk.lun,
+                sku=disk.sku,
+            )
+        )
+    svc.catalog.save_backup(
+        Backup(
+            backup_id=backup_id,
+            vm_key=vm.key,
+            vm_id=vm.id,
+            vm_name=vm.name,
+            region=vm.location,
+            slot=slot,
+            taken_at=taken_at,
+            tier=tier,
+            state=BackupState.CREATING,
+            snapshots=tuple(refs),
+            size_gb=sum(ref.size_gb for ref in refs),
+            manual=manual,
+            vm_size=vm.vm_size,
+            os_type=vm.os_type,
+            replica_region=policy.replicate,
+        )
+    )
+    return {"vm_key": vm.key, "backup_id": backup_id, "state": "creating", "poll_after": poll_after}
+
+
+def _earlier_backups(svc: Services, vm_key: str) -> list[datetime]:
+    """When this VM's earlier backups were taken (deleted ones count: they existed)."""
+    return [
+        backup.taken_at
+        for backup in svc.catalog.list_backups(vm_key, include_deleted=True)
+        if backup.state in (BackupState.COMPLETED, BackupState.DELETED)
+    ]
+
+
+def check_backup(payload: Payload, svc: Services) -> Payload:
+    """Read every snapshot of the backup; record it completed or failed once Azure is done."""
+    backup = load_backup(svc, payload)
+    if backup.state is not BackupState.CREATING:
+        return {"state": str(backup.state), "error": backup.error_message}
+    snapshots = [svc.gateway.get_snapshot(ref.snapshot_id) for ref in backup.snapshots]
+    failed = [s.name for s in snapshots if s.provisioning_state == SNAPSHOT_FAILED]
+    if failed:
+        return _fail(svc, backup, f"snapshot provisioning failed: {', '.join(failed)}")
+    if any(s.provisioning_state != SNAPSHOT_DONE for s in snapshots):
+        return {"state": "creating"}
+    refs = tuple(
+        dataclasses.replace(ref, size_gb=snap.size_gb)
+        for ref, snap in zip(backup.snapshots, snapshots, strict=True)
+    )
+    completed = svc.catalog.update_backup(
+        backup.vm_key,
+        backup.backup_id,
+        state=BackupState.COMPLETED,
+        snapshots=refs,
+        size_gb=sum(ref.size_gb for ref in refs),
+    )
+    telemetry.emit(
+        "BackupCompleted",
+        vm=backup.vm_key,
+        backup_id=backup.backup_id,
+        tier=str(backup.tier),
+        disks=len(refs),
+        size_gb=completed.size_gb,
+        duration_seconds=(svc.clock.now() - backup.taken_at).total_seconds(),
+        manual=backup.manual,
+    )
+    return {"state": "completed", "replica_region": backup.replica_region}
+
+
+def fail_backup(payload: Payload, svc: Services) -> Payload:
+    """Record a backup that could not be completed (its partial snapshots expire by retention)."""
+    backup = svc.catalog.get_backup(payload["vm_key"], payload["backup_id"])
+    if backup is None or backup.state is not BackupState.CREATING:
+        return {"state": None if backup is None else str(backup.state)}
+    return _fail(svc, backup, payload["error"])
+
+
+def _fail(svc: Services, backup: Backup, error: str) -> Payload:
+    message = sanitise(error, limit=500)
+    svc.catalog.update_backup(
+        backup.vm_key, backup.backup_id, state=BackupState.FAILED, error_message=message
+    )
+    telemetry.emit("BackupFailed", vm=backup.vm_key, backup_id=backup.backup_id, error=message)
+    return {"state": "failed", "error": message}
+
+
+def apply_retention(payload: Payload, svc: Services) -> Payload:
+    """Plan retention for one VM and delete what the plan expires (snapshots, then replicas)."""
+    vm_key = payload["vm_key"]
+    now = parse_time(payload["now"])
+    policy, policy_error = None, payload.get("policy_error")
+    if payload.get("policy"):
+        try:
+            policy = parse_policy(payload["policy"])
+        except PolicyError as error:
+            policy_error = str(error)
+    backups = svc.catalog.list_backups(vm_key, include_deleted=True)
+    plan = plan_retention(
+        backups, policy, now, in_use=_in_use(svc, backups), policy_error=policy_error
+    )
+    by_id = {backup.backup_id: backup for backup in backups}
+    deleted = 0
+    for decision in plan.decisions:
+        backup = by_id[decision.backup_id]
+        if not decision.keep_replica:
+            _delete_replicas(svc, backup)
+        if not decision.keep:
+            _delete_backup(svc, backup)
+            deleted += 1
+    telemetry.emit(
+        "RetentionApplied",
+        vm=vm_key,
+        kept=len(plan.decisions) - deleted,
+        deleted=deleted,
+        halted=plan.halted,
+    )
+    return {"kept": len(plan.decisions) - deleted, "deleted": deleted, "halted": plan.halted}
+
+
+def _in_use(svc: Services, backups: list[Backup]) -> set[str]:
+    """Backups a running verification or DR test restored from (their disks carry the tag)."""
+    regions = {b.region for b in backups} | {b.replica_region for b in backups if b.replica_region}
+    in_use: set[str] = set()
+    for region in sorted(regions):
+        for resource in svc.gateway.list_tagged(svc.settings.drtest_group(region), SOURCE_TAG):
+            in_use.add(resource.tags[SOURCE_TAG])
+    return in_use
+
+
+def _delete_backup(svc: Services, backup: Backup) -> None:
+    for ref in backup.snapshots:
+        audited(
+            svc,
+            "delete",
+            ref.snapshot_id,
+            lambda ref=ref: svc.gateway.delete_snapshot(ref.snapshot_id),
+            vm_key=backup.vm_key,
+            operation="retention",
+        )
+    svc.catalog.update_backup(backup.vm_key, backup.backup_id, state=BackupState.DELETED)
+
+
+def _delete_replicas(svc: Services, backup: Backup) -> None:
+    refs = [ref for ref in backup.snapshots if ref.replica_id]
+    if not refs:
+        return
+    for ref in refs:
+        assert ref.replica_id is not None
+        audited(
+            svc,
+            "delete",
+            ref.replica_id,
+            lambda ref=ref: svc.gateway.delete_snapshot(ref.replica_id or ""),
+            vm_key=backup.vm_key,
+            operation="retention",
+        )
+    svc.catalog.update_backup(
+        backup.vm_key,
+        backup.backup_id,
+        snapshots=tuple(
+            dataclasses.replace(ref, replica_id=None, replica_status=ReplicationStatus.NONE)
+            for ref in backup.snapshots
+        ),
+        replication_status=ReplicationStatus.NONE,
+    )

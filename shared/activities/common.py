@@ -1,0 +1,98 @@
+"""What every activity shares: the audit trail, resource tags and time handling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from shared.domain.models import AuditEntry, Backup
+from shared.errors import BackupDrError, NotFoundError, sanitise
+from shared.services import Services
+
+MANAGED_BY = "managed-by"
+APP = "backupdr"
+# Tags on every test resource (verification disks, DR-test disks, NICs and VMs): the sweeper deletes
+# by `TEST_TAG` once `EXPIRES_TAG` has passed; retention treats `SOURCE_TAG` backups as in use.
+TEST_TAG = "backupdr-test"
+EXPIRES_TAG = "backupdr-expires"
+SOURCE_TAG = "backupdr-backup"
+
+Payload = dict[str, Any]
+T = TypeVar("T")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_tags(test_id: str, backup_id: str, now: datetime, ttl: timedelta) -> dict[str, str]:
+    """Tags that let the sweeper find and expire what a verification or DR test created."""
+    return {
+        MANAGED_BY: APP,
+        TEST_TAG: test_id,
+        SOURCE_TAG: backup_id,
+        EXPIRES_TAG: (now + ttl).isoformat(),
+    }
+
+
+def audited(
+    svc: Services,
+    action: str,
+    resource_id: str,
+    call: Callable[[], T],
+    *,
+    vm_key: str | None,
+    operation: str,
+) -> T:
+    """Run one mutating Azure call and write its outcome to the audit log, success or not."""
+    try:
+        result = call()
+    except NotFoundError as error:
+        _audit(svc, action, resource_id, "not-found", vm_key, operation, str(error))
+        raise
+    except Exception as error:
+        _audit(svc, action, resource_id, "failed", vm_key, operation, sanitise(str(error)))
+        raise
+    outcome = "not-found" if result is False else "ok"
+    _audit(svc, action, resource_id, outcome, vm_key, operation, None)
+    return result
+
+
+def _audit(
+    svc: Services,
+    action: str,
+    resource_id: str,
+    result: str,
+    vm_key: str | None,
+    operation: str,
+    detail: str | None,
+) -> None:
+    svc.catalog.audit(
+        AuditEntry(
+            at=svc.clock.now(),
+            action=action,
+            resource_id=resource_id,
+            result=result,
+            vm_key=vm_key,
+            operation=operation,
+            identity=svc.settings.managed_identity_client_id or svc.settings.credential,
+            detail=detail,
+        )
+    )
+
+
+def error_text(error: BaseException) -> str:
+    """A stored, shown error message: sanitised, and without Python's wrapper noise."""
+    text = str(error) if isinstance(error, BackupDrError) else f"{type(error).__name__}: {error}"
+    return sanitise(text, limit=500)
+
+
+def load_backup(svc: Services, payload: Payload) -> Backup:
+    """The backup a step works on, named by `vm_key` and `backup_id` in its payload."""
+    backup = svc.catalog.get_backup(payload["vm_key"], payload["backup_id"])
+    if backup is None:
+        raise LookupError(
+            f"backup {payload['backup_id']} of {payload['vm_key']} is not in the catalog"
+        )
+    return backup

@@ -1,0 +1,222 @@
+"""DR test steps: restore a VM from its replicated backup in the DR region, boot it, check it.
+
+Everything a test creates (disks, NIC, VM) sits in the region's pre-provisioned DR-test group,
+tagged with the test id and an expiry; `cleanup_test_resources` removes it whatever happened.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.activities.common import Payload, audited, parse_time, test_tags
+from shared.adapters import telemetry
+from shared.domain import names
+from shared.domain.models import Backup, DrTest, ReplicationStatus
+from shared.domain.policy import Cadence, PolicyError, policy_from_tags
+from shared.errors import NotFoundError, PermanentError, sanitise
+from shared.services import Services
+
+TEST_TTL = timedelta(hours=4)
+CADENCE_DAYS = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
+# A test slower than this is a failed recovery objective even if the VM came up.
+DEFAULT_RTO_TARGET_SECONDS = 4 * 3600.0
+
+
+def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
+    """VMs whose `drtest` cadence is due: no DR test within the cadence's period."""
+    now = parse_time(payload["now"])
+    due = []
+    for vm in svc.gateway.list_vms():
+        try:
+            policy = policy_from_tags(vm.tags)
+        except PolicyError:
+            continue
+        if policy is None or policy.drtest is Cadence.OFF or not policy.replicate:
+            continue
+        if not svc.catalog.dr_history(vm.key, now=now, days=CADENCE_DAYS[policy.drtest]):
+            due.append({"vm_key": vm.key, "vm_name": vm.name, "test_region": policy.replicate})
+    return {"due": due}
+
+
+def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
+    """Pick the backup to restore and check its replica in the test region is complete."""
+    vm_key, region = payload["vm_key"], payload["test_region"]
+    backup = _restorable_backup(svc, vm_key, region, payload.get("backup_id"))
+    group = svc.settings.drtest_group(region)
+    test_id = payload["test_id"]
+    vm_name = backup.vm_name
+    return {
+        "backup_id": backup.backup_id,
+        "vm_name": vm_name,
+        "group": group,
+        "vm_size": backup.vm_size,
+        "os_type": backup.os_type,
+        "disks": [
+            {
+                "role": ref.disk_role,
+                "lun": ref.lun,
+                "sku": ref.sku,
+                "replica_id": ref.replica_id,
+                "name": names.dr_resource_name("disk", vm_name, test_id, ref.disk_role),
+            }
+            for ref in backup.snapshots
+        ],
+        "nic_name": names.dr_resource_name("nic", vm_name, test_id),
+        "vm_test_name": names.dr_resource_name("vm", vm_name, test_id),
+    }
+
+
+def _restorable_backup(svc: Services, vm_key: str, region: str, backup_id: str | None) -> Backup:
+    if backup_id:
+        backup = svc.catalog.get_backup(vm_key, backup_id)
+        if backup is None:
+            raise NotFoundError(f"backup {backup_id} of {vm_key} is not in the catalog")
+        candidates = [backup]
+    else:
+        candidates = svc.catalog.list_backups(vm_key, include_deleted=True)
+    for backup in candidates:
+        if (
+            backup.replica_region == region
+            and backup.replication_status is ReplicationStatus.COMPLETED
+            and all(ref.replica_id for ref in backup.snapshots)
+        ):
+            return backup
+    which = f"backup {backup_id}" if backup_id else f"no backup of {vm_key}"
+    raise PermanentError(f"{which} has no complete replica in {region}")
+
+
+def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
+    """Create the NIC on the isolated subnet and start restoring every disk from its replica."""
+    plan, region, test_id = payload["plan"], payload["test_region"], payload["test_id"]
+    tags = test_tags(test_id, plan["backup_id"], svc.clock.now(), TEST_TTL)
+    group = plan["group"]
+    nic_id = audited(
+        svc,
+        "create",
+        f"{group}/networkInterfaces/{plan['nic_name']}",
+        lambda: svc.gateway.create_nic(
+            name=plan["nic_name"],
+            resource_group=group,
+            region=region,
+            subnet=svc.settings.drtest_subnet,
+            tags=tags,
+        ),
+        vm_key=payload["vm_key"],
+        operation="dr_test",
+    )
+    disks, poll_after = [], 0.0
+    for disk in plan["disks"]:
+        accepted = audited(
+            svc,
+            "create",
+            f"{group}/disks/{disk['name']}",
+            lambda disk=disk: svc.gateway.begin_disk_from_snapshot(
+                name=disk["name"],
+                resource_group=group,
+                region=region,
+                snapshot_id=disk["replica_id"],
+                sku=disk["sku"],
+                zone=None,
+                tags=tags,
+            ),
+            vm_key=payload["vm_key"],
+            operation="dr_test",
+        )
+        poll_after = max(poll_after, accepted.poll_after_seconds)
+        disks.append({"lun": disk["lun"], "disk_id": accepted.resource_id})
+    return {"nic_id": nic_id, "disks": disks, "poll_after": poll_after}
+
+
+def check_dr_disks(payload: Payload, svc: Services) -> Payload:
+    """Whether every restored disk is provisioned (done) and whether any failed."""
+    disks = [svc.gateway.get_disk(d["disk_id"]) for d in payload["disks"]]
+    failed = [
+        f"{d.name}: {d.provisioning_state}" for d in disks if d.provisioning_state == "Failed"
+    ]
+    done = all(d.provisioning_state in ("Succeeded", "Failed") for d in disks)
+    return {"done": done, "error": "; ".join(failed) or None}
+
+
+def begin_dr_vm(payload: Payload, svc: Services) -> Payload:
+    """Start creating the test VM with the restored OS disk and data disks attached."""
+    plan, restore = payload["plan"], payload["restore"]
+    os_disk = next(d["disk_id"] for d in restore["disks"] if d["lun"] is None)
+    data = [(d["lun"], d["disk_id"]) for d in restore["disks"] if d["lun"] is not None]
+    group = plan["group"]
+    accepted = audited(
+        svc,
+        "create",
+        f"{group}/virtualMachines/{plan['vm_test_name']}",
+        lambda: svc.gateway.begin_vm_from_disks(
+            name=plan["vm_test_name"],
+            resource_group=group,
+            region=payload["test_region"],
+            vm_size=plan["vm_size"],
+            os_type=plan["os_type"],
+            os_disk_id=os_disk,
+            data_disks=data,
+            nic_id=restore["nic_id"],
+            tags=test_tags(payload["test_id"], plan["backup_id"], svc.clock.now(), TEST_TTL),
+        ),
+        vm_key=payload["vm_key"],
+        operation="dr_test",
+    )
+    return {"vm_id": accepted.resource_id, "poll_after": accepted.poll_after_seconds}
+
+
+def check_dr_vm(payload: Payload, svc: Services) -> Payload:
+    """The test VM's provisioning and power state."""
+    return svc.gateway.vm_runtime(payload["vm_id"]).to_dict()
+
+
+def check_dr_guest(payload: Payload, svc: Services) -> Payload:
+    """Ask the guest to answer through Run Command."""
+    return svc.gateway.run_guest_check(payload["vm_id"], payload["os_type"]).to_dict()
+
+
+def record_dr_test(payload: Payload, svc: Services) -> Payload:
+    """Write the DR test row (success or failure, phases, RTO) and its telemetry."""
+    phases: dict[str, float] = payload.get("phases", {})
+    target = float(payload.get("rto_target_seconds") or DEFAULT_RTO_TARGET_SECONDS)
+    rto = payload.get("rto_seconds")
+    error = payload.get("error")
+    if rto is not None and rto > target:
+        error = "; ".join(filter(None, [error, f"RTO {rto:.0f}s exceeded target {target:.0f}s"]))
+    success = bool(payload.get("connectivity_succeeded") and payload.get("cleanup_succeeded"))
+    test = DrTest(
+        id=payload["test_id"],
+        vm_key=payload["vm_key"],
+        vm_name=payload.get("vm_name") or payload["vm_key"],
+        backup_name=payload.get("backup_id") or "",
+        test_region=payload["test_region"],
+        started_at=parse_time(payload["started"]),
+        completed_at=parse_time(payload["completed"]),
+        success=success and (rto is None or rto <= target),
+        restore_succeeded=payload.get("restore_succeeded"),
+        boot_succeeded=payload.get("boot_succeeded"),
+        connectivity_succeeded=payload.get("connectivity_succeeded"),
+        cleanup_succeeded=payload.get("cleanup_succeeded"),
+        rto_seconds=rto,
+        error_message=sanitise(error, limit=500) if error else None,
+        phase_seconds=phases,
+        rto_target_seconds=target,
+    )
+    svc.catalog.save_dr_test(test)
+    telemetry.emit(
+        "DrTestCompleted",
+        vm=test.vm_key,
+        backup_id=test.backup_name,
+        test_region=test.test_region,
+        success=test.success,
+        rto_seconds=rto,
+        rto_target_seconds=target,
+        restore_seconds=phases.get("restore"),
+        create_vm_seconds=phases.get("create_vm"),
+        boot_seconds=phases.get("boot"),
+        guest_check_seconds=phases.get("guest_check"),
+        cleanup_seconds=phases.get("cleanup"),
+        error=test.error_message,
+    )
+    if rto is not None:
+        telemetry.record_rto(test.vm_key, rto, target)
+    return test.to_dict()

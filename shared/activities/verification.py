@@ -1,0 +1,174 @@
+"""Verification steps: restore each snapshot of a backup to a test disk, check it, record it.
+
+Test disks live in the region's DR-test group, tagged with the test id and an expiry, and are
+deleted by `cleanup_test_resources` whatever happened (the sweeper catches what a crash left).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.activities.common import (
+    Payload,
+    audited,
+    load_backup,
+    parse_time,
+    test_tags,
+)
+from shared.adapters import telemetry
+from shared.domain import names
+from shared.domain.models import Backup, BackupState, Verification, VerificationState
+from shared.domain.policy import Cadence, PolicyError, policy_from_tags
+from shared.errors import NotFoundError, sanitise
+from shared.services import Services
+
+TEST_DISK_TTL = timedelta(hours=6)
+MAX_PER_RUN = 50
+CADENCE_DAYS = {Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
+
+
+def list_verifications_due(payload: Payload, svc: Services) -> Payload:
+    """Unverified backups to verify now, by each VM's `verify` cadence (oldest first).
+
+    daily: every unverified backup; weekly/monthly: the newest unverified one once per period.
+    A VM that is gone or misconfigured keeps the default cadence: its backups still matter.
+    """
+    now = parse_time(payload["now"])
+    cadences = {vm.key: _cadence(vm.tags) for vm in svc.gateway.list_vms()}
+    due: list[Backup] = []
+    periodic: dict[str, Backup] = {}
+    for backup in svc.catalog.unverified_backups():
+        cadence = cadences.get(backup.vm_key, Cadence.DAILY)
+        if cadence is Cadence.DAILY:
+            due.append(backup)
+        elif cadence in CADENCE_DAYS:
+            periodic[backup.vm_key] = backup  # oldest first, so the newest wins
+    for vm_key, backup in periodic.items():
+        recent = svc.catalog.verification_report(
+            now=now, days=CADENCE_DAYS[cadences[vm_key]], vm_key=vm_key
+        )
+        if not any(summary.total for summary in recent):
+            due.append(backup)
+    return {
+        "due": [
+            {"vm_key": b.vm_key, "backup_id": b.backup_id, "region": b.region}
+            for b in due[:MAX_PER_RUN]
+        ]
+    }
+
+
+def _cadence(tags: dict[str, str]) -> Cadence:
+    try:
+        policy = policy_from_tags(tags)
+    except PolicyError:
+        return Cadence.DAILY
+    return Cadence.OFF if policy is None else policy.verify
+
+
+def begin_verification(payload: Payload, svc: Services) -> Payload:
+    """Start creating one test disk per snapshot of the backup."""
+    backup = load_backup(svc, payload)
+    if backup.state is not BackupState.COMPLETED:
+        raise NotFoundError(f"backup {backup.backup_id} is {backup.state}, nothing to verify")
+    group = svc.settings.drtest_group(backup.region)
+    tags = test_tags(payload["test_id"], backup.backup_id, svc.clock.now(), TEST_DISK_TTL)
+    disks = []
+    poll_after = 0.0
+    for ref in backup.snapshots:
+        name = names.verify_disk_name(ref.snapshot_id.rsplit("/", 1)[-1])
+        accepted = audited(
+            svc,
+            "create",
+            f"{group}/disks/{name}",
+            lambda ref=ref, name=name: svc.gateway.begin_disk_from_snapshot(
+                name=name,
+                resource_group=group,
+                region=backup.region,
+                snapshot_id=ref.snapshot_id,
+                sku="Standard_LRS",
+                zone=None,
+                tags=tags,
+            ),
+            vm_key=backup.vm_key,
+            operation="verify",
+        )
+        poll_after = max(poll_after, accepted.poll_after_seconds)
+        disks.append(
+            {"role": ref.disk_role, "disk_id": accepted.resource_id, "snapshot_id": ref.snapshot_id}
+        )
+    return {"disks": disks, "poll_after": poll_after}
+
+
+def check_verification(payload: Payload, svc: Services) -> Payload:
+    """Once every test disk is provisioned: it exists, is unattached, and matches its snapshot."""
+    disks = [svc.gateway.get_disk(d["disk_id"]) for d in payload["disks"]]
+    if any(d.provisioning_state not in ("Succeeded", "Failed") for d in disks):
+        return {"done": False}
+    created = all(d.provisioning_state == "Succeeded" for d in disks)
+    sources = [svc.gateway.get_snapshot(d["snapshot_id"]) for d in payload["disks"]]
+    mismatched = [
+        f"{item['role']}: disk {disk.size_gb} GiB, snapshot {source.size_gb} GiB"
+        for item, disk, source in zip(payload["disks"], disks, sources, strict=True)
+        if disk.size_gb != source.size_gb
+    ]
+    readable = created and all(d.disk_state == "Unattached" for d in disks)
+    errors = [
+        f"{d.name}: provisioning {d.provisioning_state}"
+        for d in disks
+        if d.provisioning_state != "Succeeded"
+    ]
+    return {
+        "done": True,
+        "test_disk_created": created,
+        "size_matches": not mismatched,
+        "disk_readable": readable,
+        "error": "; ".join(errors + mismatched) or None,
+    }
+
+
+def record_verification(payload: Payload, svc: Services) -> Payload:
+    """Write the verification row and the backup's verification state."""
+    backup = load_backup(svc, payload)
+    now = svc.clock.now()
+    checks = payload.get("checks") or {}
+    error = payload.get("error") or checks.get("error")
+    success = bool(
+        checks.get("test_disk_created")
+        and checks.get("size_matches")
+        and checks.get("disk_readable")
+        and payload.get("cleanup_ok")
+        and not payload.get("error")
+    )
+    if not payload.get("cleanup_ok"):
+        error = "; ".join(filter(None, [error, "test disk not deleted"]))
+    verification = Verification(
+        id=payload["test_id"],
+        vm_key=backup.vm_key,
+        backup_name=backup.backup_id,
+        vm_name=backup.vm_name,
+        verified_at=now,
+        success=success,
+        disk_readable=checks.get("disk_readable"),
+        size_matches=checks.get("size_matches"),
+        test_disk_created=checks.get("test_disk_created"),
+        test_disk_deleted=bool(payload.get("cleanup_ok")),
+        error_message=sanitise(error, limit=500) if error else None,
+        verification_time_seconds=(now - parse_time(payload["started"])).total_seconds(),
+    )
+    svc.catalog.save_verification(verification)
+    svc.catalog.update_backup(
+        backup.vm_key,
+        backup.backup_id,
+        verification=VerificationState.PASSED if success else VerificationState.FAILED,
+        verified_at=now,
+    )
+    telemetry.emit(
+        "VerificationCompleted",
+        vm=backup.vm_key,
+        backup_id=backup.backup_id,
+        success=success,
+        size_matches=verification.size_matches,
+        duration_seconds=verification.verification_time_seconds,
+        error=verification.error_message,
+    )
+    return verification.to_dict()

@@ -1,0 +1,521 @@
+"""The backup catalog on Azure Table Storage (the BackupCatalog port), and its factory.
+
+Tables and keys (DESIGN.md "State"; keys escaped by `entities.table_key`):
+
+| table           | PartitionKey | RowKey                                        |
+| backups         | vm_key       | backup_id                                     |
+| replicationjobs | vm_key       | job id (deterministic: backup id + disk role) |
+| verifications   | vm_key       | inverted verified_at + id (newest first)      |
+| drtests         | vm_key       | inverted started_at + id (newest first)       |
+| auditlog        | UTC day      | time + short hash of the entry (sortable)     |
+
+A VM's backups are few, so they are read whole and ordered newest first here; verifications
+and DR tests grow without bound, so their RowKeys invert time and one partition already reads
+newest first. Rows from several partitions are merged and ordered here.
+
+Writes replace whole rows on deterministic keys, so a retried step rewrites the same row and a
+field set back to None loses its column. Every filter is built with `parameters=`, never by
+formatting a value into the text. SDK errors leave as the errors in `shared/errors.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+
+from shared.adapters.credentials import credential_from_settings
+from shared.adapters.entities import from_entity, table_key, to_entity
+from shared.domain.models import (
+    AuditEntry,
+    Backup,
+    BackupState,
+    DrTest,
+    JsonRecord,
+    ReplicationJob,
+    ReplicationStatus,
+    Verification,
+    VerificationState,
+)
+from shared.errors import NotFoundError, PermanentError, ThrottledError, TransientError
+from shared.ports import DrSuccessRate, VerificationSummary
+from shared.settings import Settings, SettingsError
+
+R = TypeVar("R", bound=JsonRecord)
+
+BACKUPS = "backups"
+REPLICATION_JOBS = "replicationjobs"
+VERIFICATIONS = "verifications"
+DR_TESTS = "drtests"
+AUDIT_LOG = "auditlog"
+
+FLEET = "*"
+# A table transaction holds at most 100 operations, all in one partition.
+BATCH_LIMIT = 100
+# Attempts of one update_backup before it gives up on a row that keeps changing under it.
+UPDATE_ATTEMPTS = 10
+
+# `UseDevelopmentStorage=true` is the storage emulator's documented shorthand; the tables SDK
+# does not expand it, so it is expanded here to Azurite's well-known public development account.
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+AZURITE_TABLES = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+    "KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]{0,40})?$")
+# Inverted times count down from here in microseconds, zero-padded so text order is time order.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_INVERT_FROM = 10**19 - 1
+
+# Tables this process has already made sure exist, by (account URL, table name).
+_ensured: set[tuple[str, str]] = set()
+_ensured_lock = threading.Lock()
+
+
+def catalog_from_settings(settings: Settings) -> TableCatalog:
+    """The catalog the settings point at: a connection string, else an account URL + identity.
+
+    Locally `UseDevelopmentStorage=true` (or Azurite's full string); in Azure the storage
+    account's table URL with the app's credential (the managed identity), no stored key.
+    Table names carry `settings.table_prefix`.
+    """
+    if settings.tables_connection:
+        connection = settings.tables_connection.strip()
+        if connection.rstrip(";").lower() == DEVELOPMENT_STORAGE.lower():
+            connection = AZURITE_TABLES
+        try:
+            service = TableServiceClient.from_connection_string(connection)
+        except ValueError as error:
+            raise SettingsError(f"BACKUPDR_TABLES_CONNECTION is not usable: {error}") from None
+    elif settings.tables_account_url:
+        service = TableServiceClient(
+            endpoint=settings.tables_account_url, credential=credential_from_settings(settings)
+        )
+    else:
+        raise SettingsError(
+            "no Table Storage configured: set BACKUPDR_TABLES_CONNECTION or "
+            "BACKUPDR_TABLES_ACCOUNT_URL"
+        )
+    try:
+        return TableCatalog(service, prefix=settings.table_prefix)
+    except ValueError as error:
+        raise SettingsError(f"BACKUPDR_TABLE_PREFIX: {error}") from None
+
+
+class TableCatalog:
+    """BackupCatalog on Azure Table Storage (Azurite locally).
+
+    `prefix` namespaces the table names (`t1backups`, ...), so tests and side-by-side
+    installations never see each other's rows. Tables are created on first use, once per process.
+    """
+
+    def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
+        if not _PREFIX.match(prefix):
+            raise ValueError(f"table prefix {prefix!r} must be a letter then letters or digits")
+        self.service = service
+        self._prefix = prefix
+
+    # -- backups ------------------------------------------------------------------------------
+
+    def save_backup(self, backup: Backup) -> None:
+        """Upsert a backup on its deterministic key (a retried step rewrites the same row)."""
+        self._upsert(BACKUPS, to_entity(backup, backup.vm_key, backup.backup_id))
+
+    def get_backup(self, vm_key: str, backup_id: str) -> Backup | None:
+        entity = self._get(BACKUPS, vm_key, backup_id)
+        return None if entity is None else from_entity(Backup, entity)
+
+    def find_backup(self, backup_id: str) -> Backup | None:
+        """A backup by id alone (ids are unique across VMs): one query across partitions."""
+        found = self._query(Backup, BACKUPS, "RowKey eq @id", id=table_key(backup_id))
+        return found[0] if found else None
+
+    def list_backups(self, vm_key: str, *, include_deleted: bool = False) -> list[Backup]:
+        """A VM's backups, newest first (by taken_at, then id)."""
+        if include_deleted:
+            backups = self._query(Backup, BACKUPS, "PartitionKey eq @vm", vm=table_key(vm_key))
+        else:
+            backups = self._query(
+                Backup,
+                BACKUPS,
+                "PartitionKey eq @vm and state ne @deleted",
+                vm=table_key(vm_key),
+                deleted=BackupState.DELETED.value,
+            )
+        return sorted(backups, key=_backup_age, reverse=True)
+
+    def update_backup(self, vm_key: str, backup_id: str, **changes: object) -> Backup:
+        """Change some fields of a backup under ETag concurrency, retrying on a lost race.
+
+        Each attempt reads the row and its ETag, applies `changes` and replaces the row only if
+        nobody wrote it in between (412 otherwise), so two writers changing different fields
+        both keep their change. Values may be given as the record holds them or as their JSON
+        form (enum text, ISO datetimes, snapshot dicts).
+        """
+        unknown = sorted(set(changes) - set(Backup.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"update_backup: Backup has no field {', '.join(unknown)}")
+        table = self._table(BACKUPS)
+        for _ in range(UPDATE_ATTEMPTS):
+            entity = self._get(BACKUPS, vm_key, backup_id)
+            if entity is None:
+                raise NotFoundError(f"backup {backup_id} of {vm_key} is not in the catalog")
+            current = from_entity(Backup, entity).to_dict()
+            current.update(_json_form(changes))
+            updated = Backup.from_dict(current)
+            try:
+                with _azure_errors("update backup"):
+                    table.update_entity(
+                        to_entity(updated, vm_key, backup_id),
+                        mode=UpdateMode.REPLACE,
+                        etag=entity.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except ResourceModifiedError:
+                continue
+            return updated
+        raise TransientError(
+            f"backup {backup_id} of {vm_key} changed under {UPDATE_ATTEMPTS} updates in a row"
+        )
+
+    def latest_backups(self) -> dict[str, Backup]:
+        """The newest completed backup of every VM (their RPO)."""
+        latest: dict[str, Backup] = {}
+        completed = BackupState.COMPLETED.value
+        for backup in self._query(Backup, BACKUPS, "state eq @state", state=completed):
+            known = latest.get(backup.vm_key)
+            if known is None or _backup_age(backup) > _backup_age(known):
+                latest[backup.vm_key] = backup
+        return dict(sorted(latest.items()))
+
+    def backups_needing_replication(self) -> list[Backup]:
+        """Completed backups with a target region whose replica is missing or failed, oldest first.
+
+        Oldest first because Azure copies a disk's incremental snapshots in creation order.
+        """
+        backups = self._query(
+            Backup,
+            BACKUPS,
+            "state eq @state and ( replication_status eq @none or replication_status eq @failed )",
+            state=BackupState.COMPLETED.value,
+            none=ReplicationStatus.NONE.value,
+            failed=ReplicationStatus.FAILED.value,
+        )
+        return sorted((b for b in backups if b.replica_region), key=_backup_age)
+
+    def unverified_backups(self) -> list[Backup]:
+        """Completed backups never verified, oldest first."""
+        backups = self._query(
+            Backup,
+            BACKUPS,
+            "state eq @state and verification eq @unverified",
+            state=BackupState.COMPLETED.value,
+            unverified=VerificationState.UNVERIFIED.value,
+        )
+        return sorted(backups, key=_backup_age)
+
+    # -- replication jobs ---------------------------------------------------------------------
+
+    def save_replication_job(self, job: ReplicationJob) -> None:
+        self._upsert(REPLICATION_JOBS, _job_entity(job))
+
+    def save_replication_jobs(self, jobs: Iterable[ReplicationJob]) -> None:
+        """Upsert many jobs in batch transactions (one per partition and 100 rows).
+
+        A batch is all-or-nothing, so a backup's jobs (one partition) appear together.
+        """
+        self._upsert_many(REPLICATION_JOBS, [_job_entity(job) for job in jobs])
+
+    def list_replication_jobs(
+        self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
+    ) -> list[ReplicationJob]:
+        """Replication jobs, optionally of one status and one VM, newest started first."""
+        clauses, parameters = [], {}
+        if status is not None:
+            clauses.append("status eq @status")
+            parameters["status"] = ReplicationStatus(status).value
+        if vm_key is not None:
+            clauses.append("PartitionKey eq @vm")
+            parameters["vm"] = table_key(vm_key)
+        jobs = self._query(ReplicationJob, REPLICATION_JOBS, " and ".join(clauses), **parameters)
+        return sorted(jobs, key=lambda j: (j.started_at, j.id), reverse=True)
+
+    # -- verifications ------------------------------------------------------------------------
+
+    def save_verification(self, verification: Verification) -> None:
+        row = _inverted(verification.verified_at) + "_" + verification.id
+        self._upsert(VERIFICATIONS, to_entity(verification, verification.vm_key, row))
+
+    def verification_report(
+        self, *, now: datetime, days: int, vm_key: str | None = None
+    ) -> list[VerificationSummary]:
+        """Per VM over the last `days` up to `now`, by vm_key: total, passed, the failed rows
+        (newest first) and the time of the newest verification whatever its result.
+
+        A VM asked for by `vm_key` gets a summary even with no verifications (total 0).
+        """
+        rows = self._window(Verification, VERIFICATIONS, "verified_at", now, days, vm_key)
+        by_vm: dict[str, list[Verification]] = defaultdict(list)
+        for row in sorted(rows, key=lambda v: (v.verified_at, v.id), reverse=True):
+            by_vm[row.vm_key].append(row)
+        if vm_key is not None:
+            by_vm.setdefault(vm_key, [])
+        return [
+            VerificationSummary(
+                vm_key=key,
+                total=len(runs),
+                passed=sum(run.success for run in runs),
+                failures=tuple(run for run in runs if not run.success),
+                last_verified=runs[0].verified_at if runs else None,
+            )
+            for key, runs in sorted(by_vm.items())
+        ]
+
+    # -- DR tests -----------------------------------------------------------------------------
+
+    def save_dr_test(self, test: DrTest) -> None:
+        row = _inverted(test.started_at) + "_" + test.id
+        self._upsert(DR_TESTS, to_entity(test, test.vm_key, row))
+
+    def dr_history(self, vm_key: str, *, now: datetime, days: int) -> list[DrTest]:
+        """A VM's DR tests started in the last `days` up to `now`, newest first."""
+        tests = self._window(DrTest, DR_TESTS, "started_at", now, days, vm_key)
+        return sorted(tests, key=lambda t: (t.started_at, t.id), reverse=True)
+
+    def dr_success_rates(
+        self, *, now: datetime, days: int, vm_key: str | None = None
+    ) -> list[DrSuccessRate]:
+        """DR success per VM (by vm_key) over the last `days`, then the fleet as vm_key "*".
+
+        Only finished tests count (success is not None): a test still running is neither a
+        success nor a failure. last_rto_seconds is the RTO of the newest finished test, so it is
+        None when that test never recovered. A VM asked for by `vm_key` always gets a row.
+        """
+        tests = self._window(DrTest, DR_TESTS, "started_at", now, days, vm_key)
+        finished = sorted(
+            (t for t in tests if t.success is not None), key=lambda t: (t.started_at, t.id)
+        )
+        by_vm: dict[str, list[DrTest]] = defaultdict(list)
+        for test in finished:
+            by_vm[test.vm_key].append(test)
+        if vm_key is not None:
+            by_vm.setdefault(vm_key, [])
+        return [_success_rate(key, runs) for key, runs in sorted(by_vm.items())] + [
+            _success_rate(FLEET, finished)
+        ]
+
+    def rto_percentiles(
+        self,
+        *,
+        now: datetime,
+        days: int,
+        vm_key: str | None = None,
+        percentiles: Sequence[int] = (50, 90, 99),
+    ) -> dict[int, float]:
+        """RTO percentiles (seconds) of successful DR tests over the last `days`, nearest-rank.
+
+        Nearest rank: the p-th percentile of n sorted values is the ceil(p/100 * n)-th, always a
+        measured RTO, never an interpolated one. Empty when no successful test has an RTO.
+        """
+        bad = [p for p in percentiles if not 0 < p <= 100]
+        if bad:
+            raise ValueError(f"percentiles must be in 1..100, got {bad}")
+        tests = self._window(DrTest, DR_TESTS, "started_at", now, days, vm_key)
+        rtos = sorted(t.rto_seconds for t in tests if t.success and t.rto_seconds is not None)
+        if not rtos:
+            return {}
+        return {p: rtos[-(-p * len(rtos) // 100) - 1] for p in percentiles}
+
+    # -- audit log ----------------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Append one create/delete to the audit log.
+
+        The row key is the time plus a hash of the entry, so a retried step that audits the
+        same thing rewrites its row instead of adding a second one.
+        """
+        at = _aware(entry.at, "at").astimezone(UTC)
+        digest = hashlib.sha256(json.dumps(entry.to_dict(), sort_keys=True).encode()).hexdigest()
+        row = at.strftime("%Y%m%dT%H%M%S%fZ") + "_" + digest[:12]
+        self._upsert(AUDIT_LOG, to_entity(entry, at.strftime("%Y-%m-%d"), row))
+
+    def audit_entries(self, *, since: datetime, vm_key: str | None = None) -> list[AuditEntry]:
+        """Audit entries at or after `since`, oldest first."""
+        since = _aware(since, "since").astimezone(UTC)
+        clauses = ["PartitionKey ge @day and at ge @since"]
+        parameters: dict[str, Any] = {"day": since.strftime("%Y-%m-%d"), "since": since}
+        if vm_key is not None:
+            clauses.append("vm_key eq @vm")
+            parameters["vm"] = vm_key
+        entries = self._query(AuditEntry, AUDIT_LOG, " and ".join(clauses), **parameters)
+        return sorted(entries, key=lambda e: (e.at, e.action, e.resource_id))
+
+    # -- Table Storage ------------------------------------------------------------------------
+
+    def table_name(self, name: str) -> str:
+        """The name in Table Storage of one of the catalog's tables (`backups`, ...)."""
+        return self._prefix + name
+
+    def _table(self, name: str) -> TableClient:
+        """The table client, creating the table the first time this process uses it."""
+        table = self.service.get_table_client(self.table_name(name))
+        ensured = (self.service.url, table.table_name)
+        if ensured not in _ensured:
+            with _ensured_lock, _azure_errors("create table"):
+                if ensured not in _ensured:
+                    self.service.create_table_if_not_exists(table.table_name)
+                    _ensured.add(ensured)
+        return table
+
+    def _upsert(self, table: str, entity: dict[str, Any]) -> None:
+        with _azure_errors(f"write {table}"):
+            self._table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _upsert_many(self, table: str, entities: Sequence[dict[str, Any]]) -> None:
+        partitions: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for entity in entities:  # a transaction may touch a row once: the last write wins
+            partitions[entity["PartitionKey"]][entity["RowKey"]] = entity
+        client = self._table(table)
+        for rows in partitions.values():
+            batch = list(rows.values())
+            for start in range(0, len(batch), BATCH_LIMIT):
+                operations = [
+                    ("upsert", entity, {"mode": UpdateMode.REPLACE})
+                    for entity in batch[start : start + BATCH_LIMIT]
+                ]
+                with _azure_errors(f"write {table}"):
+                    client.submit_transaction(operations)
+
+    def _get(self, table: str, partition: str, row: str) -> TableEntity | None:
+        """The entity (with its ETag in .metadata), or None."""
+        try:
+            with _azure_errors(f"read {table}"):
+                return self._table(table).get_entity(table_key(partition), table_key(row))
+        except NotFoundError:
+            return None
+
+    def _query(self, cls: type[R], table: str, query: str, **parameters: Any) -> list[R]:
+        """Every row matching `query` (all pages), with values only ever passed as parameters."""
+        client = self._table(table)
+        with _azure_errors(f"query {table}"):
+            pages = (
+                client.query_entities(query, parameters=parameters)
+                if query
+                else client.list_entities()
+            )
+            return [from_entity(cls, entity) for entity in pages]
+
+    def _window(
+        self,
+        cls: type[R],
+        table: str,
+        column: str,
+        now: datetime,
+        days: int,
+        vm_key: str | None,
+    ) -> list[R]:
+        """Rows whose `column` lies in (now - days, now], of one VM or of all."""
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise ValueError(f"days must be a whole number of at least 1, got {days!r}")
+        now = _aware(now, "now")
+        query = f"{column} gt @since and {column} le @now"  # column names are ours, not input
+        parameters: dict[str, Any] = {"since": now - timedelta(days=days), "now": now}
+        if vm_key is not None:
+            query += " and PartitionKey eq @vm"
+            parameters["vm"] = table_key(vm_key)
+        return self._query(cls, table, query, **parameters)
+
+
+def _job_entity(job: ReplicationJob) -> dict[str, Any]:
+    return to_entity(job, job.vm_key, job.id)
+
+
+def _backup_age(backup: Backup) -> tuple[datetime, str]:
+    return backup.taken_at, backup.backup_id
+
+
+def _success_rate(key: str, runs: Sequence[DrTest]) -> DrSuccessRate:
+    """Counts over finished tests given oldest first."""
+    return DrSuccessRate(
+        vm_key=key,
+        total=len(runs),
+        succeeded=sum(bool(t.success) for t in runs),
+        last_rto_seconds=runs[-1].rto_seconds if runs else None,
+    )
+
+
+def _inverted(moment: datetime) -> str:
+    """Row-key text that sorts newer moments first (19 digits of microseconds to go)."""
+    micros = (_aware(moment, "time").astimezone(UTC) - _EPOCH) // _MICROSECOND
+    return f"{_INVERT_FROM - micros:019d}"
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got {moment.isoformat()}")
+    return moment
+
+
+def _json_form(changes: dict[str, object]) -> dict[str, Any]:
+    """Changes in the form `Backup.to_dict` gives, so `from_dict` rebuilds enums and records."""
+    return {name: _jsonable(value) for name, value in changes.items()}
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, JsonRecord):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+@contextlib.contextmanager
+def _azure_errors(what: str) -> Iterator[None]:
+    """Translate the SDK's exceptions into the port's errors, keeping 412 for ETag retries."""
+    try:
+        yield
+    except ResourceModifiedError:
+        raise
+    except ResourceNotFoundError as error:
+        raise NotFoundError(f"{what}: {_reason(error)}") from None
+    except HttpResponseError as error:
+        status = error.status_code or 0
+        if status == 429:
+            retry_after = getattr(error.response, "headers", {}).get("Retry-After")
+            raise ThrottledError(
+                f"{what}: {_reason(error)}", float(retry_after) if retry_after else None
+            ) from None
+        if status in (408, 500, 502, 503, 504):
+            raise TransientError(f"{what}: {_reason(error)}") from None
+        raise PermanentError(f"{what}: {_reason(error)}") from None
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise TransientError(f"{what}: {type(error).__name__}: {error}") from None
+
+
+def _reason(error: HttpResponseError) -> str:
+    """Status and the first line of the service's message (the rest repeats request details)."""
+    message = (error.message or str(error)).strip().splitlines()
+    return f"{error.status_code} {message[0] if message else type(error).__name__}"

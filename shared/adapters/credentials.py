@@ -1,0 +1,96 @@
+"""The one place that builds Azure credentials and the azure-mgmt clients, from settings.
+
+Nothing here runs at import time: the composition root calls `arm_clients(settings)` when the
+app first needs Azure, so a missing setting fails that call with a clear error, not the import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+from shared.settings import Settings, SettingsError
+
+# The SDK retry policy honours Retry-After on 429 and 5xx; bounding it makes a call that keeps
+# failing end within seconds, and leaves longer waits to durable retries in the workflows.
+RETRY_TOTAL = 3
+RETRY_BACKOFF_FACTOR = 0.5
+RETRY_BACKOFF_MAX_SECONDS = 4
+# Seconds a socket may wait to connect or for a response before the call counts as transient.
+CONNECTION_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 60
+
+SIMULATOR_TOKEN = "backupdr-local-simulator-token"  # noqa: S105 - not a secret, the simulator's fixed token
+
+
+class StaticTokenCredential:
+    """A fixed bearer token that never expires: only for the local ARM simulator."""
+
+    def __init__(self, token: str = SIMULATOR_TOKEN) -> None:
+        self._token = token
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        return AccessToken(self._token, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class ArmClients:
+    """The three azure-mgmt clients the Compute gateway drives, sharing one credential."""
+
+    compute: ComputeManagementClient
+    network: NetworkManagementClient
+    resources: ResourceManagementClient
+
+
+def credential_from_settings(settings: Settings) -> TokenCredential:
+    """DefaultAzureCredential, the managed identity, or the simulator's fixed token, by setting."""
+    client_id = settings.managed_identity_client_id
+    if settings.credential == "default":
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+    if settings.credential == "managed-identity":
+        return ManagedIdentityCredential(client_id=client_id)
+    if settings.credential == "static":
+        return StaticTokenCredential()
+    raise SettingsError(f"credential kind {settings.credential!r} is not known")
+
+
+def arm_clients(settings: Settings, credential: TokenCredential | None = None) -> ArmClients:
+    """Build the Compute, Network and Resources clients for the endpoint the settings name.
+
+    The token scope follows the endpoint (so sovereign clouds work), the simulator's CA bundle is
+    trusted when set, and long-running operations poll at the app's interval instead of the
+    SDK's 30 s default (Retry-After still wins when Azure sends it).
+    """
+    endpoint = settings.arm_endpoint.rstrip("/")
+    options: dict[str, Any] = {
+        "base_url": endpoint,
+        "credential_scopes": [f"{endpoint}/.default"],
+        "polling_interval": settings.lro_poll_seconds,
+        "retry_total": RETRY_TOTAL,
+        "retry_backoff_factor": RETRY_BACKOFF_FACTOR,
+        "retry_backoff_max": RETRY_BACKOFF_MAX_SECONDS,
+        "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
+        "read_timeout": READ_TIMEOUT_SECONDS,
+    }
+    if settings.ca_bundle:
+        options["connection_verify"] = settings.ca_bundle
+    token = credential or credential_from_settings(settings)
+    subscription = settings.subscription_id
+    return ArmClients(
+        compute=ComputeManagementClient(token, subscription, **options),
+        network=NetworkManagementClient(token, subscription, **options),
+        resources=ResourceManagementClient(token, subscription, **options),
+    )

@@ -1,0 +1,19 @@
+"""Backup: the fleet timer, the fleet and per-VM orchestrations, and their steps."""
+
+import azure.durable_functions as df
+
+from shared.activities import backup
+from shared.functions.wiring import register_activities, register_orchestrators, register_timer
+from shared.orchestrations.backup import fleet_backup, vm_backup
+
+bp = df.Blueprint()
+register_timer(bp, "fleet_backup", "BACKUPDR_FLEET_BACKUP_SCHEDULE")
+register_orchestrators(bp, fleet_backup, vm_backup)
+register_activities(
+    bp,
+    backup.list_due_vms,
+    backup.begin_backup,
+    backup.check_backup,
+    backup.fail_backup,
+    backup.apply_retention,
+)

@@ -1,0 +1,109 @@
+"""Fleet health: what `GET /api/status`, `backupdr status` and the report show.
+
+Per protected VM: the last backup's age against its schedule (RPO), replica lag, the last
+verification, DR success rate and last RTO. Also what needs an operator: misconfigured policy tags
+(with the reason), VMs with no policy, and snapshots of this app that the catalog does not know.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.domain.models import VM, BackupState, ReplicationStatus
+from shared.domain.policy import PolicyError, policy_from_tags
+from shared.domain.schedule import interval_seconds
+from shared.ports import BackupCatalog, ComputeGateway
+
+WINDOW_DAYS = 30
+
+
+def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime) -> dict[str, Any]:
+    vms = gateway.list_vms()
+    verifications = {s.vm_key: s for s in catalog.verification_report(now=now, days=WINDOW_DAYS)}
+    dr_rates = {r.vm_key: r for r in catalog.dr_success_rates(now=now, days=WINDOW_DAYS)}
+    protected: list[dict[str, Any]] = []
+    misconfigured: list[dict[str, str]] = []
+    unprotected: list[str] = []
+    for vm in sorted(vms, key=lambda v: v.key):
+        try:
+            policy = policy_from_tags(vm.tags)
+        except PolicyError as error:
+            misconfigured.append({"vm": vm.name, "vm_key": vm.key, "error": str(error)})
+            continue
+        if policy is None:
+            unprotected.append(vm.name)
+            continue
+        completed = [b for b in catalog.list_backups(vm.key) if b.state is BackupState.COMPLETED]
+        replicated = [b for b in completed if b.replication_status is ReplicationStatus.COMPLETED]
+        verification = verifications.get(vm.key)
+        dr = dr_rates.get(vm.key)
+        target = interval_seconds(policy.schedule, now)
+        rpo = (now - completed[0].taken_at).total_seconds() if completed else None
+        protected.append(
+            {
+                "vm": vm.name,
+                "vm_key": vm.key,
+                "policy": policy.describe(),
+                "backups": len(completed),
+                "last_backup": completed[0].taken_at.isoformat() if completed else None,
+                "rpo_seconds": rpo,
+                "rpo_target_seconds": target,
+                "rpo_ok": rpo is not None and rpo <= target * 1.5,
+                "replica_region": policy.replicate,
+                "replica_lag_seconds": _lag(now, policy.replicate, replicated),
+                "last_verified": _iso(verification.last_verified if verification else None),
+                "verification_rate": verification.success_rate if verification else None,
+                "dr_success_rate": dr.rate if dr else None,
+                "last_rto_seconds": dr.last_rto_seconds if dr else None,
+            }
+        )
+    known = _known_snapshots(catalog, {vm.key for vm in vms})
+    unknown = sorted(
+        s.id
+        for s in gateway.list_snapshots()
+        if s.tags.get("managed-by") == "backupdr" and s.id.lower() not in known
+    )
+    fleet = dr_rates.get("*")
+    return {
+        "at": now.isoformat(),
+        "vms": protected,
+        "misconfigured": misconfigured,
+        "unprotected": unprotected,
+        "unknown_snapshots": unknown,
+        "fleet_dr_success_rate": fleet.rate if fleet else None,
+        "healthy": all(v["rpo_ok"] for v in protected) and not misconfigured and not unknown,
+    }
+
+
+def _known_snapshots(catalog: BackupCatalog, vm_keys: set[str]) -> set[str]:
+    """Every snapshot and replica id the catalog holds, for VMs that exist and VMs now gone."""
+    keys = vm_keys | set(catalog.latest_backups())
+    return {
+        snapshot_id.lower()
+        for key in keys
+        for backup in catalog.list_backups(key, include_deleted=True)
+        for ref in backup.snapshots
+        for snapshot_id in (ref.snapshot_id, ref.replica_id)
+        if snapshot_id
+    }
+
+
+def find_vm(vms: list[VM], name: str, resource_group: str | None = None) -> list[VM]:
+    """VMs named `name` (Azure names are case-insensitive), optionally in one resource group."""
+    return [
+        vm
+        for vm in vms
+        if vm.name.lower() == name.lower()
+        and (resource_group is None or vm.resource_group.lower() == resource_group.lower())
+    ]
+
+
+def _lag(now: datetime, target: str | None, replicated: list[Any]) -> float | None:
+    if not target or not replicated:
+        return None
+    return (now - replicated[0].taken_at).total_seconds()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

@@ -1,0 +1,1 @@
+"""Durable orchestrator generators: the workflows. Deterministic; they only yield durable calls."""

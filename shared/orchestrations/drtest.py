@@ -1,0 +1,150 @@
+"""DR test workflows: restore a VM in its DR region, prove it boots and answers, clean up."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.domain import names
+from shared.orchestrations.durable import (
+    RETRY,
+    Context,
+    Payload,
+    clean_up_test,
+    failure_text,
+    fan_out,
+    poll,
+)
+
+DISK_TIMEOUT = timedelta(hours=1)
+CREATE_TIMEOUT = timedelta(minutes=30)
+BOOT_TIMEOUT = timedelta(minutes=15)
+PARALLEL = 2
+
+
+class DrTestFailed(Exception):
+    """A phase of the DR test did not succeed; the message says which and why."""
+
+
+def dr_tests(context: Context) -> Generator[Any, Any, Payload]:
+    """Run the DR tests due by each VM's `drtest` cadence, PARALLEL at a time."""
+    now = context.current_utc_datetime
+    found = yield context.call_activity_with_retry(
+        "list_dr_tests_due", RETRY, {"now": now.isoformat()}
+    )
+    items = [{**item, "test_id": names.dr_test_id(item["vm_key"], now)} for item in found["due"]]
+    outcome: Payload = yield from fan_out(
+        context, "dr_test", items, lambda item: item["test_id"], PARALLEL
+    )
+    return outcome
+
+
+def dr_test(context: Context) -> Generator[Any, Any, Payload]:
+    """The chain: replica complete -> NIC + disks restored -> VM created -> running -> guest
+    answers (RTO stops) -> clean up, always -> record success, phases, RTO and errors.
+
+    Input: {vm_key, test_region, test_id?, backup_id?, rto_target_seconds?}.
+    """
+    item: Payload = context.get_input()
+    started = context.current_utc_datetime
+    test_id = item.get("test_id") or names.dr_test_id(item["vm_key"], started)
+    step = {**item, "test_id": test_id}
+    phases: dict[str, float] = {}
+    outcome: Payload = {
+        "restore_succeeded": False,
+        "boot_succeeded": False,
+        "connectivity_succeeded": False,
+    }
+    plan: Payload = {}
+    error = None
+    rto = None
+    clock = _PhaseClock(context, phases)
+    try:
+        plan = yield context.call_activity_with_retry("prepare_dr_test", RETRY, step)
+        restore = yield context.call_activity_with_retry(
+            "begin_dr_restore", RETRY, {**step, "plan": plan}
+        )
+        disks = yield from poll(
+            context,
+            "check_dr_disks",
+            {"disks": restore["disks"]},
+            first_wait=restore["poll_after"],
+            timeout=DISK_TIMEOUT,
+            done=lambda r: bool(r["done"]),
+        )
+        if disks is None or disks["error"]:
+            raise DrTestFailed(f"restore: {disks['error'] if disks else 'disks timed out'}")
+        outcome["restore_succeeded"] = True
+        clock.lap("restore")
+        vm = yield context.call_activity_with_retry(
+            "begin_dr_vm", RETRY, {**step, "plan": plan, "restore": restore}
+        )
+        created = yield from poll(
+            context,
+            "check_dr_vm",
+            vm,
+            first_wait=vm["poll_after"],
+            timeout=CREATE_TIMEOUT,
+            done=lambda r: r["provisioning_state"] in ("succeeded", "failed"),
+        )
+        if created is None or created["provisioning_state"] != "succeeded":
+            raise DrTestFailed("create VM: " + ("timed out" if created is None else "failed"))
+        clock.lap("create_vm")
+        running = yield from poll(
+            context,
+            "check_dr_vm",
+            vm,
+            first_wait=0,
+            timeout=BOOT_TIMEOUT,
+            done=lambda r: r["power_state"] == "running",
+        )
+        if running is None:
+            raise DrTestFailed(f"boot: VM not running within {BOOT_TIMEOUT}")
+        outcome["boot_succeeded"] = True
+        clock.lap("boot")
+        guest = yield context.call_activity_with_retry(
+            "check_dr_guest", RETRY, {"vm_id": vm["vm_id"], "os_type": plan["os_type"]}
+        )
+        clock.lap("guest_check")
+        if not guest["succeeded"]:
+            raise DrTestFailed(f"guest check: {guest['output'][:200] or 'no answer'}")
+        outcome["connectivity_succeeded"] = True
+        rto = (context.current_utc_datetime - started).total_seconds()
+    except Exception as failure:
+        error = failure_text(failure)
+    cleanup_ok = yield from clean_up_test(
+        context, item["test_region"], test_id, item["vm_key"], "dr_test"
+    )
+    clock.lap("cleanup")
+    recorded: Payload = yield context.call_activity_with_retry(
+        "record_dr_test",
+        RETRY,
+        {
+            **step,
+            **outcome,
+            "vm_name": plan.get("vm_name"),
+            "backup_id": plan.get("backup_id") or item.get("backup_id"),
+            "cleanup_succeeded": cleanup_ok,
+            "rto_seconds": rto,
+            "phases": phases,
+            "error": error,
+            "started": started.isoformat(),
+            "completed": context.current_utc_datetime.isoformat(),
+        },
+    )
+    return {"state": "completed" if recorded["success"] else "failed", **recorded}
+
+
+class _PhaseClock:
+    """Seconds between phase ends, on the orchestration's replay-safe clock."""
+
+    def __init__(self, context: Context, phases: dict[str, float]) -> None:
+        self._context = context
+        self._phases = phases
+        self._last: datetime = context.current_utc_datetime
+
+    def lap(self, phase: str) -> None:
+        now: datetime = self._context.current_utc_datetime
+        self._phases[phase] = (now - self._last).total_seconds()
+        self._last = now

@@ -1,0 +1,105 @@
+"""What the orchestrations share: retries, waiting on Azure, and bounded fan-out.
+
+Waiting uses durable timers between reads, never a sleep. The first wait is Azure's hint
+(Retry-After or the operation's expected duration); later waits double up to a cap, so a slow
+copy costs a bounded number of history events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import azure.durable_functions as df
+
+MIN_WAIT_SECONDS = 5.0
+MAX_WAIT_SECONDS = 900.0
+# Activities retry transient Azure errors (5xx, 429, timeouts) with a growing pause.
+RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=10_000, max_number_of_attempts=4)
+
+Payload = dict[str, Any]
+Context = Any  # df.DurableOrchestrationContext; the SDK ships no type information
+T = TypeVar("T")
+
+
+def poll(
+    context: Context,
+    activity: str,
+    payload: Payload,
+    *,
+    first_wait: float,
+    timeout: timedelta,
+    done: Callable[[Payload], bool],
+) -> Generator[Any, Any, Payload | None]:
+    """Call `activity` after growing waits until `done(result)`; None once `timeout` passes."""
+    deadline = context.current_utc_datetime + timeout
+    wait = min(max(first_wait, MIN_WAIT_SECONDS), MAX_WAIT_SECONDS)
+    while True:
+        fire_at = min(context.current_utc_datetime + timedelta(seconds=wait), deadline)
+        yield context.create_timer(fire_at)
+        result: Payload = yield context.call_activity_with_retry(activity, RETRY, payload)
+        if done(result):
+            return result
+        if context.current_utc_datetime >= deadline:
+            return None
+        wait = min(wait * 2, MAX_WAIT_SECONDS)
+
+
+def fan_out(
+    context: Context,
+    orchestrator: str,
+    items: Sequence[Payload],
+    instance_id: Callable[[Payload], str],
+    batch_size: int,
+) -> Generator[Any, Any, Payload]:
+    """Run a sub-orchestration per item, `batch_size` at a time, and count the outcomes.
+
+    Instance ids are deterministic, so a start that collides with a running instance (the same
+    work already under way) is refused by the durable engine: counted, never retried.
+    """
+    results: list[Payload] = []
+    refused = 0
+    for start in range(0, len(items), max(batch_size, 1)):
+        batch = items[start : start + batch_size]
+        context.set_custom_status({"done": start, "total": len(items)})
+        tasks = [
+            context.call_sub_orchestrator(orchestrator, item, instance_id(item)) for item in batch
+        ]
+        try:
+            results.extend((yield context.task_all(tasks)))
+        except Exception:
+            refused += len(batch)
+    states = [str(r.get("state")) for r in results]
+    return {
+        "total": len(items),
+        "completed": states.count("completed"),
+        "failed": states.count("failed"),
+        "refused": refused,
+        "results": results,
+    }
+
+
+_WRAPPER = re.compile(r"^\s*(?:Activity|Orchestrator) function '[^']*' failed:\s*")
+
+
+def failure_text(error: Exception) -> str:
+    """The first line of a failed task's reason, without the durable framework's prefix."""
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return _WRAPPER.sub("", first).strip()[:500]
+
+
+def clean_up_test(
+    context: Context, region: str, test_id: str, vm_key: str, operation: str
+) -> Generator[Any, Any, bool]:
+    """Delete what a test created; True when nothing tagged with the test id is left."""
+    try:
+        result = yield context.call_activity_with_retry(
+            "cleanup_test_resources",
+            RETRY,
+            {"region": region, "test_id": test_id, "vm_key": vm_key, "operation": operation},
+        )
+    except Exception:
+        return False  # the sweeper deletes what is left once its expiry tag passes
+    return bool(result["clean"])

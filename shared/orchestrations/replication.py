@@ -1,0 +1,71 @@
+"""Replication workflows: copy one backup to its DR region, and catch up what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
+
+# How long a backup waits for an older one of the same VM to finish copying (creation order).
+ORDER_TIMEOUT = timedelta(hours=6)
+ORDER_WAIT_SECONDS = 300.0
+COPY_TIMEOUT = timedelta(hours=24)
+PENDING_BATCH = 20
+
+
+def replication_instance_id(backup_id: str) -> str:
+    """One replication of a backup at a time, whoever starts it."""
+    return f"replicate-{backup_id}"
+
+
+def replicate_backup(context: Context) -> Generator[Any, Any, Payload]:
+    """CopyStart every disk's snapshot, then poll on durable timers until complete or failed.
+
+    Input: {vm_key, backup_id, target_region}. Jobs go pending -> in_progress -> completed |
+    failed; transient errors retry, and a give-up is recorded with a sanitised reason.
+    """
+    ref: Payload = context.get_input()
+    try:
+        started = yield from poll(
+            context,
+            "start_replication",
+            ref,
+            first_wait=0,
+            timeout=ORDER_TIMEOUT,
+            done=lambda r: r["state"] != "waiting",
+        )
+        if started is None:
+            raise TimeoutError("an older backup of this VM is still copying")
+        if started["state"] != "in_progress":
+            return started
+        result = yield from poll(
+            context,
+            "check_replication",
+            ref,
+            first_wait=started["poll_after"],
+            timeout=COPY_TIMEOUT,
+            done=lambda r: r["state"] != "in_progress",
+        )
+        if result is None:
+            raise TimeoutError(f"copy not complete within {COPY_TIMEOUT}")
+        return result
+    except Exception as error:
+        failed: Payload = yield context.call_activity_with_retry(
+            "fail_replication", RETRY, {**ref, "error": failure_text(error)}
+        )
+        return failed
+
+
+def replicate_pending(context: Context) -> Generator[Any, Any, Payload]:
+    """Catch up: replicate the oldest unreplicated or failed backup of each VM."""
+    found = yield context.call_activity_with_retry("list_pending_replications", RETRY, {})
+    outcome: Payload = yield from fan_out(
+        context,
+        "replicate_backup",
+        found["pending"],
+        lambda item: replication_instance_id(item["backup_id"]),
+        PENDING_BATCH,
+    )
+    return outcome

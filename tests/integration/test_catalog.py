@@ -1,0 +1,524 @@
+"""The Table Storage catalog keeps records whole and answers the workflows' queries (Azurite)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from local.azurite import Azurite
+from shared.adapters.catalog import TableCatalog, catalog_from_settings
+from shared.domain.models import (
+    AuditEntry,
+    Backup,
+    BackupState,
+    DrTest,
+    JsonRecord,
+    ReplicationJob,
+    ReplicationStatus,
+    SnapshotRef,
+    Tier,
+    Verification,
+    VerificationState,
+)
+from shared.errors import NotFoundError
+from shared.settings import Settings
+
+pytestmark = pytest.mark.azurite
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+WEB = "rg-app~web-01"
+DB = "rg-app~db-01"
+
+
+@pytest.fixture
+def catalog(azurite: Azurite) -> TableCatalog:
+    """A catalog on tables of its own, so no test sees another's rows."""
+    settings = Settings(subscription_id="sub", tables_connection=azurite.connection_string)
+    catalog = catalog_from_settings(settings)
+    return TableCatalog(catalog.service, prefix="t" + uuid.uuid4().hex[:12])
+
+
+def ago(**delta: float) -> datetime:
+    return NOW - timedelta(**delta)
+
+
+def snapshot_ref(role: str, *, long_ids: bool = False) -> SnapshotRef:
+    pad = "x" * 200 if long_ids else ""
+    return SnapshotRef(
+        disk_role=role,
+        source_disk_id=f"/subscriptions/s/resourceGroups/rg-app/disks/{role}{pad}",
+        snapshot_id=f"/subscriptions/s/resourceGroups/rg-backups/snapshots/{role}{pad}",
+        size_gb=128,
+        lun=None if role == "os" else int(role.removeprefix("lun")),
+        replica_id=f"/subscriptions/s/resourceGroups/rg-backups-dr/snapshots/{role}{pad}",
+        replica_status=ReplicationStatus.COMPLETED,
+    )
+
+
+def backup(vm: str, taken: datetime, **changes: Any) -> Backup:
+    record = Backup(
+        backup_id=f"{taken:%Y%m%dT%H%M%S}-{vm.split('~')[-1]}",
+        vm_key=vm,
+        vm_id=f"/subscriptions/s/resourceGroups/rg-app/providers/Microsoft.Compute/vm/{vm}",
+        vm_name=vm.split("~")[-1],
+        region="eastus",
+        slot=taken,
+        taken_at=taken,
+        tier=Tier.DAILY,
+        replica_region="westus2",
+    )
+    return dataclasses.replace(record, **changes)
+
+
+def job(
+    vm: str, backup_id: str, role: str, status: ReplicationStatus, started: datetime
+) -> ReplicationJob:
+    finished = status in (ReplicationStatus.COMPLETED, ReplicationStatus.FAILED)
+    return ReplicationJob(
+        id=f"{backup_id}-{role}",
+        vm_key=vm,
+        backup_id=backup_id,
+        disk_role=role,
+        source_snapshot=f"snap-{backup_id}-{role}",
+        target_snapshot=f"replica-{backup_id}-{role}",
+        source_region="eastus",
+        target_region="westus2",
+        status=status,
+        started_at=started,
+        completed_at=started + timedelta(minutes=9) if finished else None,
+        error_message="CopyFailed: source gone" if status == ReplicationStatus.FAILED else None,
+        completion_percent=100.0 if status == ReplicationStatus.COMPLETED else 40.0,
+    )
+
+
+def verification(vm: str, at: datetime, success: bool) -> Verification:
+    return Verification(
+        id=f"v-{vm.split('~')[-1]}-{at:%Y%m%d%H%M}",
+        vm_key=vm,
+        backup_name=f"{at:%Y%m%d}-{vm}",
+        vm_name=vm.split("~")[-1],
+        verified_at=at,
+        success=success,
+        disk_readable=success,
+        size_matches=True,
+        test_disk_created=True,
+        test_disk_deleted=True,
+        error_message=None if success else "size mismatch: 64 != 128",
+        verification_time_seconds=42.5,
+    )
+
+
+def dr_test(vm: str, started: datetime, success: bool | None, rto: float | None = None) -> DrTest:
+    return DrTest(
+        id=f"dr-{vm.split('~')[-1]}-{started:%Y%m%d%H%M}",
+        vm_key=vm,
+        vm_name=vm.split("~")[-1],
+        backup_name=f"{started:%Y%m%d}-{vm}",
+        test_region="westus2",
+        started_at=started,
+        completed_at=None if success is None else started + timedelta(seconds=rto or 60),
+        success=success,
+        restore_succeeded=success,
+        boot_succeeded=success,
+        connectivity_succeeded=success,
+        cleanup_succeeded=None if success is None else True,
+        rto_seconds=rto,
+        error_message="boot timed out" if success is False else None,
+        phase_seconds={"restore": 120.5, "create_vm": 60.0, "boot": 30.25},
+        rto_target_seconds=900.0,
+    )
+
+
+class TestRecords:
+    """Each record comes back exactly as saved, every field in a column of its own."""
+
+    FULL_BACKUP = backup(
+        WEB,
+        ago(hours=3),
+        snapshots=(snapshot_ref("os"), snapshot_ref("lun0")),
+        size_gb=2**40,  # beyond Int32: stored as Int64
+        manual=True,
+        verification=VerificationState.PASSED,
+        verified_at=ago(hours=1),
+        hold=True,
+        error_message="partial: lun1 skipped",
+    )
+    FULL_JOB = job(WEB, "b1", "os", ReplicationStatus.FAILED, ago(hours=2))
+    FULL_VERIFICATION = verification(WEB, ago(hours=2), success=False)
+    FULL_DR_TEST = dataclasses.replace(
+        dr_test(WEB, ago(hours=5), success=True, rto=600.0), error_message="nic delete retried"
+    )
+    FULL_AUDIT = AuditEntry(
+        at=ago(minutes=5),
+        action="create",
+        resource_id="/subscriptions/s/snapshots/a",
+        result="ok",
+        vm_key=WEB,
+        operation="snapshot",
+        identity="mi-backupdr",
+        detail="incremental",
+    )
+
+    RoundTrip = Callable[[TableCatalog], list[Any]]
+    ROUND_TRIPS: ClassVar[list[tuple[str, JsonRecord, RoundTrip]]] = [
+        ("backup", FULL_BACKUP, lambda c: [c.get_backup(WEB, TestRecords.FULL_BACKUP.backup_id)]),
+        ("replication job", FULL_JOB, lambda c: c.list_replication_jobs(vm_key=WEB)),
+        (
+            "verification",
+            FULL_VERIFICATION,
+            lambda c: list(c.verification_report(now=NOW, days=1)[0].failures),
+        ),
+        ("dr test", FULL_DR_TEST, lambda c: c.dr_history(WEB, now=NOW, days=1)),
+        ("audit entry", FULL_AUDIT, lambda c: c.audit_entries(since=ago(hours=1))),
+    ]
+
+    @staticmethod
+    def save(catalog: TableCatalog, record: JsonRecord) -> None:
+        savers: dict[type, Callable[[Any], None]] = {
+            Backup: catalog.save_backup,
+            ReplicationJob: catalog.save_replication_job,
+            Verification: catalog.save_verification,
+            DrTest: catalog.save_dr_test,
+            AuditEntry: catalog.audit,
+        }
+        savers[type(record)](record)
+
+    @pytest.mark.parametrize(
+        ("record", "read"), [(r, f) for _, r, f in ROUND_TRIPS], ids=[n for n, _, _ in ROUND_TRIPS]
+    )
+    def test_a_saved_record_reads_back_equal(
+        self, catalog: TableCatalog, record: JsonRecord, read: RoundTrip
+    ) -> None:
+        self.save(catalog, record)
+        assert read(catalog) == [record]
+
+    # The seed's SQLite columns (seed-architecture.md), `id` included.
+    SEED_COLUMNS: ClassVar[list[tuple[str, JsonRecord, str]]] = [
+        (
+            "replicationjobs",
+            FULL_JOB,
+            "id source_snapshot target_snapshot source_region target_region status started_at "
+            "completed_at error_message",
+        ),
+        (
+            "verifications",
+            FULL_VERIFICATION,
+            "id backup_name vm_name verified_at success disk_readable size_matches "
+            "test_disk_created test_disk_deleted error_message verification_time_seconds",
+        ),
+        (
+            "drtests",
+            FULL_DR_TEST,
+            "id vm_name backup_name test_region started_at completed_at success restore_succeeded "
+            "boot_succeeded connectivity_succeeded cleanup_succeeded rto_seconds error_message "
+            "phase_seconds rto_target_seconds",
+        ),
+    ]
+
+    @pytest.mark.parametrize(
+        ("table", "record", "columns"), SEED_COLUMNS, ids=[t for t, _, _ in SEED_COLUMNS]
+    )
+    def test_every_seed_column_is_a_column_of_its_table(
+        self, catalog: TableCatalog, table: str, record: JsonRecord, columns: str
+    ) -> None:
+        self.save(catalog, record)
+        [entity] = raw_rows(catalog, table)
+        assert set(columns.split()) <= set(entity)
+
+    def test_times_are_edm_datetimes_in_utc_and_nested_values_json_text(
+        self, catalog: TableCatalog
+    ) -> None:
+        catalog.save_dr_test(self.FULL_DR_TEST)
+        [entity] = raw_rows(catalog, "drtests")
+        assert isinstance(entity["started_at"], datetime)
+        assert entity["started_at"].utcoffset() == timedelta(0)
+        assert entity["phase_seconds"] == '{"restore":120.5,"create_vm":60.0,"boot":30.25}'
+        assert entity["PartitionKey"] == WEB
+
+    def test_a_backup_of_64_disks_with_long_ids_fits_in_one_row(
+        self, catalog: TableCatalog
+    ) -> None:
+        disks = tuple(snapshot_ref("os", long_ids=True) for _ in range(1)) + tuple(
+            snapshot_ref(f"lun{lun}", long_ids=True) for lun in range(63)
+        )
+        big = backup(WEB, ago(hours=1), snapshots=disks)
+        catalog.save_backup(big)
+        [entity] = raw_rows(catalog, "backups")
+        assert "snapshots__2" in entity  # the JSON spilled past one 64 KiB property
+        assert catalog.get_backup(WEB, big.backup_id) == big
+
+    def test_saving_again_replaces_the_row_so_a_cleared_field_is_gone(
+        self, catalog: TableCatalog
+    ) -> None:
+        failed = backup(WEB, ago(hours=1), state=BackupState.FAILED, error_message="quota")
+        catalog.save_backup(failed)
+        retried = dataclasses.replace(failed, state=BackupState.COMPLETED, error_message=None)
+        catalog.save_backup(retried)
+        assert catalog.list_backups(WEB) == [retried]
+
+    def test_a_naive_datetime_is_refused_with_a_clear_error(self, catalog: TableCatalog) -> None:
+        naive = backup(WEB, datetime(2026, 3, 1, 2, 0))
+        with pytest.raises(ValueError, match="slot: datetimes must be timezone-aware"):
+            catalog.save_backup(naive)
+
+
+def raw_rows(catalog: TableCatalog, table: str) -> list[dict[str, Any]]:
+    """The entities as Table Storage holds them, bypassing the catalog's mapping."""
+    client = catalog.service.get_table_client(catalog.table_name(table))
+    return [dict(entity) for entity in client.list_entities()]
+
+
+class TestBackups:
+    """A VM's backups, newest first; fleet-wide lists for replication, verification and RPO."""
+
+    def test_list_backups_is_newest_first_and_hides_deleted_unless_asked(
+        self, catalog: TableCatalog
+    ) -> None:
+        old, deleted, new = (
+            backup(WEB, ago(days=2)),
+            backup(WEB, ago(days=1), state=BackupState.DELETED),
+            backup(WEB, ago(hours=1)),
+        )
+        for record in (new, old, deleted, backup(DB, ago(hours=2))):
+            catalog.save_backup(record)
+        assert catalog.list_backups(WEB) == [new, old]
+        assert catalog.list_backups(WEB, include_deleted=True) == [new, deleted, old]
+
+    def test_get_and_find_a_backup_by_its_keys_or_its_id_alone(self, catalog: TableCatalog) -> None:
+        web, db = backup(WEB, ago(hours=1)), backup(DB, ago(hours=1))
+        catalog.save_backup(web)
+        catalog.save_backup(db)
+        assert catalog.get_backup(WEB, web.backup_id) == web
+        assert catalog.get_backup(DB, web.backup_id) is None
+        assert catalog.find_backup(db.backup_id) == db
+        assert catalog.find_backup("no-such-backup") is None
+
+    def test_update_backup_changes_only_the_named_fields(self, catalog: TableCatalog) -> None:
+        original = backup(WEB, ago(hours=1), snapshots=(snapshot_ref("os"),))
+        catalog.save_backup(original)
+        replicated = (dataclasses.replace(original.snapshots[0], replica_id="r-os"),)
+        updated = catalog.update_backup(
+            WEB,
+            original.backup_id,
+            verification="passed",  # JSON forms are accepted too
+            verified_at=NOW.isoformat(),
+            snapshots=replicated,
+        )
+        expected = dataclasses.replace(
+            original,
+            verification=VerificationState.PASSED,
+            verified_at=NOW,
+            snapshots=replicated,
+        )
+        assert updated == expected
+        assert catalog.get_backup(WEB, original.backup_id) == expected
+
+    def test_update_backup_refuses_an_unknown_field(self, catalog: TableCatalog) -> None:
+        with pytest.raises(ValueError, match="Backup has no field colour, size"):
+            catalog.update_backup(WEB, "b1", size=1, colour="blue")
+
+    def test_update_backup_of_a_missing_backup_is_not_found(self, catalog: TableCatalog) -> None:
+        with pytest.raises(NotFoundError, match="backup b1 of rg-app~web-01"):
+            catalog.update_backup(WEB, "b1", hold=True)
+
+    def test_latest_backups_are_the_newest_completed_per_vm(self, catalog: TableCatalog) -> None:
+        web_done, db_done = backup(WEB, ago(hours=5)), backup(DB, ago(hours=9))
+        for record in (
+            backup(WEB, ago(days=1)),
+            web_done,
+            backup(WEB, ago(hours=1), state=BackupState.CREATING),
+            backup(WEB, ago(hours=2), state=BackupState.FAILED),
+            db_done,
+            backup(DB, ago(hours=3), state=BackupState.DELETED),
+        ):
+            catalog.save_backup(record)
+        assert catalog.latest_backups() == {DB: db_done, WEB: web_done}
+
+    def test_backups_needing_replication_are_completed_with_a_missing_or_failed_replica(
+        self, catalog: TableCatalog
+    ) -> None:
+        missing = backup(WEB, ago(hours=1))
+        failed = backup(DB, ago(hours=2), replication_status=ReplicationStatus.FAILED)
+        for record in (
+            missing,
+            failed,
+            backup(WEB, ago(hours=3), replica_region=None),
+            backup(WEB, ago(hours=4), replication_status=ReplicationStatus.IN_PROGRESS),
+            backup(WEB, ago(hours=5), replication_status=ReplicationStatus.COMPLETED),
+            backup(WEB, ago(hours=6), state=BackupState.FAILED),
+        ):
+            catalog.save_backup(record)
+        assert catalog.backups_needing_replication() == [failed, missing]  # oldest first
+
+    def test_unverified_backups_are_completed_and_never_verified_oldest_first(
+        self, catalog: TableCatalog
+    ) -> None:
+        newer, older = backup(WEB, ago(hours=1)), backup(DB, ago(hours=8))
+        for record in (
+            newer,
+            older,
+            backup(WEB, ago(hours=2), verification=VerificationState.PASSED),
+            backup(WEB, ago(hours=3), verification=VerificationState.FAILED),
+            backup(WEB, ago(hours=4), state=BackupState.CREATING),
+        ):
+            catalog.save_backup(record)
+        assert catalog.unverified_backups() == [older, newer]
+
+
+class TestReplicationJobs:
+    """Jobs by status and by VM, newest started first."""
+
+    def test_jobs_filter_by_status_and_vm(self, catalog: TableCatalog) -> None:
+        web_running = job(WEB, "b2", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1))
+        web_done = job(WEB, "b1", "os", ReplicationStatus.COMPLETED, ago(hours=3))
+        db_running = job(DB, "b3", "lun0", ReplicationStatus.IN_PROGRESS, ago(hours=2))
+        catalog.save_replication_jobs([web_done, web_running, db_running])
+        running = ReplicationStatus.IN_PROGRESS
+        assert catalog.list_replication_jobs(status=running) == [web_running, db_running]
+        assert catalog.list_replication_jobs(vm_key=WEB) == [web_running, web_done]
+        assert catalog.list_replication_jobs(status=running, vm_key=DB) == [db_running]
+        assert catalog.list_replication_jobs() == [web_running, db_running, web_done]
+
+    def test_a_retried_job_rewrites_its_row(self, catalog: TableCatalog) -> None:
+        started = job(WEB, "b1", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1))
+        done = job(WEB, "b1", "os", ReplicationStatus.COMPLETED, ago(hours=1))
+        catalog.save_replication_job(started)
+        catalog.save_replication_job(done)
+        assert catalog.list_replication_jobs() == [done]
+
+
+class TestVerificationReport:
+    """Per VM over N days: total, passed, failures, last verified."""
+
+    def test_report_counts_the_window_per_vm(self, catalog: TableCatalog) -> None:
+        web_fail = verification(WEB, ago(days=2), success=False)
+        rows = [
+            verification(WEB, ago(hours=1), success=True),
+            web_fail,
+            verification(WEB, ago(days=6), success=True),
+            verification(WEB, ago(days=8), success=False),  # outside 7 days
+            verification(DB, ago(days=3), success=True),
+            verification(DB, NOW + timedelta(hours=1), success=False),  # after `now`
+        ]
+        for row in rows:
+            catalog.save_verification(row)
+        db, web = catalog.verification_report(now=NOW, days=7)
+        assert web == catalog.verification_report(now=NOW, days=7, vm_key=WEB)[0]
+        assert (web.vm_key, web.total, web.passed, web.failures) == (WEB, 3, 2, (web_fail,))
+        assert web.last_verified == ago(hours=1)
+        assert web.success_rate == pytest.approx(2 / 3)
+        assert (db.vm_key, db.total, db.passed, db.last_verified) == (DB, 1, 1, ago(days=3))
+
+    def test_a_vm_asked_for_without_verifications_gets_an_empty_summary(
+        self, catalog: TableCatalog
+    ) -> None:
+        [summary] = catalog.verification_report(now=NOW, days=7, vm_key=WEB)
+        assert (summary.total, summary.success_rate, summary.last_verified) == (0, None, None)
+
+    @pytest.mark.parametrize("days", [0, -1], ids=["zero", "negative"])
+    def test_a_window_of_no_days_is_refused(self, catalog: TableCatalog, days: int) -> None:
+        with pytest.raises(ValueError, match="days must be a whole number of at least 1"):
+            catalog.verification_report(now=NOW, days=days)
+
+
+class TestDrTests:
+    """DR history, success rates per VM and for the fleet, RTO percentiles."""
+
+    @pytest.fixture
+    def seeded(self, catalog: TableCatalog) -> TableCatalog:
+        for test in [
+            dr_test(WEB, ago(days=1), success=True, rto=300.0),
+            dr_test(WEB, ago(days=2), success=False, rto=None),
+            dr_test(WEB, ago(days=3), success=True, rto=500.0),
+            dr_test(WEB, ago(days=40), success=True, rto=9999.0),  # outside 30 days
+            dr_test(WEB, ago(minutes=5), success=None),  # still running
+            dr_test(DB, ago(days=4), success=True, rto=700.0),
+            dr_test(DB, ago(days=5), success=False, rto=800.0),
+        ]:
+            catalog.save_dr_test(test)
+        return catalog
+
+    def test_history_is_the_vms_window_newest_first(self, seeded: TableCatalog) -> None:
+        history = seeded.dr_history(WEB, now=NOW, days=30)
+        assert [t.started_at for t in history] == [
+            ago(minutes=5),
+            ago(days=1),
+            ago(days=2),
+            ago(days=3),
+        ]
+
+    def test_success_rates_per_vm_then_fleet_count_finished_tests(
+        self, seeded: TableCatalog
+    ) -> None:
+        rates = seeded.dr_success_rates(now=NOW, days=30)
+        assert [(r.vm_key, r.total, r.succeeded, r.last_rto_seconds) for r in rates] == [
+            (DB, 2, 1, 700.0),
+            (WEB, 3, 2, 300.0),
+            ("*", 5, 3, 300.0),
+        ]
+        assert rates[-1].rate == pytest.approx(0.6)
+
+    def test_success_rate_of_one_vm_keeps_the_fleet_row(self, seeded: TableCatalog) -> None:
+        rates = seeded.dr_success_rates(now=NOW, days=30, vm_key=DB)
+        assert [(r.vm_key, r.total, r.succeeded) for r in rates] == [(DB, 2, 1), ("*", 2, 1)]
+
+    def test_last_rto_is_none_when_the_newest_finished_test_failed(
+        self, seeded: TableCatalog
+    ) -> None:
+        [web, _fleet] = seeded.dr_success_rates(now=ago(days=1, minutes=1), days=30, vm_key=WEB)
+        assert (web.total, web.last_rto_seconds) == (2, None)
+
+    def test_rto_percentiles_are_nearest_rank_over_successful_tests(
+        self, catalog: TableCatalog
+    ) -> None:
+        for minute, rto in enumerate([100.0, 20.0, 90.0, 30.0, 80.0, 40.0, 70.0, 50.0, 60.0, 10.0]):
+            catalog.save_dr_test(dr_test(WEB, ago(hours=1, minutes=minute), True, rto))
+        catalog.save_dr_test(dr_test(DB, ago(hours=2), success=False, rto=5000.0))
+        result = catalog.rto_percentiles(now=NOW, days=1, percentiles=(10, 50, 90, 95, 100))
+        assert result == {10: 10.0, 50: 50.0, 90: 90.0, 95: 100.0, 100: 100.0}
+
+    def test_rto_percentiles_of_one_vm_and_of_none(self, seeded: TableCatalog) -> None:
+        assert seeded.rto_percentiles(now=NOW, days=30, vm_key=DB) == {
+            50: 700.0,
+            90: 700.0,
+            99: 700.0,
+        }
+        assert seeded.rto_percentiles(now=NOW, days=30, vm_key="rg~nothing") == {}
+
+    def test_a_percentile_outside_1_to_100_is_refused(self, catalog: TableCatalog) -> None:
+        with pytest.raises(ValueError, match=r"percentiles must be in 1..100, got \[0, 101\]"):
+            catalog.rto_percentiles(now=NOW, days=1, percentiles=(0, 50, 101))
+
+
+class TestAuditLog:
+    """Every create/delete the app made, by UTC day, oldest first."""
+
+    def entry(self, at: datetime, vm: str, resource: str) -> AuditEntry:
+        return AuditEntry(at=at, action="delete", resource_id=resource, result="ok", vm_key=vm)
+
+    def test_entries_since_a_moment_oldest_first_across_days(self, catalog: TableCatalog) -> None:
+        entries = [
+            self.entry(ago(days=2), WEB, "old"),
+            self.entry(ago(days=1, hours=1), WEB, "yesterday"),
+            self.entry(ago(hours=1), DB, "today-db"),
+            self.entry(ago(minutes=1), WEB, "today-web"),
+        ]
+        for entry in reversed(entries):
+            catalog.audit(entry)
+        assert catalog.audit_entries(since=ago(days=1, hours=2)) == entries[1:]
+        assert catalog.audit_entries(since=ago(days=3), vm_key=WEB) == [
+            entries[0],
+            entries[1],
+            entries[3],
+        ]
+
+    def test_auditing_the_same_entry_again_keeps_one_row(self, catalog: TableCatalog) -> None:
+        entry = self.entry(ago(hours=1), WEB, "snap")
+        catalog.audit(entry)
+        catalog.audit(entry)
+        assert catalog.audit_entries(since=ago(days=1)) == [entry]

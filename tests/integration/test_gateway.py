@@ -1,0 +1,542 @@
+"""The Compute gateway on the real azure-mgmt clients against the ARM simulator over HTTPS.
+
+No transport is mocked: requests go through the SDKs' pipelines (auth, retry, paging, LRO
+polling) to the simulator, whose virtual clock the tests move the way durable timers would.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from local.armsim import ArmServer, ArmSimulator, FaultRule
+from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
+from shared.clock import VirtualClock
+from shared.domain.models import VM
+from shared.errors import (
+    BackupDrError,
+    CapacityError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from shared.ports import Accepted
+from shared.settings import Settings
+
+pytestmark = pytest.mark.armsim
+
+SUB = "00000000-0000-0000-0000-000000000001"
+APP_RG = "rg-app-eastus"
+BACKUPS = "rg-backups-eastus"
+REPLICAS = "rg-backups-westus2"
+DRTEST = "rg-backupdr-drtest-eastus"
+SUBNET = "vnet-backupdr-drtest/snet-restore"
+TEST_TAG = "backupdr-test"
+
+
+def compute_id(group: str, kind: str, name: str) -> str:
+    return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/{kind}/{name}"
+
+
+def gateway_for(server: ArmServer) -> ArmComputeGateway:
+    """The production factory, pointed at the simulator with its CA and fixed token."""
+    settings = Settings(
+        subscription_id=SUB,
+        arm_endpoint=server.url,
+        ca_bundle=str(server.ca_path),
+        credential="static",
+        lro_poll_seconds=0.01,
+    )
+    return gateway_from_settings(settings)
+
+
+@pytest.fixture
+def sim(armsim: ArmServer) -> ArmSimulator:
+    return armsim.sim
+
+
+@pytest.fixture
+def gateway(armsim: ArmServer) -> ArmComputeGateway:
+    return gateway_for(armsim)
+
+
+@pytest.fixture
+def web(gateway: ArmComputeGateway) -> VM:
+    return gateway.get_vm(APP_RG, "web-01")
+
+
+def settle(sim: ArmSimulator, accepted: Accepted) -> None:
+    """Wait out a create the way a workflow's durable timer would."""
+    sim.advance(accepted.poll_after_seconds)
+
+
+def snapshot_of(
+    gateway: ArmComputeGateway, sim: ArmSimulator, vm: VM, role: str = "os", name: str = ""
+) -> str:
+    disk = next(d for d in vm.disks if d.role == role)
+    accepted = gateway.begin_snapshot(
+        name=name or f"snap-{vm.name}-{role}",
+        resource_group=BACKUPS,
+        region=vm.location,
+        disk=disk,
+        tags={"managed-by": "backupdr", "backup-disk": role},
+    )
+    settle(sim, accepted)
+    return accepted.resource_id
+
+
+def writes_to(sim: ArmSimulator, path_part: str) -> list[tuple[str, int]]:
+    return [
+        (r.method, r.status)
+        for r in sim.requests
+        if r.method != "GET" and path_part.lower() in r.path.lower()
+    ]
+
+
+class TestListVms:
+    """One subscription-wide list gives every VM with its disks, read from the storage profile."""
+
+    def test_list_vms_reports_disks_size_sku_lun_zone_location_and_policy_tag(
+        self, gateway: ArmComputeGateway
+    ) -> None:
+        vms = {vm.name: vm for vm in gateway.list_vms()}
+        assert set(vms) == {"web-01", "db-01", "scratch-01"}
+        web = vms["web-01"]
+        assert (web.resource_group, web.location, web.zone) == (APP_RG, "eastus", "1")
+        assert (web.vm_size, web.os_type) == ("Standard_D2s_v5", "Linux")
+        assert web.tags["backup-policy"].startswith("schedule=0 2 * * *")
+        assert [(d.name, d.lun, d.size_gb, d.sku, d.zone) for d in web.disks] == [
+            ("web-01-osdisk", None, 30, "Premium_LRS", "1"),
+            ("web-01-data0", 0, 128, "Premium_LRS", "1"),
+        ]
+        assert web.disks[0].id == compute_id(APP_RG, "disks", "web-01-osdisk")
+
+    def test_list_vms_pages_over_a_thousand_vms_without_reading_disks(self) -> None:
+        sim = ArmSimulator(clock=VirtualClock(datetime(2026, 1, 5, tzinfo=UTC)), page_size=100)
+        sim.add_group(SUB, APP_RG, "eastus")
+        for index in range(1050):
+            sim.add_vm(SUB, APP_RG, f"vm-{index:04d}", data_disks=[{"lun": 0, "size_gb": 64}])
+        with sim.serve() as server:
+            vms = gateway_for(server).list_vms()
+        assert len({vm.id for vm in vms}) == 1050
+        assert all(len(vm.disks) == 2 for vm in vms)
+        reads = [r.path for r in sim.requests]
+        assert len(reads) == 11  # ceil(1050 / 100) pages of one list, nothing else
+        assert all(path.endswith("/providers/Microsoft.Compute/virtualMachines") for path in reads)
+
+    def test_get_vm_of_a_missing_vm_raises_not_found(self, gateway: ArmComputeGateway) -> None:
+        with pytest.raises(NotFoundError, match="ResourceNotFound"):
+            gateway.get_vm(APP_RG, "no-such-vm")
+
+
+class TestSnapshots:
+    """Incremental snapshots: tagged in the one PUT, started without waiting, read back later."""
+
+    def test_begin_snapshot_sends_one_put_with_tags_and_returns_before_it_completes(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        accepted = gateway.begin_snapshot(
+            name="snap-web-01-os",
+            resource_group=BACKUPS,
+            region="eastus",
+            disk=web.disks[0],
+            tags={"managed-by": "backupdr", "backup-tier": "daily"},
+        )
+        assert accepted.resource_id == compute_id(BACKUPS, "snapshots", "snap-web-01-os")
+        assert accepted.poll_after_seconds == sim.durations.snapshot_seconds
+        assert writes_to(sim, "/snapshots/") == [("PUT", 202)]
+        snapshot = gateway.get_snapshot(accepted.resource_id)
+        assert snapshot.provisioning_state == "Updating"
+        assert snapshot.tags == {"managed-by": "backupdr", "backup-tier": "daily"}
+        assert snapshot.incremental
+
+    def test_snapshot_reads_succeeded_with_size_and_source_once_its_time_has_passed(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web, "lun0")
+        snapshot = gateway.get_snapshot(snapshot_id)
+        assert (snapshot.provisioning_state, snapshot.size_gb) == ("Succeeded", 128)
+        assert snapshot.source_id == web.disks[1].id
+        assert (snapshot.resource_group, snapshot.location) == (BACKUPS, "eastus")
+        assert snapshot.access_state == "Available"
+        assert snapshot.created_at is not None
+
+    def test_begin_snapshot_again_with_the_same_name_makes_no_second_snapshot(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        first = snapshot_of(gateway, sim, web)
+        again = gateway.begin_snapshot(
+            name="snap-web-01-os",
+            resource_group=BACKUPS,
+            region="eastus",
+            disk=web.disks[0],
+            tags={},
+        )
+        assert again.resource_id == first
+        assert again.poll_after_seconds == 0.0  # Azure answered 200 Succeeded: nothing to wait
+        assert len(sim.snapshots()) == 1
+
+    def test_list_snapshots_by_group_and_across_the_subscription(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        source = snapshot_of(gateway, sim, web)
+        gateway.begin_copy(
+            source_id=source, name="replica", resource_group=REPLICAS, region="westus2", tags={}
+        )
+        assert [s.name for s in gateway.list_snapshots(BACKUPS)] == ["snap-web-01-os"]
+        assert sorted(s.name for s in gateway.list_snapshots()) == ["replica", "snap-web-01-os"]
+
+    def test_delete_snapshot_says_true_then_false_once_it_is_gone(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web)
+        assert gateway.delete_snapshot(snapshot_id) is True
+        assert gateway.delete_snapshot(snapshot_id) is False
+        with pytest.raises(NotFoundError):
+            gateway.get_snapshot(snapshot_id)
+
+    def test_a_malformed_snapshot_id_is_refused_before_any_request(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator
+    ) -> None:
+        with pytest.raises(PermanentError, match=r"is not a Microsoft\.Compute/snapshots"):
+            gateway.get_snapshot(compute_id(BACKUPS, "disks", "not-a-snapshot"))
+        assert sim.requests == []
+
+
+class TestCrossRegionCopy:
+    """CopyStart into the DR region, progress read from completionPercent."""
+
+    def test_copy_progress_rises_to_100_percent(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        source = snapshot_of(gateway, sim, web)
+        accepted = gateway.begin_copy(
+            source_id=source,
+            name="snap-web-01-os-westus2",
+            resource_group=REPLICAS,
+            region="westus2",
+            tags={"managed-by": "backupdr"},
+        )
+        body = next(s for s in sim.snapshots() if s["name"] == "snap-web-01-os-westus2")
+        assert body["properties"]["creationData"] == {
+            "createOption": "CopyStart",
+            "sourceResourceId": source,
+            "sourceUniqueId": body["properties"]["creationData"]["sourceUniqueId"],
+        }
+        seen = []
+        for _ in range(100):
+            sim.advance(max(accepted.poll_after_seconds, 30.0))
+            replica = gateway.get_snapshot(accepted.resource_id)
+            seen.append(replica.completion_percent)
+            if replica.completion_percent == 100.0:
+                break
+        assert seen[-1] == 100.0
+        assert any(p is not None and 0 < p < 100 for p in seen)
+        assert seen == sorted(seen)
+        assert (replica.location, replica.source_id, replica.copy_error) == (
+            "westus2",
+            source,
+            None,
+        )
+
+    def test_a_failed_copy_shows_its_copy_error(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        source = snapshot_of(gateway, sim, web)
+        sim.add_fault(FaultRule(operation="snapshots.copy", kind="copy-fails", count=1))
+        accepted = gateway.begin_copy(
+            source_id=source, name="replica", resource_group=REPLICAS, region="westus2", tags={}
+        )
+        sim.advance(3600)
+        replica = gateway.get_snapshot(accepted.resource_id)
+        assert replica.copy_error is not None
+        assert replica.copy_error.startswith("CopySourceNotFound: ")
+        assert replica.completion_percent is not None
+        assert replica.completion_percent < 100
+
+
+class TestDisks:
+    """Disks restored from snapshots, for verification and DR."""
+
+    def test_disk_from_snapshot_is_unattached_with_the_snapshot_size(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web, "lun0")
+        accepted = gateway.begin_disk_from_snapshot(
+            name="verify-data0",
+            resource_group=DRTEST,
+            region="eastus",
+            snapshot_id=snapshot_id,
+            sku="Standard_LRS",
+            zone=None,
+            tags={TEST_TAG: "v1"},
+        )
+        assert accepted.poll_after_seconds == sim.durations.disk_seconds
+        assert gateway.get_disk(accepted.resource_id).provisioning_state == "Updating"
+        settle(sim, accepted)
+        disk = gateway.get_disk(accepted.resource_id)
+        assert (disk.provisioning_state, disk.disk_state) == ("Succeeded", "Unattached")
+        assert (disk.size_gb, disk.sku, disk.source_id) == (128, "Standard_LRS", snapshot_id)
+        assert disk.tags == {TEST_TAG: "v1"}
+
+    def test_delete_disk_says_true_then_false_once_it_is_gone(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web)
+        accepted = gateway.begin_disk_from_snapshot(
+            name="verify-os",
+            resource_group=DRTEST,
+            region="eastus",
+            snapshot_id=snapshot_id,
+            sku="Premium_LRS",
+            zone="1",
+            tags={},
+        )
+        settle(sim, accepted)
+        assert gateway.get_disk(accepted.resource_id).zone == "1"
+        assert gateway.delete_disk(accepted.resource_id) is True
+        assert gateway.delete_disk(accepted.resource_id) is False
+        with pytest.raises(NotFoundError):
+            gateway.get_disk(accepted.resource_id)
+
+
+def restore(gateway: ArmComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
+    """web-01 restored in the DR-test group: disks from snapshots, a NIC, the VM started."""
+    tags = {TEST_TAG: "dr-1", "managed-by": "backupdr"}
+    disks = {}
+    for disk in web.disks:
+        accepted = gateway.begin_disk_from_snapshot(
+            name=f"dr-1-{disk.role}",
+            resource_group=DRTEST,
+            region="eastus",
+            snapshot_id=snapshot_of(gateway, sim, web, disk.role),
+            sku=disk.sku,
+            zone=None,
+            tags=tags,
+        )
+        settle(sim, accepted)
+        disks[disk.role] = accepted.resource_id
+    nic_id = gateway.create_nic(
+        name="dr-1-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags=tags
+    )
+    return gateway.begin_vm_from_disks(
+        name="dr-1-vm",
+        resource_group=DRTEST,
+        region="eastus",
+        vm_size=web.vm_size,
+        os_type=web.os_type,
+        os_disk_id=disks["os"],
+        data_disks=[(0, disks["lun0"])],
+        nic_id=nic_id,
+        tags=tags,
+    )
+
+
+@pytest.fixture
+def restored(gateway: ArmComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
+    return restore(gateway, sim, web)
+
+
+class TestDisasterRecovery:
+    """A VM restored from disks in the DR-test group: boot, guest check, cleanup by tag."""
+
+    def test_create_nic_joins_the_existing_isolated_subnet(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator
+    ) -> None:
+        nic_id = gateway.create_nic(
+            name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
+        )
+        assert nic_id.endswith(
+            f"/resourceGroups/{DRTEST}/providers/Microsoft.Network/networkInterfaces/dr-nic"
+        )
+        nic = next(n for n in sim.nics() if n["name"] == "dr-nic")
+        subnet = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]
+        assert subnet.endswith("/virtualNetworks/vnet-backupdr-drtest/subnets/snet-restore")
+
+    def test_create_nic_refuses_a_subnet_not_named_vnet_slash_subnet(
+        self, gateway: ArmComputeGateway
+    ) -> None:
+        with pytest.raises(PermanentError, match="vnet/subnet"):
+            gateway.create_nic(
+                name="n", resource_group=DRTEST, region="eastus", subnet="x", tags={}
+            )
+
+    def test_restored_vm_attaches_its_disks_boots_and_answers_the_guest_check(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        vm = next(v for v in sim.vms() if v["name"] == "dr-1-vm")
+        storage = vm["properties"]["storageProfile"]
+        assert storage["osDisk"]["createOption"] == "Attach"
+        assert [d["lun"] for d in storage["dataDisks"]] == [0]
+        assert "osProfile" not in vm["properties"]
+        assert gateway.vm_runtime(restored.resource_id).provisioning_state == "creating"
+        sim.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
+        runtime = gateway.vm_runtime(restored.resource_id)
+        assert (runtime.provisioning_state, runtime.power_state) == ("succeeded", "running")
+        check = gateway.run_guest_check(restored.resource_id, "Linux")
+        assert check.succeeded
+        assert "backupdr-guest-ok" in check.output
+
+    def test_a_silent_guest_fails_the_check_without_raising(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        sim.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
+        sim.add_fault(FaultRule(operation="runcommand", kind="guest-silent", count=1))
+        check = gateway.run_guest_check(restored.resource_id, "Linux")
+        assert not check.succeeded
+        assert "VMAgentStatusCommunicationError" in check.output
+
+    def test_a_vm_that_never_boots_stays_starting(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        sim.add_fault(FaultRule(operation="vms.create", kind="never-boots", count=1))
+        restored = restore(gateway, sim, web)
+        sim.advance(3600)
+        runtime = gateway.vm_runtime(restored.resource_id)
+        assert (runtime.provisioning_state, runtime.power_state) == ("succeeded", "starting")
+
+    def test_delete_tagged_deletes_the_vm_before_its_nic_and_disks_and_then_nothing(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        sim.advance(sim.durations.vm_create_seconds)
+        tagged = gateway.list_tagged(DRTEST, TEST_TAG)
+        assert {r.type for r in tagged} == {
+            "Microsoft.Compute/virtualMachines",
+            "Microsoft.Network/networkInterfaces",
+            "Microsoft.Compute/disks",
+        }
+        assert all(r.tags[TEST_TAG] == "dr-1" for r in tagged)
+
+        deleted = gateway.delete_tagged(DRTEST, TEST_TAG, "dr-1")
+
+        assert sorted(deleted) == sorted(r.id for r in tagged)
+        deletes = [r.path for r in sim.requests if r.method == "DELETE"]
+        assert "/virtualMachines/" in deletes[0]
+        assert gateway.list_tagged(DRTEST, TEST_TAG) == []
+        assert gateway.delete_tagged(DRTEST, TEST_TAG, "dr-1") == []
+
+    def test_delete_tagged_leaves_resources_with_another_value(
+        self, gateway: ArmComputeGateway, restored: Accepted
+    ) -> None:
+        assert gateway.delete_tagged(DRTEST, TEST_TAG, "dr-2") == []
+        assert len(gateway.list_tagged(DRTEST, TEST_TAG)) == 4
+
+
+class TestPolicyTag:
+    """The CLI writes the policy tag through the Tags API, merging, never replacing."""
+
+    def test_set_policy_tag_merges_and_keeps_other_tags(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator
+    ) -> None:
+        vm_id = compute_id(APP_RG, "virtualMachines", "db-01")
+        gateway.set_policy_tag(vm_id, "daily=3")
+        assert gateway.get_vm(APP_RG, "db-01").tags == {"backup-policy": "daily=3"}
+        assert writes_to(sim, "/tags/default") == [("PATCH", 202)]
+
+    def test_set_policy_tag_none_removes_only_the_policy_tag(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator
+    ) -> None:
+        vm_id = compute_id(APP_RG, "virtualMachines", "web-01")
+        vm = sim.world.find(vm_id)
+        assert vm is not None
+        vm.body["tags"]["owner"] = "team-a"  # a tag someone else set
+        gateway.set_policy_tag(vm_id, None)
+        assert gateway.get_vm(APP_RG, "web-01").tags == {"owner": "team-a"}
+        gateway.set_policy_tag(vm_id, None)  # already gone: nothing to write
+        assert writes_to(sim, "/tags/default") == [("PATCH", 202)]
+
+
+FAULT_CASES = [
+    pytest.param(
+        FaultRule(operation="vms.get", kind="5xx"), TransientError, "InternalServerError", id="5xx"
+    ),
+    pytest.param(
+        FaultRule(operation="vms.get", kind="region-outage", region="eastus"),
+        TransientError,
+        "ServiceUnavailable",
+        id="region outage",
+    ),
+    pytest.param(
+        FaultRule(operation="vms.get", kind="429", retry_after=1),
+        TransientError,
+        "TooManyRequests",
+        id="429 that never ends",
+    ),
+]
+
+
+class TestFaults:
+    """Each injected fault surfaces as the gateway exception the workflows act on."""
+
+    @pytest.mark.parametrize(("rule", "expected", "code"), FAULT_CASES)
+    def test_persistent_fault_on_a_read_ends_in_a_transient_error_after_bounded_retries(
+        self,
+        gateway: ArmComputeGateway,
+        sim: ArmSimulator,
+        rule: FaultRule,
+        expected: type[BackupDrError],
+        code: str,
+    ) -> None:
+        sim.add_fault(rule)
+        with pytest.raises(expected, match=code):
+            gateway.get_vm(APP_RG, "web-01")
+        assert len(sim.requests) == 4  # the first try and the SDK's three retries
+
+    def test_a_429_with_retry_after_is_retried_by_the_sdk_and_then_succeeds(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        sim.add_fault(FaultRule(operation="snapshots.create", kind="429", count=1, retry_after=1))
+        accepted = gateway.begin_snapshot(
+            name="snap", resource_group=BACKUPS, region="eastus", disk=web.disks[0], tags={}
+        )
+        assert writes_to(sim, "/snapshots/") == [("PUT", 429), ("PUT", 202)]
+        assert accepted.poll_after_seconds == sim.durations.snapshot_seconds
+
+    def test_a_single_5xx_on_the_vm_list_is_retried_and_the_list_succeeds(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator
+    ) -> None:
+        sim.add_fault(FaultRule(operation="vms.list", kind="5xx", count=1))
+        assert len(gateway.list_vms()) == 3
+        assert [r.status for r in sim.requests] == [500, 200]
+
+    @pytest.mark.parametrize(
+        ("kind", "code"),
+        [("allocation-failed", "AllocationFailed"), ("sku-not-available", "SkuNotAvailable")],
+    )
+    def test_no_capacity_for_the_vm_is_a_capacity_error_sent_once(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM, kind: str, code: str
+    ) -> None:
+        sim.add_fault(FaultRule(operation="vms.create", kind=kind))
+        with pytest.raises(CapacityError, match=code):
+            restore(gateway, sim, web)
+        assert writes_to(sim, "/virtualMachines/") == [("PUT", 409)]
+
+    def test_a_failed_delete_operation_is_a_permanent_error(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web)
+        sim.add_fault(FaultRule(operation="snapshots.delete", kind="fail-operation", count=1))
+        with pytest.raises(PermanentError, match="InternalOperationError"):
+            gateway.delete_snapshot(snapshot_id)
+        assert gateway.get_snapshot(snapshot_id).provisioning_state == "Succeeded"
+
+    def test_a_failed_snapshot_create_shows_as_failed_when_read_back(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        sim.add_fault(FaultRule(operation="snapshots.create", kind="fail-operation", count=1))
+        snapshot_id = snapshot_of(gateway, sim, web)
+        assert gateway.get_snapshot(snapshot_id).provisioning_state == "Failed"
+
+    def test_a_bad_request_ends_at_once_with_a_clear_permanent_error(
+        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        with pytest.raises(PermanentError, match="InvalidResourceName"):
+            gateway.begin_snapshot(
+                name="bad name!",
+                resource_group=BACKUPS,
+                region="eastus",
+                disk=web.disks[0],
+                tags={},
+            )
+        assert writes_to(sim, "/snapshots/") == [("PUT", 400)]

@@ -1,0 +1,376 @@
+"""The local durable host runs toy DFApps through the real azure-functions-durable executor."""
+
+# azure-functions-durable ships no type information, so its decorators are untyped.
+# mypy: disable-error-code="untyped-decorator"
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import urllib.request
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as Kind
+from azure.functions.timer import TimerRequest
+
+from shared.clock import VirtualClock
+from shared.runner import (
+    HostConfigError,
+    InstanceExistsError,
+    LocalDurableHost,
+    UnknownFunctionError,
+    run_to_completion,
+)
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=30_000, max_number_of_attempts=3)
+Context = Any  # df.DurableOrchestrationContext, untyped
+Steps = Generator[Any, Any, Any]
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+failures_left: dict[str, int] = {}
+replays: list[int] = []
+running = {"now": 0, "peak": 0}
+running_lock = threading.Lock()
+pair = threading.Barrier(2)
+
+
+@app.orchestration_trigger(context_name="context")
+def chain(context: Context) -> Steps:
+    first = yield context.call_activity("greet", context.get_input())
+    context.set_custom_status({"step": 1})
+    second = yield context.call_activity("greet", first)
+    return [first, second]
+
+
+@app.orchestration_trigger(context_name="context")
+def fan_out(context: Context) -> Steps:
+    results = yield context.task_all([context.call_activity("paired", n) for n in range(6)])
+    return sorted(results)
+
+
+@app.orchestration_trigger(context_name="context")
+def with_retry(context: Context) -> Steps:
+    result = yield context.call_activity_with_retry("flaky", RETRY, context.get_input())
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
+def parent(context: Context) -> Steps:
+    good = yield context.call_sub_orchestrator("chain", "kid", "parent-kid")
+    try:
+        yield context.call_sub_orchestrator("with_retry", "doomed")
+    except Exception as exc:
+        return {"good": good, "caught": str(exc)}
+    return {"good": good}
+
+
+@app.orchestration_trigger(context_name="context")
+def sleeper(context: Context) -> Steps:
+    hours = context.get_input()
+    yield context.create_timer(context.current_utc_datetime + timedelta(hours=hours))
+    return context.current_utc_datetime.isoformat()
+
+
+@app.orchestration_trigger(context_name="context")
+def race(context: Context) -> Steps:
+    deadline = context.create_timer(context.current_utc_datetime + timedelta(days=1))
+    approval = context.wait_for_external_event("approval")
+    winner = yield context.task_any([approval, deadline])
+    if winner == approval:
+        deadline.cancel()
+        return approval.result
+    return "timed out"
+
+
+@app.orchestration_trigger(context_name="context")
+def fickle(context: Context) -> Steps:
+    replays.append(1)
+    yield context.call_activity("greet" if len(replays) == 1 else "paired", 1)
+    yield context.call_activity("greet", 2)
+    return "never"
+
+
+@app.activity_trigger(input_name="name")
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+@app.activity_trigger(input_name="n")
+def paired(n: int) -> int:
+    with running_lock:
+        running["now"] += 1
+        running["peak"] = max(running["peak"], running["now"])
+    with contextlib.suppress(threading.BrokenBarrierError):
+        pair.wait(timeout=5)  # returns at once only when two activities run side by side
+    with running_lock:
+        running["now"] -= 1
+    return n
+
+
+@app.activity_trigger(input_name="key")
+def flaky(key: str) -> str:
+    if failures_left.get(key, 0) > 0:
+        failures_left[key] -= 1
+        raise RuntimeError(f"{key} is not ready")
+    return f"{key} done"
+
+
+@app.route(route="start/{name}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def http_start(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    instance_id = req.params.get("id")
+    iid = await client.start_new(req.route_params["name"], instance_id, req.get_json())
+    response: func.HttpResponse = client.create_check_status_response(req, iid)
+    return response
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(START)
+
+
+@pytest.fixture
+def host(clock: VirtualClock, tmp_path: Path) -> Iterator[LocalDurableHost]:
+    host_json = tmp_path / "host.json"
+    host_json.write_text(
+        json.dumps({"extensions": {"durableTask": {"maxConcurrentActivityFunctions": 2}}})
+    )
+    with LocalDurableHost(app, clock, host_json=host_json) as running_host:
+        yield running_host
+
+
+def kinds(host: LocalDurableHost, instance_id: str) -> list[Kind]:
+    """The instance's history without the episode markers."""
+    episode = {Kind.ORCHESTRATOR_STARTED, Kind.ORCHESTRATOR_COMPLETED}
+    return [
+        Kind(e["EventType"]) for e in host.history(instance_id) if e["EventType"] not in episode
+    ]
+
+
+class TestOrchestrations:
+    """Chains, fan-out, retries, sub-orchestrations and timers run to their end."""
+
+    def test_chain_passes_each_result_on_and_reports_custom_status(
+        self, host: LocalDurableHost
+    ) -> None:
+        iid = host.start("chain", input="ada")
+        host.run_until_idle()
+
+        status = host.status(iid)
+        assert status.runtime_status == "Completed"
+        assert status.output == ["hello ada", "hello hello ada"]
+        assert status.input == "ada"
+        assert status.custom_status == {"step": 1}
+
+    def test_fan_out_runs_activities_side_by_side_up_to_the_host_json_limit(
+        self, host: LocalDurableHost
+    ) -> None:
+        running["peak"] = 0
+        iid = host.start("fan_out")
+        host.run_until_idle()
+
+        assert host.status(iid).output == [0, 1, 2, 3, 4, 5]
+        assert host.max_activities == 2
+        assert running["peak"] == 2
+
+    def test_retry_follows_the_sdk_event_sequence_with_backoff_on_the_virtual_clock(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        failures_left["twice"] = 2
+        iid = host.start("with_retry", input="twice")
+        host.run_until_idle()
+
+        assert host.status(iid).output == "twice done"
+        attempt_failed = [Kind.TASK_SCHEDULED, Kind.TASK_FAILED, Kind.TIMER_CREATED]
+        assert kinds(host, iid) == [
+            Kind.EXECUTION_STARTED,
+            *attempt_failed,
+            Kind.TIMER_FIRED,
+            *attempt_failed,
+            Kind.TIMER_FIRED,
+            Kind.TASK_SCHEDULED,
+            Kind.TASK_COMPLETED,
+            Kind.EXECUTION_COMPLETED,
+        ]
+        assert clock.now() == START + timedelta(seconds=60)
+
+    def test_exhausted_retries_fail_the_orchestration_with_the_activity_message(
+        self, host: LocalDurableHost
+    ) -> None:
+        failures_left["never"] = 99
+        iid = host.start("with_retry", input="never")
+        host.run_until_idle()
+
+        status = host.status(iid)
+        assert status.runtime_status == "Failed"
+        assert status.output.startswith("Orchestrator function 'with_retry' failed:")
+        assert "Activity function 'flaky' failed: RuntimeError: never is not ready" in status.output
+        assert failures_left["never"] == 96
+
+    def test_sub_orchestrations_report_results_and_failures_to_their_parent(
+        self, host: LocalDurableHost
+    ) -> None:
+        failures_left["doomed"] = 99
+        iid = host.start("parent")
+        host.run_until_idle()
+
+        output = host.status(iid).output
+        assert output["good"] == ["hello kid", "hello hello kid"]
+        assert "Orchestrator function 'with_retry' failed" in output["caught"]
+        children = {st.instance_id: st.runtime_status for st in host.instances()}
+        assert children["parent-kid"] == "Completed"
+        assert children[f"{iid}:0001"] == "Failed"
+
+    def test_durable_timer_moves_the_virtual_clock_to_its_fire_time(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        iid = host.start("sleeper", input=240)  # ten days: the SDK splits it into short timers
+        host.run_until_idle()
+
+        fired_at = START + timedelta(days=10)
+        assert host.status(iid).output == fired_at.isoformat()
+        assert clock.now() == fired_at
+
+    def test_max_virtual_seconds_leaves_later_timers_pending(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        iid = host.start("sleeper", input=2)
+        host.run_until_idle(max_virtual_seconds=3600)
+
+        assert host.status(iid).runtime_status == "Running"
+        assert clock.now() == START
+
+    def test_event_wins_the_race_and_its_cancelled_timer_does_not_hold_time(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        iid = host.start("race")
+        host.run_until_idle(max_virtual_seconds=60)
+        host.raise_event(iid, "approval", {"by": "ops"})
+        host.run_until_idle()
+
+        assert host.status(iid).output == {"by": "ops"}
+        assert clock.now() == START
+
+    def test_replay_that_differs_from_history_fails_as_nondeterministic(
+        self, host: LocalDurableHost
+    ) -> None:
+        replays.clear()
+        iid = host.start("fickle")
+        host.run_until_idle()
+
+        status = host.status(iid)
+        assert status.runtime_status == "Failed"
+        assert "NonDeterministic" in status.output
+        assert "CALL_ACTIVITY(greet" in status.output
+
+
+class TestClient:
+    """The real DurableOrchestrationClient works against the host's loopback endpoint."""
+
+    def test_http_starter_answers_202_with_status_urls_on_the_endpoint(
+        self, host: LocalDurableHost
+    ) -> None:
+        req = func.HttpRequest("POST", "http://localhost:7071/api/start/chain", body=b'"bo"')
+        response = host.call_http("http_start", req)
+        links = json.loads(response.get_body())
+        host.run_until_idle()
+
+        assert response.status_code == 202
+        assert response.headers["Location"] == links["statusQueryGetUri"]
+        with urllib.request.urlopen(links["statusQueryGetUri"]) as answer:  # noqa: S310
+            status = json.loads(answer.read())
+        assert status["runtimeStatus"] == "Completed"
+        assert status["output"] == ["hello bo", "hello hello bo"]
+
+    def test_starting_a_running_instance_id_fails_and_a_finished_one_is_replaced(
+        self, host: LocalDurableHost
+    ) -> None:
+        host.start("sleeper", input=1, instance_id="slot-1")
+        with pytest.raises(InstanceExistsError):
+            host.start("sleeper", input=1, instance_id="slot-1")
+        client = df.DurableOrchestrationClient(host.client_binding())
+        with pytest.raises(Exception, match="already exists"):
+            run_to_completion(client.start_new("sleeper", "slot-1", 1))
+
+        host.run_until_idle()
+        assert host.start("chain", input="again", instance_id="slot-1") == "slot-1"
+        host.run_until_idle()
+        assert host.status("slot-1").name == "chain"
+
+    def test_client_raises_events_reads_status_and_terminates(self, host: LocalDurableHost) -> None:
+        waiting, doomed = host.start("race"), host.start("race")
+        host.run_until_idle(max_virtual_seconds=1)
+        client = df.DurableOrchestrationClient(host.client_binding())
+
+        async def drive() -> str:
+            await client.raise_event(waiting, "approval", "yes")
+            await client.terminate(doomed, "not needed")
+            status = await client.get_status(doomed)
+            return str(status.runtime_status.value)
+
+        assert run_to_completion(drive()) == "Terminated"
+        host.run_until_idle(max_virtual_seconds=1)
+        assert host.status(waiting).output == "yes"
+        assert host.status(doomed).output == "not needed"
+
+    def test_unknown_orchestrator_is_refused_with_its_name(self, host: LocalDurableHost) -> None:
+        with pytest.raises(UnknownFunctionError, match="'nope' doesn't exist"):
+            host.start("nope")
+
+
+timer_app = df.DFApp()
+ticks: list[str] = []
+
+
+@timer_app.timer_trigger(schedule="%TICK_SCHEDULE%", arg_name="timer")
+@timer_app.durable_client_input(client_name="client")
+async def every_quarter(timer: TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    ticks.append(timer.schedule_status["Next"])
+    await client.start_new("nap", None, None)
+
+
+@timer_app.orchestration_trigger(context_name="context")
+def nap(context: Context) -> Steps:
+    yield context.create_timer(context.current_utc_datetime + timedelta(minutes=20))
+    return context.current_utc_datetime.isoformat()
+
+
+class TestTimerTriggers:
+    """Timer triggers fire on their NCRONTAB schedule over a span of virtual time."""
+
+    def test_timer_trigger_fires_on_schedule_interleaved_with_durable_timers(
+        self, clock: VirtualClock
+    ) -> None:
+        ticks.clear()
+        settings = {"TICK_SCHEDULE": "0 */15 * * * *"}
+        with LocalDurableHost(timer_app, clock, settings=settings) as host:
+            host.run_timers(until=START + timedelta(hours=1))
+            finished = sorted(st.output for st in host.instances() if st.output)
+
+        assert len(ticks) == 4
+        assert clock.now() == START + timedelta(hours=1)
+        # each nap started at a tick and woke 20 minutes later; the last is still asleep
+        assert finished == [(START + timedelta(minutes=m)).isoformat() for m in (35, 50)]
+
+    @pytest.mark.parametrize(
+        ("settings", "message"),
+        [
+            pytest.param({}, "TICK_SCHEDULE, which is not set", id="missing-setting"),
+            pytest.param({"TICK_SCHEDULE": "0 2 * * *"}, "6-field NCRONTAB", id="five-fields"),
+        ],
+    )
+    def test_unusable_schedule_is_refused_when_the_host_is_built(
+        self, clock: VirtualClock, settings: dict[str, str], message: str
+    ) -> None:
+        with pytest.raises(HostConfigError, match=message):
+            LocalDurableHost(timer_app, clock, settings=settings)
