@@ -63,7 +63,7 @@ def local_stack(
         tables = azurite or stack.enter_context(running_azurite())
         env = app_settings(
             {
-                "AZURE_SUBSCRIPTION_ID": simulator.subscription_id,
+                "AZURE_SUBSCRIPTION_ID": simulator.subscription,
                 "BACKUPDR_ARM_ENDPOINT": server.url,
                 "BACKUPDR_CA_BUNDLE": str(server.ca_path),
                 "BACKUPDR_CREDENTIAL": "static",

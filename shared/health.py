@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.domain.models import VM, BackupState, ReplicationStatus
-from shared.domain.policy import PolicyError, policy_from_tags
+from shared.domain.models import VM, Backup, BackupState, ReplicationStatus
+from shared.domain.policy import PolicyError, policy_for
 from shared.domain.schedule import interval_seconds
 from shared.ports import BackupCatalog, ComputeGateway
 
@@ -27,7 +27,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
     unprotected: list[str] = []
     for vm in sorted(vms, key=lambda v: v.key):
         try:
-            policy = policy_from_tags(vm.tags)
+            policy = policy_for(vm)
         except PolicyError as error:
             misconfigured.append({"vm": vm.name, "vm_key": vm.key, "error": str(error)})
             continue
@@ -99,7 +99,7 @@ def find_vm(vms: list[VM], name: str, resource_group: str | None = None) -> list
     ]
 
 
-def _lag(now: datetime, target: str | None, replicated: list[Any]) -> float | None:
+def _lag(now: datetime, target: str | None, replicated: list[Backup]) -> float | None:
     if not target or not replicated:
         return None
     return (now - replicated[0].taken_at).total_seconds()

@@ -60,6 +60,8 @@ def put_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
         if not config.get("name"):
             raise bad_request("Each IP configuration needs a name.")
         props = config.setdefault("properties", {})
+        if index and "subnet" not in props:  # a secondary configuration shares the primary's
+            props["subnet"] = dict(configs[0]["properties"]["subnet"])
         subnet_id = str((props.get("subnet") or {}).get("id", ""))
         _, subnet = _subnet(world, subnet_id)
         config["id"] = f"{nic_id}/ipConfigurations/{config['name']}"

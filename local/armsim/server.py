@@ -250,7 +250,9 @@ def serving(sim: ArmSimulator, tls: TlsFiles, host: str, port: int) -> Iterator[
     """Serve `sim` over HTTPS on host:port (0 = a free port) for the duration of the block."""
     httpd = _ArmHttpServer((host, port), sim)
     httpd.socket = tls.server_context().wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="armsim", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="armsim", daemon=True
+    )
     thread.start()
     try:
         yield ArmServer(f"https://{host}:{httpd.server_address[1]}", tls.ca_path, sim)

@@ -4,6 +4,7 @@ DELETE, instance view and Run Command."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime
 from typing import Any
 
@@ -104,7 +105,8 @@ def _prepare_storage(
         profile = properties.get("osProfile")
         if not isinstance(profile, dict):
             raise bad_request("Required parameter 'osProfile' is missing (null).")
-        windows = "windowsConfiguration" in profile
+        image = json.dumps(storage.get("imageReference") or {}).lower()
+        windows = "windowsConfiguration" in profile or "windows" in image
         os_disk.setdefault("osType", "Windows" if windows else "Linux")
         profile.setdefault("secrets", [])
         if windows:
@@ -294,6 +296,26 @@ def _status(code: str, display: str, when: datetime | None = None) -> dict[str, 
     return status
 
 
+def _patch_status(vm: Resource) -> dict[str, Any]:
+    """Patch assessment as a freshly created VM reports it: nothing assessed or installed."""
+    when = vm.created_at.isoformat()
+    summary: dict[str, Any] = {"status": "Unknown", "startTime": when, "lastModifiedTime": when}
+    counts = ("notSelected", "excluded", "pending", "installed", "failed")
+    return {
+        "availablePatchSummary": summary
+        | {
+            "assessmentActivityId": vm.uid,
+            "rebootPending": False,
+            "criticalAndSecurityPatchCount": 0,
+            "otherPatchCount": 0,
+        },
+        "lastPatchInstallationSummary": summary
+        | {"installationActivityId": vm.uid, "maintenanceWindowExceeded": False}
+        | {f"{name}PatchCount": 0 for name in counts},
+        "configurationStatuses": [],
+    }
+
+
 def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply:
     vm = world.get(_ref(args))
     now = world.now()
@@ -304,6 +326,7 @@ def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply
         str(d.get("name")) for d in storage.get("dataDisks") or []
     ]
     windows = (storage.get("osDisk") or {}).get("osType") == "Windows"
+    diagnostics = f"https://md-{vm.uid[:12]}.blob.storage.azure.net/bootdiagnostics"
     agent_ready = power == "running" and not vm.guest_silent
     body = {
         "platformUpdateDomain": 0,
@@ -315,8 +338,10 @@ def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply
             "vmAgentVersion": "2.7.41491.1102" if agent_ready else "Unknown",
             "statuses": [
                 _status("ProvisioningState/succeeded", "Ready", now)
+                | {"message": "GuestAgent is running and accepting new configurations."}
                 if agent_ready
                 else _status("ProvisioningState/Unavailable", "Not Ready", now)
+                | {"message": "VM status blob is found but not yet populated."}
             ],
             "extensionHandlers": [],
         },
@@ -324,10 +349,13 @@ def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply
             {"name": name, "statuses": [_status(f"ProvisioningState/{state}", state, vm.ready_at)]}
             for name in disk_names
         ],
-        "bootDiagnostics": {},
+        "bootDiagnostics": {
+            "consoleScreenshotBlobUri": f"{diagnostics}/{vm.name}.{vm.uid}.screenshot.bmp",
+            "serialConsoleLogBlobUri": f"{diagnostics}/{vm.name}.{vm.uid}.serialconsole.log",
+        },
         "extensions": [],
         "hyperVGeneration": "V2",
-        "patchStatus": {"configurationStatuses": []},
+        "patchStatus": _patch_status(vm),
         "isVMInStandbyPool": False,
         "statuses": [
             _status(f"ProvisioningState/{state}", f"Provisioning {state}", vm.ready_at),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from functools import partial
 
 from shared.activities.common import (
     APP,
@@ -21,7 +22,7 @@ from shared.activities.common import (
 from shared.adapters import telemetry
 from shared.domain import names
 from shared.domain.models import VM, Backup, BackupState, ReplicationStatus, SnapshotRef
-from shared.domain.policy import PolicyError, format_policy, parse_policy, policy_from_tags
+from shared.domain.policy import PolicyError, format_policy, parse_policy, policy_for
 from shared.domain.retention import plan_retention
 from shared.domain.schedule import interval_seconds, is_due, slot_at
 from shared.domain.tiers import tier_for
@@ -43,7 +44,7 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     misconfigured: list[Payload] = []
     for vm in svc.gateway.list_vms():
         try:
-            policy = policy_from_tags(vm.tags)
+            policy = policy_for(vm)
         except PolicyError as error:
             misconfigured.append({"vm": vm.name, "vm_key": vm.key, "error": str(error)})
             telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True)
@@ -108,8 +109,13 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
             svc,
             "create",
             f"{group}/snapshots/{name}",
-            lambda disk=disk, name=name, tags=tags: svc.gateway.begin_snapshot(
-                name=name, resource_group=group, region=vm.location, disk=disk, tags=tags
+            partial(
+                svc.gateway.begin_snapshot,
+                name=name,
+                resource_group=group,
+                region=vm.location,
+                disk=disk,
+                tags=tags,
             ),
             vm_key=vm.key,
             operation="snapshot",
@@ -257,7 +263,7 @@ def _delete_backup(svc: Services, backup: Backup) -> None:
             svc,
             "delete",
             ref.snapshot_id,
-            lambda ref=ref: svc.gateway.delete_snapshot(ref.snapshot_id),
+            partial(svc.gateway.delete_snapshot, ref.snapshot_id),
             vm_key=backup.vm_key,
             operation="retention",
         )
@@ -274,7 +280,7 @@ def _delete_replicas(svc: Services, backup: Backup) -> None:
             svc,
             "delete",
             ref.replica_id,
-            lambda ref=ref: svc.gateway.delete_snapshot(ref.replica_id or ""),
+            partial(svc.gateway.delete_snapshot, ref.replica_id),
             vm_key=backup.vm_key,
             operation="retention",
         )

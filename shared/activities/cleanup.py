@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 
 from shared.activities.common import EXPIRES_TAG, TEST_TAG, Payload, audited, parse_time
 from shared.services import Services
@@ -16,7 +17,7 @@ def cleanup_test_resources(payload: Payload, svc: Services) -> Payload:
         svc,
         "delete",
         f"{group}/{TEST_TAG}={test_id}",
-        lambda: svc.gateway.delete_tagged(group, TEST_TAG, test_id),
+        partial(svc.gateway.delete_tagged, group, TEST_TAG, test_id),
         vm_key=payload.get("vm_key"),
         operation=payload.get("operation", "cleanup"),
     )

@@ -7,12 +7,13 @@ tagged with the test id and an expiry; `cleanup_test_resources` removes it whate
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from shared.activities.common import Payload, audited, parse_time, test_tags
 from shared.adapters import telemetry
 from shared.domain import names
 from shared.domain.models import Backup, DrTest, ReplicationStatus
-from shared.domain.policy import Cadence, PolicyError, policy_from_tags
+from shared.domain.policy import Cadence, PolicyError, policy_for
 from shared.errors import NotFoundError, PermanentError, sanitise
 from shared.services import Services
 
@@ -28,7 +29,7 @@ def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
     due = []
     for vm in svc.gateway.list_vms():
         try:
-            policy = policy_from_tags(vm.tags)
+            policy = policy_for(vm)
         except PolicyError:
             continue
         if policy is None or policy.drtest is Cadence.OFF or not policy.replicate:
@@ -94,7 +95,8 @@ def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
         svc,
         "create",
         f"{group}/networkInterfaces/{plan['nic_name']}",
-        lambda: svc.gateway.create_nic(
+        partial(
+            svc.gateway.create_nic,
             name=plan["nic_name"],
             resource_group=group,
             region=region,
@@ -110,7 +112,8 @@ def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
             svc,
             "create",
             f"{group}/disks/{disk['name']}",
-            lambda disk=disk: svc.gateway.begin_disk_from_snapshot(
+            partial(
+                svc.gateway.begin_disk_from_snapshot,
                 name=disk["name"],
                 resource_group=group,
                 region=region,
@@ -147,7 +150,8 @@ def begin_dr_vm(payload: Payload, svc: Services) -> Payload:
         svc,
         "create",
         f"{group}/virtualMachines/{plan['vm_test_name']}",
-        lambda: svc.gateway.begin_vm_from_disks(
+        partial(
+            svc.gateway.begin_vm_from_disks,
             name=plan["vm_test_name"],
             resource_group=group,
             region=payload["test_region"],

@@ -7,11 +7,12 @@ when no older backup of the same VM is still copying.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import Backup, BackupState, ReplicationJob, ReplicationStatus
+from shared.domain.models import Backup, BackupState, ReplicationJob, ReplicationStatus, SnapshotRef
 from shared.errors import PermanentError, sanitise
 from shared.services import Services
 
@@ -72,7 +73,8 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
                 svc,
                 "create",
                 f"{group}/snapshots/{name}",
-                lambda ref=ref, name=name: svc.gateway.begin_copy(
+                partial(
+                    svc.gateway.begin_copy,
                     source_id=ref.snapshot_id,
                     name=name,
                     resource_group=group,
@@ -191,7 +193,7 @@ def fail_replication(payload: Payload, svc: Services) -> Payload:
     return _failed(svc, backup, payload["target_region"], payload["error"])
 
 
-def _delete_failed_replicas(svc: Services, backup: Backup, refs: list) -> None:  # type: ignore[type-arg]
+def _delete_failed_replicas(svc: Services, backup: Backup, refs: list[SnapshotRef]) -> None:
     """A failed copy leaves a useless target snapshot; remove it so a retry can start afresh."""
     for ref in refs:
         if ref.replica_id and ref.replica_status is ReplicationStatus.FAILED:
@@ -199,7 +201,7 @@ def _delete_failed_replicas(svc: Services, backup: Backup, refs: list) -> None: 
                 svc,
                 "delete",
                 ref.replica_id,
-                lambda ref=ref: svc.gateway.delete_snapshot(ref.replica_id),
+                partial(svc.gateway.delete_snapshot, ref.replica_id),
                 vm_key=backup.vm_key,
                 operation="replicate",
             )

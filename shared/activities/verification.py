@@ -7,6 +7,7 @@ deleted by `cleanup_test_resources` whatever happened (the sweeper catches what 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from shared.activities.common import (
     Payload,
@@ -17,8 +18,8 @@ from shared.activities.common import (
 )
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import Backup, BackupState, Verification, VerificationState
-from shared.domain.policy import Cadence, PolicyError, policy_from_tags
+from shared.domain.models import VM, Backup, BackupState, Verification, VerificationState
+from shared.domain.policy import Cadence, PolicyError, policy_for
 from shared.errors import NotFoundError, sanitise
 from shared.services import Services
 
@@ -34,7 +35,7 @@ def list_verifications_due(payload: Payload, svc: Services) -> Payload:
     A VM that is gone or misconfigured keeps the default cadence: its backups still matter.
     """
     now = parse_time(payload["now"])
-    cadences = {vm.key: _cadence(vm.tags) for vm in svc.gateway.list_vms()}
+    cadences = {vm.key: _cadence(vm) for vm in svc.gateway.list_vms()}
     due: list[Backup] = []
     periodic: dict[str, Backup] = {}
     for backup in svc.catalog.unverified_backups():
@@ -57,9 +58,9 @@ def list_verifications_due(payload: Payload, svc: Services) -> Payload:
     }
 
 
-def _cadence(tags: dict[str, str]) -> Cadence:
+def _cadence(vm: VM) -> Cadence:
     try:
-        policy = policy_from_tags(tags)
+        policy = policy_for(vm)
     except PolicyError:
         return Cadence.DAILY
     return Cadence.OFF if policy is None else policy.verify
@@ -80,7 +81,8 @@ def begin_verification(payload: Payload, svc: Services) -> Payload:
             svc,
             "create",
             f"{group}/disks/{name}",
-            lambda ref=ref, name=name: svc.gateway.begin_disk_from_snapshot(
+            partial(
+                svc.gateway.begin_disk_from_snapshot,
                 name=name,
                 resource_group=group,
                 region=backup.region,

@@ -502,40 +502,45 @@ def _disk(
 
 
 def _snapshot(item: compute.Snapshot) -> Snapshot:
-    props = item.properties
-    error = props.copy_completion_error if props is not None else None
+    props = item.properties or compute.SnapshotProperties({})
+    error = props.copy_completion_error
     return Snapshot(
         id=item.id or "",
         name=item.name or "",
         resource_group=_group_of(item.id),
         location=item.location,
-        source_id=(props.creation_data.source_resource_id or "") if props is not None else "",
-        size_gb=(props.disk_size_gb or 0) if props is not None else 0,
-        provisioning_state=(props.provisioning_state or "") if props is not None else "",
-        incremental=bool(props.incremental) if props is not None else False,
+        source_id=_source_of(props.creation_data) or "",
+        size_gb=props.disk_size_gb or 0,
+        provisioning_state=props.provisioning_state or "",
+        incremental=bool(props.incremental),
         tags=dict(item.tags or {}),
-        created_at=props.time_created if props is not None else None,
-        completion_percent=props.completion_percent if props is not None else None,
+        created_at=props.time_created,
+        completion_percent=props.completion_percent,
         copy_error=f"{_text(error.error_code)}: {error.error_message}" if error else None,
-        access_state=_text(props.snapshot_access_state) if props is not None else None,
+        access_state=_text(props.snapshot_access_state),
     )
 
 
 def _managed_disk(item: compute.Disk) -> ManagedDisk:
-    props = item.properties
+    props = item.properties or compute.DiskProperties({})
     return ManagedDisk(
         id=item.id or "",
         name=item.name or "",
         resource_group=_group_of(item.id),
         location=item.location,
-        size_gb=(props.disk_size_gb or 0) if props is not None else 0,
+        size_gb=props.disk_size_gb or 0,
         sku=(_text(item.sku.name) if item.sku is not None else None) or "",
-        provisioning_state=(props.provisioning_state or "") if props is not None else "",
-        disk_state=(_text(props.disk_state) or "") if props is not None else "",
-        source_id=props.creation_data.source_resource_id if props is not None else None,
+        provisioning_state=props.provisioning_state or "",
+        disk_state=_text(props.disk_state) or "",
+        source_id=_source_of(props.creation_data),
         tags=dict(item.tags or {}),
         zone=item.zones[0] if item.zones else None,
     )
+
+
+def _source_of(creation: compute.CreationData | None) -> str | None:
+    """The resource a disk or snapshot was made from (creationData is absent in odd answers)."""
+    return creation.source_resource_id if creation is not None else None
 
 
 def _text(value: object | None) -> str | None:

@@ -68,6 +68,8 @@ def translate(error: AzureError, operation: str) -> BackupDrError:
         return TransientError(f"{operation}: Azure did not answer ({type(error).__name__})")
     if not isinstance(error, HttpResponseError):
         return PermanentError(f"{operation}: {type(error).__name__}")
+    if error.response is None:  # refused before any request, e.g. no credential could sign it
+        return PermanentError(f"{operation}: {type(error).__name__}: {error.message}")
     status = error.status_code
     codes = _codes(error.error)
     message = _describe(operation, status, error.error)
@@ -95,7 +97,7 @@ def _codes(error: ODataV4Format | None) -> set[str]:
 
 def _describe(operation: str, status: int | None, error: ODataV4Format | None) -> str:
     # 2xx in an HttpResponseError: the long-running operation itself ended Failed or Canceled.
-    what = "operation failed" if status is not None and status < 300 else f"HTTP {status}"
+    what = "operation failed" if (status or 0) < 300 else f"HTTP {status}"
     if error is None:
         return f"{operation}: {what}"
     details = "; ".join(f"{d.code}: {d.message}" for d in error.details if d.code or d.message)

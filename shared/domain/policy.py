@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from shared.domain.models import VM
 from shared.domain.names import REGION_PATTERN
 from shared.domain.schedule import cron_problem
 
@@ -214,3 +215,14 @@ def _legacy_policy(text: str) -> BackupPolicy | None:
     if cross_region:
         values["replicate"] = _region("target_region", data.get("target_region"))
     return BackupPolicy(**values)
+
+
+def policy_for(vm: VM) -> BackupPolicy | None:
+    """A VM's policy, also checked against the VM: a replica in the VM's own region is no
+    disaster recovery, so that tag is misconfigured (fail safe: reported, not backed up)."""
+    policy = policy_from_tags(vm.tags)
+    if policy is not None and policy.replicate == vm.location.lower():
+        raise PolicyError(
+            f"replicate={policy.replicate!r}: is the VM's own region; pick another region"
+        )
+    return policy

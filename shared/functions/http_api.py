@@ -18,7 +18,7 @@ import azure.functions as func
 
 from shared.domain import names
 from shared.domain.models import VM, AuditEntry
-from shared.domain.policy import PolicyError, format_policy, policy_from_tags
+from shared.domain.policy import PolicyError, format_policy, policy_for
 from shared.functions.wiring import RUNNING, utc_now
 from shared.health import find_vm, fleet_status
 from shared.services import Services, services
@@ -53,7 +53,7 @@ async def start_backup(
         body = _body(req, allowed={"resourceGroup"})
         vm = _one_vm(svc, req, body)
         try:
-            policy = policy_from_tags(vm.tags)
+            policy = policy_for(vm)
         except PolicyError as error:
             raise ApiError(400, "InvalidPolicyTag", f"{vm.name}: {error}") from None
         await _refuse_if_running(client, vm.key, ("backup", "manual-backup"))
@@ -72,7 +72,8 @@ async def start_backup(
         )
     except ApiError as error:
         return error.response()
-    return client.create_check_status_response(req, instance_id)
+    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
+    return response
 
 
 @bp.route(route="dr-tests/{vm}", methods=["POST"])
@@ -117,7 +118,8 @@ async def start_dr_test(
         )
     except ApiError as error:
         return error.response()
-    return client.create_check_status_response(req, test_id)
+    response: func.HttpResponse = client.create_check_status_response(req, test_id)
+    return response
 
 
 @bp.route(route="status", methods=["GET"])
@@ -182,7 +184,7 @@ def _one_vm(svc: Services, req: func.HttpRequest, body: Mapping[str, Any]) -> VM
 
 def _policy_region(vm: VM) -> str | None:
     try:
-        policy = policy_from_tags(vm.tags)
+        policy = policy_for(vm)
     except PolicyError as error:
         raise ApiError(400, "InvalidPolicyTag", f"{vm.name}: {error}") from None
     if policy is None or not policy.replicate:

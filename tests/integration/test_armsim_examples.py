@@ -10,6 +10,7 @@ those); the examples' own versions are checked to be refused with InvalidApiVers
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,65 +36,183 @@ VM_API, DISK_API, NET_API, RES_API = _V
 
 # file -> (method, path template, api-version, body parameter, extra query parameters)
 CALLS: dict[str, tuple[str, str, str, str | None, tuple[str, ...]]] = {
-    "Disk_BeginGetAccess": ("POST", _C + "/disks/{diskName}/beginGetAccess", DISK_API,
-                            "grantAccessData", ()),
+    "Disk_BeginGetAccess": (
+        "POST",
+        _C + "/disks/{diskName}/beginGetAccess",
+        DISK_API,
+        "grantAccessData",
+        (),
+    ),
     "Disk_Create_ByCopyingASnapshot": ("PUT", _C + "/disks/{diskName}", DISK_API, "disk", ()),
     "Disk_Delete": ("DELETE", _C + "/disks/{diskName}", DISK_API, None, ()),
     "Disk_EndGetAccess": ("POST", _C + "/disks/{diskName}/endGetAccess", DISK_API, None, ()),
     "Disk_Get": ("GET", _C + "/disks/{diskName}", DISK_API, None, ()),
-    "Snapshot_BeginGetAccess": ("POST", _C + "/snapshots/{snapshotName}/beginGetAccess",
-                                DISK_API, "grantAccessData", ()),
+    "Snapshot_BeginGetAccess": (
+        "POST",
+        _C + "/snapshots/{snapshotName}/beginGetAccess",
+        DISK_API,
+        "grantAccessData",
+        (),
+    ),
     "Snapshot_Create_EnhancedProvisionedBandwidthCopySpeed": (
-        "PUT", _C + "/snapshots/{snapshotName}", DISK_API, "snapshot", ()),
-    "Snapshot_Create_FromAnExistingSnapshot": ("PUT", _C + "/snapshots/{snapshotName}",
-                                               DISK_API, "snapshot", ()),
+        "PUT",
+        _C + "/snapshots/{snapshotName}",
+        DISK_API,
+        "snapshot",
+        (),
+    ),
+    "Snapshot_Create_FromAnExistingSnapshot": (
+        "PUT",
+        _C + "/snapshots/{snapshotName}",
+        DISK_API,
+        "snapshot",
+        (),
+    ),
     "Snapshot_Create_FromAnExistingSnapshotInDifferentRegion": (
-        "PUT", _C + "/snapshots/{snapshotName}", DISK_API, "snapshot", ()),
-    "Snapshot_Create_InstantAccessSnapshot": ("PUT", _C + "/snapshots/{snapshotName}",
-                                              DISK_API, "snapshot", ()),
+        "PUT",
+        _C + "/snapshots/{snapshotName}",
+        DISK_API,
+        "snapshot",
+        (),
+    ),
+    "Snapshot_Create_InstantAccessSnapshot": (
+        "PUT",
+        _C + "/snapshots/{snapshotName}",
+        DISK_API,
+        "snapshot",
+        (),
+    ),
     "Snapshot_Delete": ("DELETE", _C + "/snapshots/{snapshotName}", DISK_API, None, ()),
-    "Snapshot_EndGetAccess": ("POST", _C + "/snapshots/{snapshotName}/endGetAccess", DISK_API,
-                              None, ()),
+    "Snapshot_EndGetAccess": (
+        "POST",
+        _C + "/snapshots/{snapshotName}/endGetAccess",
+        DISK_API,
+        None,
+        (),
+    ),
     "Snapshot_Get": ("GET", _C + "/snapshots/{snapshotName}", DISK_API, None, ()),
-    "Snapshot_GetIncrementalSnapshot": ("GET", _C + "/snapshots/{snapshotName}", DISK_API,
-                                        None, ()),
+    "Snapshot_GetIncrementalSnapshot": (
+        "GET",
+        _C + "/snapshots/{snapshotName}",
+        DISK_API,
+        None,
+        (),
+    ),
     "Snapshot_ListByResourceGroup": ("GET", _C + "/snapshots", DISK_API, None, ()),
     "Snapshot_ListBySubscription": (
-        "GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/snapshots", DISK_API,
-        None, ()),
+        "GET",
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/snapshots",
+        DISK_API,
+        None,
+        (),
+    ),
     "Snapshot_Update": ("PATCH", _C + "/snapshots/{snapshotName}", DISK_API, "snapshot", ()),
-    "VirtualMachineRunCommand": ("POST", _C + "/virtualMachines/{vmName}/runCommand", VM_API,
-                                 "parameters", ()),
+    "VirtualMachineRunCommand": (
+        "POST",
+        _C + "/virtualMachines/{vmName}/runCommand",
+        VM_API,
+        "parameters",
+        (),
+    ),
     "VirtualMachine_Create_WithDataDisksFromSourceResource": (
-        "PUT", _C + "/virtualMachines/{vmName}", VM_API, "parameters", ()),
+        "PUT",
+        _C + "/virtualMachines/{vmName}",
+        VM_API,
+        "parameters",
+        (),
+    ),
     "VirtualMachine_Create_WithDiskEncryptionSetResource": (
-        "PUT", _C + "/virtualMachines/{vmName}", VM_API, "parameters", ()),
-    "VirtualMachine_Delete_Force": ("DELETE", _C + "/virtualMachines/{vmName}", VM_API, None,
-                                    ("forceDeletion",)),
+        "PUT",
+        _C + "/virtualMachines/{vmName}",
+        VM_API,
+        "parameters",
+        (),
+    ),
+    "VirtualMachine_Delete_Force": (
+        "DELETE",
+        _C + "/virtualMachines/{vmName}",
+        VM_API,
+        None,
+        ("forceDeletion",),
+    ),
     "VirtualMachine_Get": ("GET", _C + "/virtualMachines/{vmName}", VM_API, None, ("$expand",)),
-    "VirtualMachine_Get_InstanceView": ("GET", _C + "/virtualMachines/{vmName}/instanceView",
-                                        VM_API, None, ()),
+    "VirtualMachine_Get_InstanceView": (
+        "GET",
+        _C + "/virtualMachines/{vmName}/instanceView",
+        VM_API,
+        None,
+        (),
+    ),
     "VirtualMachine_ListAll_MinimumSet_Gen": (
-        "GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/virtualMachines",
-        VM_API, None, ()),
+        "GET",
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/virtualMachines",
+        VM_API,
+        None,
+        (),
+    ),
     "VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty": (
-        "PATCH", _C + "/virtualMachines/{vmName}", VM_API, "parameters", ()),
-    "NetworkInterfaceCreate": ("PUT", _N + "/networkInterfaces/{networkInterfaceName}", NET_API,
-                               "parameters", ()),
-    "NetworkInterfaceDelete": ("DELETE", _N + "/networkInterfaces/{networkInterfaceName}",
-                               NET_API, None, ()),
-    "VirtualNetworkCreateSubnet": ("PUT", _N + "/virtualNetworks/{virtualNetworkName}", NET_API,
-                                   "parameters", ()),
-    "VirtualNetworkDelete": ("DELETE", _N + "/virtualNetworks/{virtualNetworkName}", NET_API,
-                             None, ()),
-    "CreateResourceGroup": ("PUT", "/subscriptions/{subscriptionId}/resourcegroups/"
-                            "{resourceGroupName}", RES_API, "parameters", ()),
-    "ResourceGroups_Get": ("GET", "/subscriptions/{subscriptionId}/resourcegroups/"
-                           "{resourceGroupName}", RES_API, None, ()),
-    "PatchTagsResource": ("PATCH", "/{scope}/providers/Microsoft.Resources/tags/default", RES_API,
-                          "parameters", ()),
-    "PatchTagsSubscription": ("PATCH", "/{scope}/providers/Microsoft.Resources/tags/default",
-                              RES_API, "parameters", ()),
+        "PATCH",
+        _C + "/virtualMachines/{vmName}",
+        VM_API,
+        "parameters",
+        (),
+    ),
+    "NetworkInterfaceCreate": (
+        "PUT",
+        _N + "/networkInterfaces/{networkInterfaceName}",
+        NET_API,
+        "parameters",
+        (),
+    ),
+    "NetworkInterfaceDelete": (
+        "DELETE",
+        _N + "/networkInterfaces/{networkInterfaceName}",
+        NET_API,
+        None,
+        (),
+    ),
+    "VirtualNetworkCreateSubnet": (
+        "PUT",
+        _N + "/virtualNetworks/{virtualNetworkName}",
+        NET_API,
+        "parameters",
+        (),
+    ),
+    "VirtualNetworkDelete": (
+        "DELETE",
+        _N + "/virtualNetworks/{virtualNetworkName}",
+        NET_API,
+        None,
+        (),
+    ),
+    "CreateResourceGroup": (
+        "PUT",
+        "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}",
+        RES_API,
+        "parameters",
+        (),
+    ),
+    "ResourceGroups_Get": (
+        "GET",
+        "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}",
+        RES_API,
+        None,
+        (),
+    ),
+    "PatchTagsResource": (
+        "PATCH",
+        "/{scope}/providers/Microsoft.Resources/tags/default",
+        RES_API,
+        "parameters",
+        (),
+    ),
+    "PatchTagsSubscription": (
+        "PATCH",
+        "/{scope}/providers/Microsoft.Resources/tags/default",
+        RES_API,
+        "parameters",
+        (),
+    ),
 }
 
 NOT_SERVED = {
@@ -108,9 +227,9 @@ NOT_SERVED = {
 
 def _load(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
-    own = json.loads(text)["parameters"].get("subscriptionId")
-    for placeholder in (*PLACEHOLDERS, *([own] if own else [])):
+    for placeholder in PLACEHOLDERS:
         text = text.replace(placeholder, SUB)
+    text = re.sub(r"(?i)(subscriptions/|\"subscriptionId\": \")[0-9a-f-]{36}", rf"\g<1>{SUB}", text)
     data: dict[str, Any] = json.loads(text)
     return data
 
@@ -127,7 +246,9 @@ def _ids(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _ids(item)
-    elif isinstance(value, str) and "/resourceGroups/" in value.replace("resourcegroups", "resourceGroups"):
+    elif isinstance(value, str) and "/resourceGroups/" in value.replace(
+        "resourcegroups", "resourceGroups"
+    ):
         yield value
 
 
@@ -157,19 +278,39 @@ def _prepare(sim: ArmSimulator, name: str, example: dict[str, Any]) -> None:
         kind = "disks" if "/disks/" in source else "snapshots"
         sim.seed(source, _doc(far, diskSizeGB=128, creationData=copy_snapshot) | {"kind": kind})
     response = example["responses"].get("200", {}).get("body") or {}
-    if name in {"Disk_Get", "Snapshot_Get", "Snapshot_GetIncrementalSnapshot",
-                "VirtualMachine_Get", "VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty"}:
+    if name in {
+        "Disk_Get",
+        "Snapshot_Get",
+        "Snapshot_GetIncrementalSnapshot",
+        "VirtualMachine_Get",
+        "VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty",
+    }:
         sim.seed(response.get("id") or f"{rg}/providers/{_type(name)}/{_name(params)}", response)
-    if name in {"Snapshot_ListByResourceGroup", "Snapshot_ListBySubscription",
-                "VirtualMachine_ListAll_MinimumSet_Gen"}:
+    if name in {
+        "Snapshot_ListByResourceGroup",
+        "Snapshot_ListBySubscription",
+        "VirtualMachine_ListAll_MinimumSet_Gen",
+    }:
         for item in response["value"]:
             sim.seed(item["id"], item)
-    if name in {"Disk_Delete", "Disk_BeginGetAccess", "Disk_EndGetAccess", "Snapshot_Delete",
-                "Snapshot_BeginGetAccess", "Snapshot_EndGetAccess", "Snapshot_Update"}:
-        sim.seed(f"{rg}/providers/{_type(name)}/{_name(params)}",
-                 _doc(diskSizeGB=128, creationData=copy_snapshot))
-    if name in {"VirtualMachine_Delete_Force", "VirtualMachine_Get_InstanceView",
-                "VirtualMachineRunCommand"}:
+    if name in {
+        "Disk_Delete",
+        "Disk_BeginGetAccess",
+        "Disk_EndGetAccess",
+        "Snapshot_Delete",
+        "Snapshot_BeginGetAccess",
+        "Snapshot_EndGetAccess",
+        "Snapshot_Update",
+    }:
+        sim.seed(
+            f"{rg}/providers/{_type(name)}/{_name(params)}",
+            _doc(diskSizeGB=128, creationData=copy_snapshot),
+        )
+    if name in {
+        "VirtualMachine_Delete_Force",
+        "VirtualMachine_Get_InstanceView",
+        "VirtualMachineRunCommand",
+    }:
         sim.add_group(SUB, params["resourceGroupName"], "westus")
         sim.add_vm(SUB, params["resourceGroupName"], params["vmName"])
     if name.startswith("VirtualMachine_Create"):
@@ -177,21 +318,36 @@ def _prepare(sim: ArmSimulator, name: str, example: dict[str, Any]) -> None:
             sim.seed(nic["id"], _doc(location, ipConfigurations=[]))
         for disk in body["properties"]["storageProfile"].get("dataDisks", []):
             if disk.get("createOption") == "Attach":
-                sim.seed(disk["managedDisk"]["id"], _doc(location, diskSizeGB=1023,
-                                                         creationData={"createOption": "Empty"}))
+                sim.seed(
+                    disk["managedDisk"]["id"],
+                    _doc(location, diskSizeGB=1023, creationData={"createOption": "Empty"}),
+                )
     if name == "NetworkInterfaceCreate":
         for config in body["properties"]["ipConfigurations"]:
+            if "subnet" not in config["properties"]:
+                continue
             vnet_id = config["properties"]["subnet"]["id"].split("/subnets/")[0]
             vnet = ResourceId.parse(vnet_id)
             sim.add_group(SUB, vnet.resource_group, "westus")
             sim.world.resources.pop(vnet_id.lower(), None)
             subnet = config["properties"]["subnet"]["id"].rsplit("/", 1)[1]
-            sim.add_group(SUB, vnet.resource_group, "westus", vnets=[{
-                "name": vnet.name, "address_prefix": "10.0.0.0/16",
-                "subnets": [{"name": subnet, "address_prefix": "10.0.0.0/24"}]}])
+            sim.add_group(
+                SUB,
+                vnet.resource_group,
+                "westus",
+                vnets=[
+                    {
+                        "name": vnet.name,
+                        "address_prefix": "10.0.0.0/16",
+                        "subnets": [{"name": subnet, "address_prefix": "10.0.0.0/24"}],
+                    }
+                ],
+            )
     if name == "NetworkInterfaceDelete":
-        sim.seed(f"{rg}/providers/Microsoft.Network/networkInterfaces/test-nic",
-                 _doc(ipConfigurations=[]))
+        sim.seed(
+            f"{rg}/providers/Microsoft.Network/networkInterfaces/test-nic",
+            _doc(ipConfigurations=[]),
+        )
     if name == "VirtualNetworkDelete":
         sim.seed(f"{rg}/providers/Microsoft.Network/virtualNetworks/test-vnet", _doc(subnets=[]))
     if name == "ResourceGroups_Get":
@@ -216,14 +372,21 @@ def _shape_errors(expected: Any, actual: Any, where: str = "") -> list[str]:
     """Where `actual` lacks a field of `expected` or has it with another JSON type."""
     if expected is None:
         return []
-    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
-             dict: "object"}
+    kinds = {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }
     if kinds[type(expected)] != kinds.get(type(actual), "null"):
         return [f"{where or '/'}: expected {kinds[type(expected)]}, got {actual!r:.60}"]
     if isinstance(expected, dict):
         return [
             error
             for key, value in expected.items()
+            if value is not None  # null says nothing about the field's type
             for error in (
                 _shape_errors(value, actual[key], f"{where}/{key}")
                 if key in actual
@@ -231,15 +394,17 @@ def _shape_errors(expected: Any, actual: Any, where: str = "") -> list[str]:
             )
         ]
     if isinstance(expected, list) and expected and actual:
-        by_name = {item.get("name"): item for item in actual if isinstance(item, dict)}
+        by_name = {
+            item["name"]: item for item in actual if isinstance(item, dict) and "name" in item
+        }
         return [
             error
             for index, item in enumerate(expected)
             for error in _shape_errors(
                 item,
-                by_name.get(item.get("name"), actual[min(index, len(actual) - 1)])
-                if isinstance(item, dict)
-                else actual[0],
+                by_name.get(item["name"])
+                if isinstance(item, dict) and "name" in item and item["name"] in by_name
+                else actual[min(index, len(actual) - 1)],
                 f"{where}[{index}]",
             )
         ]

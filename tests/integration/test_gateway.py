@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule
-from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
+from shared.adapters.arm import gateway_from_settings
 from shared.clock import VirtualClock
 from shared.domain.models import VM
 from shared.errors import (
@@ -19,9 +19,10 @@ from shared.errors import (
     CapacityError,
     NotFoundError,
     PermanentError,
+    ThrottledError,
     TransientError,
 )
-from shared.ports import Accepted
+from shared.ports import Accepted, ComputeGateway
 from shared.settings import Settings
 
 pytestmark = pytest.mark.armsim
@@ -39,8 +40,11 @@ def compute_id(group: str, kind: str, name: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/{kind}/{name}"
 
 
-def gateway_for(server: ArmServer) -> ArmComputeGateway:
-    """The production factory, pointed at the simulator with its CA and fixed token."""
+def gateway_for(server: ArmServer) -> ComputeGateway:
+    """The production factory, pointed at the simulator with its CA and fixed token.
+
+    Typed as the port, so mypy checks that the adapter keeps the contract.
+    """
     settings = Settings(
         subscription_id=SUB,
         arm_endpoint=server.url,
@@ -57,12 +61,12 @@ def sim(armsim: ArmServer) -> ArmSimulator:
 
 
 @pytest.fixture
-def gateway(armsim: ArmServer) -> ArmComputeGateway:
+def gateway(armsim: ArmServer) -> ComputeGateway:
     return gateway_for(armsim)
 
 
 @pytest.fixture
-def web(gateway: ArmComputeGateway) -> VM:
+def web(gateway: ComputeGateway) -> VM:
     return gateway.get_vm(APP_RG, "web-01")
 
 
@@ -71,12 +75,11 @@ def settle(sim: ArmSimulator, accepted: Accepted) -> None:
     sim.advance(accepted.poll_after_seconds)
 
 
-def snapshot_of(
-    gateway: ArmComputeGateway, sim: ArmSimulator, vm: VM, role: str = "os", name: str = ""
-) -> str:
+def snapshot_of(gateway: ComputeGateway, sim: ArmSimulator, vm: VM, role: str = "os") -> str:
+    """A completed snapshot of one of an eastus VM's disks, in the eastus backup group."""
     disk = next(d for d in vm.disks if d.role == role)
     accepted = gateway.begin_snapshot(
-        name=name or f"snap-{vm.name}-{role}",
+        name=f"snap-{vm.name}-{role}",
         resource_group=BACKUPS,
         region=vm.location,
         disk=disk,
@@ -98,7 +101,7 @@ class TestListVms:
     """One subscription-wide list gives every VM with its disks, read from the storage profile."""
 
     def test_list_vms_reports_disks_size_sku_lun_zone_location_and_policy_tag(
-        self, gateway: ArmComputeGateway
+        self, gateway: ComputeGateway
     ) -> None:
         vms = {vm.name: vm for vm in gateway.list_vms()}
         assert set(vms) == {"web-01", "db-01", "scratch-01"}
@@ -125,7 +128,7 @@ class TestListVms:
         assert len(reads) == 11  # ceil(1050 / 100) pages of one list, nothing else
         assert all(path.endswith("/providers/Microsoft.Compute/virtualMachines") for path in reads)
 
-    def test_get_vm_of_a_missing_vm_raises_not_found(self, gateway: ArmComputeGateway) -> None:
+    def test_get_vm_of_a_missing_vm_raises_not_found(self, gateway: ComputeGateway) -> None:
         with pytest.raises(NotFoundError, match="ResourceNotFound"):
             gateway.get_vm(APP_RG, "no-such-vm")
 
@@ -134,7 +137,7 @@ class TestSnapshots:
     """Incremental snapshots: tagged in the one PUT, started without waiting, read back later."""
 
     def test_begin_snapshot_sends_one_put_with_tags_and_returns_before_it_completes(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         accepted = gateway.begin_snapshot(
             name="snap-web-01-os",
@@ -152,7 +155,7 @@ class TestSnapshots:
         assert snapshot.incremental
 
     def test_snapshot_reads_succeeded_with_size_and_source_once_its_time_has_passed(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         snapshot_id = snapshot_of(gateway, sim, web, "lun0")
         snapshot = gateway.get_snapshot(snapshot_id)
@@ -163,7 +166,7 @@ class TestSnapshots:
         assert snapshot.created_at is not None
 
     def test_begin_snapshot_again_with_the_same_name_makes_no_second_snapshot(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         first = snapshot_of(gateway, sim, web)
         again = gateway.begin_snapshot(
@@ -178,7 +181,7 @@ class TestSnapshots:
         assert len(sim.snapshots()) == 1
 
     def test_list_snapshots_by_group_and_across_the_subscription(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         source = snapshot_of(gateway, sim, web)
         gateway.begin_copy(
@@ -188,7 +191,7 @@ class TestSnapshots:
         assert sorted(s.name for s in gateway.list_snapshots()) == ["replica", "snap-web-01-os"]
 
     def test_delete_snapshot_says_true_then_false_once_it_is_gone(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         snapshot_id = snapshot_of(gateway, sim, web)
         assert gateway.delete_snapshot(snapshot_id) is True
@@ -197,7 +200,7 @@ class TestSnapshots:
             gateway.get_snapshot(snapshot_id)
 
     def test_a_malformed_snapshot_id_is_refused_before_any_request(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, sim: ArmSimulator
     ) -> None:
         with pytest.raises(PermanentError, match=r"is not a Microsoft\.Compute/snapshots"):
             gateway.get_snapshot(compute_id(BACKUPS, "disks", "not-a-snapshot"))
@@ -208,7 +211,7 @@ class TestCrossRegionCopy:
     """CopyStart into the DR region, progress read from completionPercent."""
 
     def test_copy_progress_rises_to_100_percent(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         source = snapshot_of(gateway, sim, web)
         accepted = gateway.begin_copy(
@@ -219,20 +222,19 @@ class TestCrossRegionCopy:
             tags={"managed-by": "backupdr"},
         )
         body = next(s for s in sim.snapshots() if s["name"] == "snap-web-01-os-westus2")
-        assert body["properties"]["creationData"] == {
-            "createOption": "CopyStart",
-            "sourceResourceId": source,
-            "sourceUniqueId": body["properties"]["creationData"]["sourceUniqueId"],
-        }
-        seen = []
+        creation = body["properties"]["creationData"]
+        assert (creation["createOption"], creation["sourceResourceId"]) == ("CopyStart", source)
+        assert body["properties"]["incremental"] is True
+        seen: list[float] = []
         for _ in range(100):
             sim.advance(max(accepted.poll_after_seconds, 30.0))
             replica = gateway.get_snapshot(accepted.resource_id)
+            assert replica.completion_percent is not None
             seen.append(replica.completion_percent)
             if replica.completion_percent == 100.0:
                 break
         assert seen[-1] == 100.0
-        assert any(p is not None and 0 < p < 100 for p in seen)
+        assert any(0 < p < 100 for p in seen)
         assert seen == sorted(seen)
         assert (replica.location, replica.source_id, replica.copy_error) == (
             "westus2",
@@ -241,7 +243,7 @@ class TestCrossRegionCopy:
         )
 
     def test_a_failed_copy_shows_its_copy_error(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         source = snapshot_of(gateway, sim, web)
         sim.add_fault(FaultRule(operation="snapshots.copy", kind="copy-fails", count=1))
@@ -260,7 +262,7 @@ class TestDisks:
     """Disks restored from snapshots, for verification and DR."""
 
     def test_disk_from_snapshot_is_unattached_with_the_snapshot_size(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         snapshot_id = snapshot_of(gateway, sim, web, "lun0")
         accepted = gateway.begin_disk_from_snapshot(
@@ -281,7 +283,7 @@ class TestDisks:
         assert disk.tags == {TEST_TAG: "v1"}
 
     def test_delete_disk_says_true_then_false_once_it_is_gone(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         snapshot_id = snapshot_of(gateway, sim, web)
         accepted = gateway.begin_disk_from_snapshot(
@@ -301,7 +303,7 @@ class TestDisks:
             gateway.get_disk(accepted.resource_id)
 
 
-def restore(gateway: ArmComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
+def restore(gateway: ComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
     """web-01 restored in the DR-test group: disks from snapshots, a NIC, the VM started."""
     tags = {TEST_TAG: "dr-1", "managed-by": "backupdr"}
     disks = {}
@@ -334,7 +336,7 @@ def restore(gateway: ArmComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
 
 
 @pytest.fixture
-def restored(gateway: ArmComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
+def restored(gateway: ComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
     return restore(gateway, sim, web)
 
 
@@ -342,7 +344,7 @@ class TestDisasterRecovery:
     """A VM restored from disks in the DR-test group: boot, guest check, cleanup by tag."""
 
     def test_create_nic_joins_the_existing_isolated_subnet(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, sim: ArmSimulator
     ) -> None:
         nic_id = gateway.create_nic(
             name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
@@ -355,7 +357,7 @@ class TestDisasterRecovery:
         assert subnet.endswith("/virtualNetworks/vnet-backupdr-drtest/subnets/snet-restore")
 
     def test_create_nic_refuses_a_subnet_not_named_vnet_slash_subnet(
-        self, gateway: ArmComputeGateway
+        self, gateway: ComputeGateway
     ) -> None:
         with pytest.raises(PermanentError, match="vnet/subnet"):
             gateway.create_nic(
@@ -363,7 +365,7 @@ class TestDisasterRecovery:
             )
 
     def test_restored_vm_attaches_its_disks_boots_and_answers_the_guest_check(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, restored: Accepted
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
     ) -> None:
         vm = next(v for v in sim.vms() if v["name"] == "dr-1-vm")
         storage = vm["properties"]["storageProfile"]
@@ -379,7 +381,7 @@ class TestDisasterRecovery:
         assert "backupdr-guest-ok" in check.output
 
     def test_a_silent_guest_fails_the_check_without_raising(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, restored: Accepted
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
     ) -> None:
         sim.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
         sim.add_fault(FaultRule(operation="runcommand", kind="guest-silent", count=1))
@@ -388,7 +390,7 @@ class TestDisasterRecovery:
         assert "VMAgentStatusCommunicationError" in check.output
 
     def test_a_vm_that_never_boots_stays_starting(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         sim.add_fault(FaultRule(operation="vms.create", kind="never-boots", count=1))
         restored = restore(gateway, sim, web)
@@ -397,7 +399,7 @@ class TestDisasterRecovery:
         assert (runtime.provisioning_state, runtime.power_state) == ("succeeded", "starting")
 
     def test_delete_tagged_deletes_the_vm_before_its_nic_and_disks_and_then_nothing(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, restored: Accepted
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
     ) -> None:
         sim.advance(sim.durations.vm_create_seconds)
         tagged = gateway.list_tagged(DRTEST, TEST_TAG)
@@ -417,7 +419,7 @@ class TestDisasterRecovery:
         assert gateway.delete_tagged(DRTEST, TEST_TAG, "dr-1") == []
 
     def test_delete_tagged_leaves_resources_with_another_value(
-        self, gateway: ArmComputeGateway, restored: Accepted
+        self, gateway: ComputeGateway, restored: Accepted
     ) -> None:
         assert gateway.delete_tagged(DRTEST, TEST_TAG, "dr-2") == []
         assert len(gateway.list_tagged(DRTEST, TEST_TAG)) == 4
@@ -427,7 +429,7 @@ class TestPolicyTag:
     """The CLI writes the policy tag through the Tags API, merging, never replacing."""
 
     def test_set_policy_tag_merges_and_keeps_other_tags(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, sim: ArmSimulator
     ) -> None:
         vm_id = compute_id(APP_RG, "virtualMachines", "db-01")
         gateway.set_policy_tag(vm_id, "daily=3")
@@ -435,7 +437,7 @@ class TestPolicyTag:
         assert writes_to(sim, "/tags/default") == [("PATCH", 202)]
 
     def test_set_policy_tag_none_removes_only_the_policy_tag(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, sim: ArmSimulator
     ) -> None:
         vm_id = compute_id(APP_RG, "virtualMachines", "web-01")
         vm = sim.world.find(vm_id)
@@ -459,7 +461,7 @@ FAULT_CASES = [
     ),
     pytest.param(
         FaultRule(operation="vms.get", kind="429", retry_after=1),
-        TransientError,
+        ThrottledError,
         "TooManyRequests",
         id="429 that never ends",
     ),
@@ -472,7 +474,7 @@ class TestFaults:
     @pytest.mark.parametrize(("rule", "expected", "code"), FAULT_CASES)
     def test_persistent_fault_on_a_read_ends_in_a_transient_error_after_bounded_retries(
         self,
-        gateway: ArmComputeGateway,
+        gateway: ComputeGateway,
         sim: ArmSimulator,
         rule: FaultRule,
         expected: type[BackupDrError],
@@ -484,7 +486,7 @@ class TestFaults:
         assert len(sim.requests) == 4  # the first try and the SDK's three retries
 
     def test_a_429_with_retry_after_is_retried_by_the_sdk_and_then_succeeds(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         sim.add_fault(FaultRule(operation="snapshots.create", kind="429", count=1, retry_after=1))
         accepted = gateway.begin_snapshot(
@@ -494,7 +496,7 @@ class TestFaults:
         assert accepted.poll_after_seconds == sim.durations.snapshot_seconds
 
     def test_a_single_5xx_on_the_vm_list_is_retried_and_the_list_succeeds(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, sim: ArmSimulator
     ) -> None:
         sim.add_fault(FaultRule(operation="vms.list", kind="5xx", count=1))
         assert len(gateway.list_vms()) == 3
@@ -505,7 +507,7 @@ class TestFaults:
         [("allocation-failed", "AllocationFailed"), ("sku-not-available", "SkuNotAvailable")],
     )
     def test_no_capacity_for_the_vm_is_a_capacity_error_sent_once(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM, kind: str, code: str
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM, kind: str, code: str
     ) -> None:
         sim.add_fault(FaultRule(operation="vms.create", kind=kind))
         with pytest.raises(CapacityError, match=code):
@@ -513,7 +515,7 @@ class TestFaults:
         assert writes_to(sim, "/virtualMachines/") == [("PUT", 409)]
 
     def test_a_failed_delete_operation_is_a_permanent_error(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         snapshot_id = snapshot_of(gateway, sim, web)
         sim.add_fault(FaultRule(operation="snapshots.delete", kind="fail-operation", count=1))
@@ -522,14 +524,14 @@ class TestFaults:
         assert gateway.get_snapshot(snapshot_id).provisioning_state == "Succeeded"
 
     def test_a_failed_snapshot_create_shows_as_failed_when_read_back(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         sim.add_fault(FaultRule(operation="snapshots.create", kind="fail-operation", count=1))
         snapshot_id = snapshot_of(gateway, sim, web)
         assert gateway.get_snapshot(snapshot_id).provisioning_state == "Failed"
 
     def test_a_bad_request_ends_at_once_with_a_clear_permanent_error(
-        self, gateway: ArmComputeGateway, sim: ArmSimulator, web: VM
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         with pytest.raises(PermanentError, match="InvalidResourceName"):
             gateway.begin_snapshot(

@@ -161,11 +161,21 @@ class TestTranslate:
     def test_message_names_operation_code_and_azure_message(self) -> None:
         error = translate(
             arm_error(409, "SkuNotAvailable", "Standard_D2s_v5 is not available in westus2."),
-            "start vm /subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v",
+            "start vm rg-dr/dr-1-vm",
         )
         text = str(error)
         assert text.startswith("CapacityError: start vm ")
         assert "SkuNotAvailable: Standard_D2s_v5 is not available in westus2." in text
+
+    def test_credential_failure_says_why_no_token_was_had(self) -> None:
+        error = translate(
+            ClientAuthenticationError("ManagedIdentityCredential: no identity endpoint"),
+            "list VMs",
+        )
+        assert str(error) == (
+            "PermanentError: list VMs: ClientAuthenticationError: "
+            "ManagedIdentityCredential: no identity endpoint"
+        )
 
     def test_message_leaves_out_the_request_url_and_headers(self) -> None:
         error = translate(

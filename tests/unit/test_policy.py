@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.domain.models import VM
 from shared.domain.policy import (
     BackupPolicy,
     Cadence,
     PolicyError,
     format_policy,
     parse_policy,
+    policy_for,
     policy_from_tags,
 )
 
@@ -312,3 +314,23 @@ class TestTags:
         with pytest.raises(PolicyError) as error:
             policy_from_tags(tags)
         assert str(error.value).startswith(message)
+
+
+class TestPolicyForVm:
+    """A policy is also checked against the VM that carries it."""
+
+    def _vm(self, tags: dict[str, str], location: str = "eastus") -> VM:
+        return VM(
+            id="/x/vm", name="web", resource_group="rg", location=location, disks=(), tags=tags
+        )
+
+    def test_replicating_into_the_vms_own_region_is_misconfigured(self) -> None:
+        with pytest.raises(PolicyError, match=r"replicate='eastus': is the VM's own region"):
+            policy_for(self._vm({"backup-policy": "replicate=eastus"}))
+
+    def test_replicating_elsewhere_is_the_tag_policy(self) -> None:
+        policy = policy_for(self._vm({"backup-policy": "replicate=westus2"}))
+        assert policy == BackupPolicy(replicate="westus2")
+
+    def test_a_vm_without_a_tag_has_no_policy(self) -> None:
+        assert policy_for(self._vm({})) is None

@@ -1,0 +1,189 @@
+"""Thirty simulated days of the app's own timers over the demo fleet, through the local host.
+
+Azurite holds the catalog, the ARM simulator plays Azure over HTTPS, and the workflows run in the
+real azure-functions-durable executor. The assertions read the end state: the catalog, the
+simulator's resources, and what `plan_retention` says about them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from croniter import croniter
+
+from local.azurite import Azurite
+from local.stack import FLEETS, Stack, local_stack
+from shared.domain.models import VM, Backup, BackupState, ReplicationStatus, VerificationState
+from shared.domain.policy import BackupPolicy, Cadence, PolicyError, policy_for
+from shared.domain.retention import plan_retention
+from shared.domain.schedule import slot_at
+from shared.domain.tiers import tier_for
+
+START = datetime(2026, 11, 10, tzinfo=UTC)  # crosses a month end and several ISO weeks
+END = START + timedelta(days=30)
+PHASES = {"restore", "create_vm", "boot", "guest_check", "cleanup"}
+
+
+@pytest.fixture(scope="module")
+def month(azurite: Azurite) -> Iterator[Stack]:
+    with local_stack(
+        FLEETS / "demo.json", start=START, azurite=azurite, table_prefix="month"
+    ) as stack:
+        stack.host.run_timers(until=END)
+        stack.host.start("verify_backups", input=None)
+        stack.host.run_until_idle()
+        yield stack
+
+
+def _protected(stack: Stack) -> list[tuple[VM, BackupPolicy]]:
+    protected = []
+    for vm in stack.services.gateway.list_vms():
+        try:
+            policy = policy_for(vm)
+        except PolicyError:
+            continue
+        if policy is not None:
+            protected.append((vm, policy))
+    assert len(protected) >= 12, "the demo fleet protects most of its VMs"
+    return protected
+
+
+def _history(stack: Stack, vm: VM) -> list[Backup]:
+    return stack.services.catalog.list_backups(vm.key, include_deleted=True)
+
+
+def _live(backups: list[Backup]) -> list[Backup]:
+    return [b for b in backups if b.state is not BackupState.DELETED]
+
+
+def _expected_slots(cron: str) -> set[datetime]:
+    first = slot_at(cron, START)
+    slots = {first}
+    for moment in croniter(cron, first).all_next(datetime):
+        if moment > END:
+            break
+        slots.add(moment)
+    return slots
+
+
+def test_every_protected_vm_has_exactly_one_backup_per_scheduled_slot(month: Stack) -> None:
+    for vm, policy in _protected(month):
+        backups = [b for b in _history(month, vm) if not b.manual]
+        slots = [b.slot for b in backups]
+        assert len(slots) == len(set(slots)), f"{vm.name}: a slot was backed up twice"
+        expected = _expected_slots(policy.schedule)
+        assert set(slots) <= expected, vm.name
+        assert expected - set(slots) <= {max(expected)}, f"{vm.name}: missed slots"
+        assert all(b.state in (BackupState.COMPLETED, BackupState.DELETED) for b in backups)
+
+
+def test_no_vm_without_a_valid_policy_is_backed_up(month: Stack) -> None:
+    protected = {vm.key for vm, _ in _protected(month)}
+    for vm in month.services.gateway.list_vms():
+        if vm.key not in protected:
+            assert _history(month, vm) == [], vm.name
+
+
+def test_tiers_follow_the_calendar_rules(month: Stack) -> None:
+    for vm, _ in _protected(month):
+        taken: list[datetime] = []
+        for backup in sorted(_history(month, vm), key=lambda b: b.taken_at):
+            assert backup.tier is tier_for(backup.taken_at, taken), (vm.name, backup.backup_id)
+            taken.append(backup.taken_at)
+
+
+def test_retention_leaves_exactly_the_set_the_plan_keeps(month: Stack) -> None:
+    now = month.clock.now()
+    for vm, policy in _protected(month):
+        history = _history(month, vm)
+        live = _live(history)
+        assert plan_retention(live, policy, now).to_delete == (), vm.name
+        as_if_never_pruned = [
+            b if b.state is not BackupState.DELETED else _undeleted(b, live) for b in history
+        ]
+        expected = plan_retention(as_if_never_pruned, policy, now, force=True).to_keep
+        assert {b.backup_id for b in live} == set(expected), vm.name
+
+
+def _undeleted(backup: Backup, live: list[Backup]) -> Backup:
+    """A pruned backup as it was before pruning: completed, never the newest of anything."""
+    import dataclasses
+
+    return dataclasses.replace(
+        backup,
+        state=BackupState.COMPLETED,
+        verification=VerificationState.UNVERIFIED,
+        replication_status=ReplicationStatus.NONE,
+    )
+
+
+def test_snapshots_in_azure_match_the_catalog_one_for_one(month: Stack) -> None:
+    expected = {
+        ref.snapshot_id.lower()
+        for vm, _ in _protected(month)
+        for backup in _live(_history(month, vm))
+        for ref in backup.snapshots
+    }
+    expected |= {
+        ref.replica_id.lower()
+        for vm, _ in _protected(month)
+        for backup in _live(_history(month, vm))
+        for ref in backup.snapshots
+        if ref.replica_id
+    }
+    in_azure = {s["id"].lower() for s in month.simulator.snapshots()}
+    assert in_azure == expected
+
+
+def test_every_live_backup_of_a_replicating_vm_has_a_complete_replica(month: Stack) -> None:
+    replicating = [(vm, p) for vm, p in _protected(month) if p.replicate]
+    assert replicating
+    for vm, policy in replicating:
+        for backup in _live(_history(month, vm)):
+            assert backup.replica_region == policy.replicate
+            assert backup.replication_status is ReplicationStatus.COMPLETED, backup.backup_id
+            for ref in backup.snapshots:
+                replica = month.services.gateway.get_snapshot(ref.replica_id or "")
+                assert replica.location == policy.replicate
+                assert replica.completion_percent == 100
+
+
+def test_every_backup_of_a_daily_verified_vm_passed_verification(month: Stack) -> None:
+    daily = [(vm, p) for vm, p in _protected(month) if p.verify is Cadence.DAILY]
+    assert daily
+    for vm, _ in daily:
+        for backup in _live(_history(month, vm)):
+            assert backup.verification is VerificationState.PASSED, backup.backup_id
+
+
+def test_dr_tests_are_recorded_with_rto_and_phases(month: Stack) -> None:
+    tested = [(vm, p) for vm, p in _protected(month) if p.drtest is not Cadence.OFF]
+    assert tested
+    for vm, _ in tested:
+        history = month.services.catalog.dr_history(vm.key, now=month.clock.now(), days=31)
+        assert history, vm.name
+        for test in history:
+            assert test.success, (vm.name, test.error_message)
+            assert test.rto_seconds and test.rto_seconds > 0
+            assert set(test.phase_seconds) == PHASES
+            assert test.cleanup_succeeded
+
+
+def test_no_verification_or_dr_resources_are_left_behind(month: Stack) -> None:
+    leftovers = [
+        r["id"]
+        for r in month.simulator.disks() + month.simulator.vms() + month.simulator.nics()
+        if "/resourcegroups/rg-backupdr-drtest-" in r["id"].lower()
+    ]
+    assert leftovers == []
+
+
+def test_every_workflow_instance_completed(month: Stack) -> None:
+    unfinished = [
+        (s.instance_id, s.runtime_status, s.output)
+        for s in month.host.instances()
+        if s.runtime_status != "Completed"
+    ]
+    assert unfinished == []
