@@ -1,7 +1,8 @@
 """`make demo`: the real workflows on a seeded fleet, on Azurite and the ARM simulator.
 
-Starts both stand-ins, fires the app's timers over some simulated days on the virtual clock,
-prints the fleet's health, and stops what it started.
+Starts both stand-ins, fires the app's own timers over 45 simulated days on the virtual clock (one
+VM's DR restores never boot, and snapshot calls are throttled for a stretch), prints the fleet's
+health, writes the HTML report, and stops what it started.
 """
 
 from __future__ import annotations
@@ -9,50 +10,119 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from local.stack import FLEETS, local_stack
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from local.armsim import FaultRule
+from local.stack import FLEETS, Stack, local_stack
 from shared.health import fleet_status
+from shared.report import render_report
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
+# Coarser timers than production's (local.settings.json.example), so 45 days take about a minute:
+# the fleet run is where most of the work per tick goes. Every demo policy's slot falls on a full
+# hour, so an hourly fleet run still takes each backup in its own slot.
+DEMO_SETTINGS = {
+    "BACKUPDR_FLEET_BACKUP_SCHEDULE": "0 0 * * * *",  # hourly (production: every 15 minutes)
+    "BACKUPDR_REPLICATE_SCHEDULE": "0 7 * * * *",  # hourly catch-up (production: twice an hour)
+    "BACKUPDR_SWEEPER_SCHEDULE": "0 45 */6 * * *",  # every 6 hours (production: hourly)
+}
+FAILING_DR_VM = "api-westus2-01"  # its restored VM never reaches PowerState/running
+THROTTLED_CALLS = 20  # snapshot calls answered 429 (Retry-After 1 s) on the throttled day
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=float, default=3.0, help="simulated days to run")
-    parser.add_argument("--fleet", default=str(FLEETS / "demo.json"), help="fleet JSON file")
+    parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__)
+    parser.add_argument("--days", type=int, default=45, help="simulated days to run (45)")
+    parser.add_argument("--fleet", type=Path, default=FLEETS / "demo-small.json")
+    parser.add_argument("--report", type=Path, default=Path("backupdr-report.html"))
     args = parser.parse_args(argv)
+    if not 2 <= args.days <= 400:
+        parser.error(f"--days {args.days}: give 2 to 400 simulated days")
+    if not args.fleet.is_file():
+        parser.error(f"--fleet {args.fleet}: no such file")
+    console = Console(highlight=False)
     began = time.monotonic()
-    with local_stack(args.fleet, start=START) as stack:
-        end = START + timedelta(days=args.days)
-        print(f"running {args.days:g} simulated days of timers from {START:%Y-%m-%d} ...")
-        stack.host.run_timers(until=end)
-        status = fleet_status(stack.services.gateway, stack.services.catalog, stack.clock.now())
-        _print_status(status)
-        print(
-            f"\n{args.days:g} simulated days in {time.monotonic() - began:.1f} s; "
-            f"{len(stack.simulator.requests)} ARM requests; bill {stack.simulator.bill()}"
+    with local_stack(args.fleet, start=START, settings=DEMO_SETTINGS) as stack:
+        console.print(
+            f"Azurite and the ARM simulator are up; fleet {args.fleet.name}, "
+            f"{len(stack.services.gateway.list_vms())} VMs in two regions.\n"
+            f"Timers (demo pace): fleet backup hourly, replication catch-up hourly, "
+            f"verification every 6 h, DR tests daily at 03:00, sweeper every 6 h.\n"
+            f"Faults: DR restores of {FAILING_DR_VM} never boot; day {_throttle_day(args.days)}: "
+            f"{THROTTLED_CALLS} snapshot calls throttled (429)."
         )
+        _run(stack, args.days, console)
+        now = stack.clock.now()
+        status = fleet_status(stack.services.gateway, stack.services.catalog, now)
+        console.print(_status_table(status))
+        for item in status["misconfigured"]:
+            console.print(f"[red]misconfigured[/] {item['vm']}: {item['error']}")
+        console.print(f"no backup policy: {', '.join(status['unprotected']) or 'none'}")
+        args.report.write_text(render_report(stack.services.gateway, stack.services.catalog, now))
+        requests = stack.simulator.requests
+        throttled = sum(r.status == 429 for r in requests)
+        bill = ", ".join(f"{r} {gib:.0f}" for r, gib in sorted(stack.simulator.bill().items()))
+        console.print(
+            f"\n{args.days} simulated days in {time.monotonic() - began:.0f} s: "
+            f"{len(requests)} ARM requests ({throttled} answered 429), "
+            f"snapshot storage GiB-months {bill}.\n"
+            f"Report: {args.report.resolve()}"
+        )
+    console.print("Stopped Azurite and the ARM simulator.")
     return 0
 
 
-def _print_status(status: dict[str, object]) -> None:
-    rows = status["vms"]
-    assert isinstance(rows, list)
-    print(f"\n{'VM':<24}{'backups':>8}{'RPO h':>8}{'lag h':>8}{'verified':>10}{'DR ok':>8}")
-    for row in rows:
-        rpo = row["rpo_seconds"]
-        lag = row["replica_lag_seconds"]
-        rate = row["dr_success_rate"]
-        print(
-            f"{row['vm']:<24}{row['backups']:>8}"
-            f"{'-' if rpo is None else f'{rpo / 3600:.1f}':>8}"
-            f"{'-' if lag is None else f'{lag / 3600:.1f}':>8}"
-            f"{'yes' if row['last_verified'] else 'no':>10}"
-            f"{'-' if rate is None else f'{rate:.0%}':>8}"
+def _throttle_day(days: int) -> int:
+    return max(1, days * 4 // 9)  # day 20 of 45: late enough that every VM has history
+
+
+def _run(stack: Stack, days: int, console: Console) -> None:
+    """Fire the timers day by day; one VM's DR restores fail throughout, one day is throttled."""
+    stack.simulator.add_fault(
+        FaultRule(
+            operation="vms.create",
+            resource=f"*/virtualmachines/{FAILING_DR_VM}*",
+            kind="never-boots",
         )
-    for item in status["misconfigured"]:  # type: ignore[attr-defined]
-        print(f"misconfigured: {item['vm']}: {item['error']}")
-    print(f"unprotected: {', '.join(status['unprotected']) or 'none'}")  # type: ignore[arg-type]
+    )
+    throttle = FaultRule(operation="snapshots.*", kind="429", count=0, retry_after=1)
+    stack.simulator.add_fault(throttle)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("simulating", total=days)
+        for day in range(1, days + 1):
+            throttle.count = THROTTLED_CALLS if day == _throttle_day(days) + 1 else 0
+            stack.host.run_timers(until=START + timedelta(days=day))
+            progress.update(task, advance=1, description=f"{stack.clock.now():%Y-%m-%d}")
+
+
+def _status_table(status: dict[str, Any]) -> Table:
+    table = Table(title=f"Fleet status at {status['at'][:16]} UTC")
+    for column in ("VM", "backups", "RPO h", "replica", "lag h", "verified", "DR ok", "RTO min"):
+        table.add_column(column, justify="left" if column in ("VM", "replica") else "right")
+    for row in status["vms"]:
+        rate = row["dr_success_rate"]
+        table.add_row(
+            row["vm"],
+            str(row["backups"]),
+            _fixed(row["rpo_seconds"], 3600, ok=row["rpo_ok"]),
+            row["replica_region"] or "-",
+            _fixed(row["replica_lag_seconds"], 3600),
+            "yes" if row["last_verified"] else "no",
+            "-" if rate is None else f"[{'green' if rate == 1 else 'red'}]{rate:.0%}[/]",
+            _fixed(row["last_rto_seconds"], 60),
+        )
+    return table
+
+
+def _fixed(seconds: float | None, unit: int, *, ok: bool = True) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / unit:.1f}" if ok else f"[red]{seconds / unit:.1f}[/]"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,15 @@ class Clock(Protocol):
         ...
 
 
+class SettableClock(Clock, Protocol):
+    """A clock the local durable host can move to a durable timer's moment (virtual time jumps
+    there; a clock on real time waits for it)."""
+
+    def advance_to(self, moment: datetime) -> datetime:
+        """Move to `moment` (a moment already past changes nothing) and return the time."""
+        ...
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -8,7 +8,7 @@ Methods raise the errors in `shared/errors.py`, never SDK exceptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -269,6 +269,12 @@ class BackupCatalog(Protocol):
         ...
 
     def save_replication_job(self, job: ReplicationJob) -> None: ...
+
+    def save_replication_jobs(self, jobs: Iterable[ReplicationJob]) -> None:
+        """Upsert several jobs in batch transactions (a backup's jobs share a partition)."""
+        ...
+
+    def get_replication_job(self, vm_key: str, job_id: str) -> ReplicationJob | None: ...
 
     def list_replication_jobs(
         self, *, status: ReplicationStatus | None = None, vm_key: str | None = None

@@ -189,6 +189,9 @@ def admin(sim: ArmSimulator, method: str, path: str, payload: bytes) -> Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; without TCP_NODELAY every kept-alive request
+    # waits out the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
     server: _ArmHttpServer
 
     def _serve(self) -> None:

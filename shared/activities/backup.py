@@ -30,6 +30,7 @@ from shared.errors import sanitise
 from shared.services import Services
 
 SNAPSHOT_DONE = "Succeeded"
+MAX_ATTEMPTS = 3
 SNAPSHOT_FAILED = "Failed"
 
 
@@ -52,29 +53,30 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
         if policy is None:
             continue
         last = latest.get(vm.key)
+        rpo = None if last is None else (now - last.taken_at).total_seconds()
+        target = interval_seconds(policy.schedule, now)
         telemetry.emit(
-            "RpoObserved",
-            vm=vm.key,
-            rpo_seconds=None if last is None else (now - last.taken_at).total_seconds(),
-            target_seconds=interval_seconds(policy.schedule, now),
-            misconfigured=False,
+            "RpoObserved", vm=vm.key, rpo_seconds=rpo, target_seconds=target, misconfigured=False
         )
-        if last is not None:
-            telemetry.record_rpo(
-                vm.key,
-                (now - last.taken_at).total_seconds(),
-                interval_seconds(policy.schedule, now),
-            )
-        if is_due(policy.schedule, None if last is None else last.slot, now):
-            due.append(
-                {
-                    "vm": vm.to_dict(),
-                    "policy": format_policy(policy),
-                    "slot": slot_at(policy.schedule, now).isoformat(),
-                    "manual": False,
-                }
-            )
+        if rpo is not None:
+            telemetry.record_rpo(vm.key, rpo, target)
+        if not is_due(policy.schedule, None if last is None else last.slot, now):
+            continue
+        slot = slot_at(policy.schedule, now)
+        if _gave_up(svc, vm.key, slot):
+            continue
+        due.append({"vm": vm.to_dict(), "policy": format_policy(policy), "slot": slot.isoformat()})
     return {"due": due, "misconfigured": misconfigured, "batch_size": svc.settings.fleet_batch_size}
+
+
+def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
+    """A slot whose backup failed MAX_ATTEMPTS times waits for the next slot (and the alert)."""
+    backup = svc.catalog.get_backup(vm_key, names.backup_id(vm_key, slot))
+    return (
+        backup is not None
+        and backup.state is BackupState.FAILED
+        and backup.attempts >= MAX_ATTEMPTS
+    )
 
 
 def begin_backup(payload: Payload, svc: Services) -> Payload:
@@ -85,13 +87,15 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     vm = VM.from_dict(payload["vm"])
     slot = parse_time(payload["slot"])
     manual = bool(payload.get("manual", False))
-    policy = parse_policy(payload["policy"])
+    policy = parse_policy(payload["policy"]) if payload.get("policy") else None
     backup_id = names.backup_id(vm.key, slot, manual)
     existing = svc.catalog.get_backup(vm.key, backup_id)
     if existing is not None and existing.state is BackupState.COMPLETED:
         return {"vm_key": vm.key, "backup_id": backup_id, "state": "completed", "poll_after": 0}
     taken_at = existing.taken_at if existing else svc.clock.now()
     tier = existing.tier if existing else tier_for(taken_at, _earlier_backups(svc, vm.key))
+    retried = existing is not None and existing.state is BackupState.FAILED
+    attempts = existing.attempts + 1 if existing and retried else 1
     group = svc.settings.backup_group(vm.location)
     refs: list[SnapshotRef] = []
     poll_after = 0.0
@@ -147,7 +151,8 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
             manual=manual,
             vm_size=vm.vm_size,
             os_type=vm.os_type,
-            replica_region=policy.replicate,
+            replica_region=policy.replicate if policy else None,
+            attempts=attempts,
         )
     )
     return {"vm_key": vm.key, "backup_id": backup_id, "state": "creating", "poll_after": poll_after}

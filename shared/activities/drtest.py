@@ -6,7 +6,7 @@ tagged with the test id and an expiry; `cleanup_test_resources` removes it whate
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from shared.activities.common import Payload, audited, parse_time, test_tags
@@ -18,13 +18,18 @@ from shared.errors import NotFoundError, PermanentError, sanitise
 from shared.services import Services
 
 TEST_TTL = timedelta(hours=4)
+FIRST_REPLICA_GRACE = timedelta(days=1)
 CADENCE_DAYS = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
 # A test slower than this is a failed recovery objective even if the VM came up.
 DEFAULT_RTO_TARGET_SECONDS = 4 * 3600.0
 
 
 def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
-    """VMs whose `drtest` cadence is due: no DR test within the cadence's period."""
+    """VMs whose `drtest` cadence is due: no DR test within the cadence's period.
+
+    A VM whose first replica is still on its way (its first backup is younger than a day) is
+    not due yet; after that, a missing replica is exactly what a DR test must fail on.
+    """
     now = parse_time(payload["now"])
     due = []
     for vm in svc.gateway.list_vms():
@@ -34,9 +39,26 @@ def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
             continue
         if policy is None or policy.drtest is Cadence.OFF or not policy.replicate:
             continue
-        if not svc.catalog.dr_history(vm.key, now=now, days=CADENCE_DAYS[policy.drtest]):
-            due.append({"vm_key": vm.key, "vm_name": vm.name, "test_region": policy.replicate})
+        if svc.catalog.dr_history(vm.key, now=now, days=CADENCE_DAYS[policy.drtest]):
+            continue
+        if _first_replica_pending(svc.catalog.list_backups(vm.key), policy.replicate, now):
+            continue
+        due.append({"vm_key": vm.key, "vm_name": vm.name, "test_region": policy.replicate})
     return {"due": due}
+
+
+def _first_replica_pending(backups: list[Backup], region: str, now: datetime) -> bool:
+    if any(_restorable(b, region) for b in backups):
+        return False
+    return not backups or now - min(b.taken_at for b in backups) < FIRST_REPLICA_GRACE
+
+
+def _restorable(backup: Backup, region: str) -> bool:
+    return (
+        backup.replica_region == region
+        and backup.replication_status is ReplicationStatus.COMPLETED
+        and all(ref.replica_id for ref in backup.snapshots)
+    )
 
 
 def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
@@ -76,11 +98,7 @@ def _restorable_backup(svc: Services, vm_key: str, region: str, backup_id: str |
     else:
         candidates = svc.catalog.list_backups(vm_key, include_deleted=True)
     for backup in candidates:
-        if (
-            backup.replica_region == region
-            and backup.replication_status is ReplicationStatus.COMPLETED
-            and all(ref.replica_id for ref in backup.snapshots)
-        ):
+        if _restorable(backup, region):
             return backup
     which = f"backup {backup_id}" if backup_id else f"no backup of {vm_key}"
     raise PermanentError(f"{which} has no complete replica in {region}")

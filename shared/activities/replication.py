@@ -1,22 +1,32 @@
 """Replication steps: CopyStart each disk's snapshot into the DR region and track the copy jobs.
 
-Azure copies one snapshot per disk at a time, in creation order: a backup's copies start only
-when no older backup of the same VM is still copying.
+Azure copies one snapshot per disk at a time, in creation order, and at most 100 at once per
+subscription and region: a backup's copies start only when no older backup of the same VM is
+still copying and the target region has room.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from functools import partial
 
-from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup
+from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup, parse_time
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import Backup, BackupState, ReplicationJob, ReplicationStatus, SnapshotRef
+from shared.domain.models import (
+    Backup,
+    BackupState,
+    ReplicationJob,
+    ReplicationStatus,
+    SnapshotRef,
+)
 from shared.errors import PermanentError, sanitise
+from shared.ports import Snapshot
 from shared.services import Services
 
 COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
+MAX_PARALLEL_COPIES = 100  # per subscription and target region (Azure's limit)
 
 
 def list_pending_replications(payload: Payload, svc: Services) -> Payload:
@@ -35,44 +45,31 @@ def list_pending_replications(payload: Payload, svc: Services) -> Payload:
 
 
 def start_replication(payload: Payload, svc: Services) -> Payload:
-    """Start CopyStart for every disk of the backup, unless an older backup is still copying."""
+    """Start CopyStart for every disk of the backup, or answer "waiting" when Azure's copy
+    order or the region's copy limit says not yet."""
     backup = load_backup(svc, payload)
     target = payload["target_region"]
     if backup.state is not BackupState.COMPLETED:
         return {"state": "skipped", "reason": f"backup is {backup.state}"}
     if backup.replication_status is ReplicationStatus.COMPLETED:
         return {"state": "completed"}
-    if any(
-        other.taken_at < backup.taken_at
-        and other.replication_status is ReplicationStatus.IN_PROGRESS
-        for other in svc.catalog.list_backups(backup.vm_key)
-    ):
+    if _older_copy_running(svc, backup) or _region_full(svc, target, len(backup.snapshots)):
         return {"state": "waiting"}
     group = svc.settings.backup_group(target)
     now = svc.clock.now()
-    refs = []
+    attempt = parse_time(payload["attempt"])
+    jobs = [_job(backup, ref, target, group, now, attempt) for ref in backup.snapshots]
+    svc.catalog.save_replication_jobs(jobs)
+    started: list[ReplicationJob] = []
+    refs: list[SnapshotRef] = []
     poll_after = 0.0
-    for ref in backup.snapshots:
-        source_name = ref.snapshot_id.rsplit("/", 1)[-1]
-        name = names.replica_name(source_name, target)
-        job = ReplicationJob(
-            id=f"{backup.backup_id}-{ref.disk_role}",
-            vm_key=backup.vm_key,
-            backup_id=backup.backup_id,
-            disk_role=ref.disk_role,
-            source_snapshot=ref.snapshot_id,
-            target_snapshot=f"{group}/{name}",
-            source_region=backup.region,
-            target_region=target,
-            status=ReplicationStatus.PENDING,
-            started_at=now,
-        )
-        svc.catalog.save_replication_job(job)
+    for ref, job in zip(backup.snapshots, jobs, strict=True):
+        name = job.target_snapshot.rsplit("/", 1)[-1]
         try:
             accepted = audited(
                 svc,
                 "create",
-                f"{group}/snapshots/{name}",
+                job.target_snapshot,
                 partial(
                     svc.gateway.begin_copy,
                     source_id=ref.snapshot_id,
@@ -85,26 +82,21 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
                 operation="replicate",
             )
         except PermanentError as error:
-            svc.catalog.save_replication_job(
-                dataclasses.replace(
-                    job,
-                    status=ReplicationStatus.FAILED,
-                    completed_at=svc.clock.now(),
-                    error_message=str(error),
-                )
-            )
+            failed = _ended(job, ReplicationStatus.FAILED, svc.clock.now(), str(error))
+            svc.catalog.save_replication_jobs([*started, failed])
             return _failed(svc, backup, target, str(error))
-        svc.catalog.save_replication_job(
+        started.append(
             dataclasses.replace(
                 job, status=ReplicationStatus.IN_PROGRESS, target_snapshot=accepted.resource_id
             )
         )
-        poll_after = max(poll_after, accepted.poll_after_seconds)
         refs.append(
             dataclasses.replace(
                 ref, replica_id=accepted.resource_id, replica_status=ReplicationStatus.IN_PROGRESS
             )
         )
+        poll_after = max(poll_after, accepted.poll_after_seconds)
+    svc.catalog.save_replication_jobs(started)
     svc.catalog.update_backup(
         backup.vm_key,
         backup.backup_id,
@@ -115,64 +107,134 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
     return {"state": "in_progress", "poll_after": poll_after}
 
 
+def _older_copy_running(svc: Services, backup: Backup) -> bool:
+    return any(
+        other.taken_at < backup.taken_at
+        and other.replication_status is ReplicationStatus.IN_PROGRESS
+        for other in svc.catalog.list_backups(backup.vm_key)
+    )
+
+
+def _region_full(svc: Services, region: str, wanted: int) -> bool:
+    running = svc.catalog.list_replication_jobs(status=ReplicationStatus.IN_PROGRESS)
+    return sum(1 for j in running if j.target_region == region) + wanted > MAX_PARALLEL_COPIES
+
+
+def _job(
+    backup: Backup,
+    ref: SnapshotRef,
+    target: str,
+    group: str,
+    now: datetime,
+    attempt: datetime,
+) -> ReplicationJob:
+    name = names.replica_name(ref.snapshot_id.rsplit("/", 1)[-1], target)
+    return ReplicationJob(
+        id=job_id(backup.backup_id, ref.disk_role, attempt),
+        vm_key=backup.vm_key,
+        backup_id=backup.backup_id,
+        disk_role=ref.disk_role,
+        source_snapshot=ref.snapshot_id,
+        target_snapshot=f"{group}/{name}",
+        source_region=backup.region,
+        target_region=target,
+        status=ReplicationStatus.PENDING,
+        started_at=now,
+    )
+
+
+def job_id(backup_id: str, disk_role: str, attempt: datetime) -> str:
+    """One copy job per disk and replication attempt: a retried step rewrites its own row,
+    and a later attempt leaves the failed one in the history."""
+    return f"{backup_id}-{disk_role}-{attempt:%Y%m%dt%H%M%S}"
+
+
 def check_replication(payload: Payload, svc: Services) -> Payload:
-    """Read each replica's copy progress; record the jobs and the backup when all are done."""
+    """Read each replica's copy progress; record the jobs and the backup when all are done.
+
+    While copies run, `poll_after` estimates when the slowest one finishes from its progress so
+    far, so a long copy is read a few times, not every few seconds.
+    """
     backup = load_backup(svc, payload)
     if backup.replication_status is not ReplicationStatus.IN_PROGRESS:
         return {"state": str(backup.replication_status)}
-    jobs = {
-        job.disk_role: job
-        for job in svc.catalog.list_replication_jobs(vm_key=backup.vm_key)
-        if job.backup_id == backup.backup_id
-    }
     now = svc.clock.now()
-    refs = []
-    errors = []
+    attempt = parse_time(payload["attempt"])
+    refs: list[SnapshotRef] = []
+    changed: list[ReplicationJob] = []
+    errors: list[str] = []
+    eta = 0.0
     for ref in backup.snapshots:
-        assert ref.replica_id is not None, "an in-progress backup has replica ids"
+        if ref.replica_id is None:
+            raise PermanentError(f"backup {backup.backup_id} is copying without a replica id")
         replica = svc.gateway.get_snapshot(ref.replica_id)
-        percent = replica.completion_percent or 0.0
-        if replica.copy_error or replica.provisioning_state == "Failed":
-            status = ReplicationStatus.FAILED
-            errors.append(f"{ref.disk_role}: {replica.copy_error or 'copy failed'}")
-        elif percent >= 100 and replica.provisioning_state == "Succeeded":
-            status = ReplicationStatus.COMPLETED
-        else:
-            status = ReplicationStatus.IN_PROGRESS
-        job = jobs.get(ref.disk_role)
-        if job is not None and (job.status is not status or job.completion_percent != percent):
-            svc.catalog.save_replication_job(
-                dataclasses.replace(
-                    job,
-                    status=status,
-                    completion_percent=percent,
-                    completed_at=None if status is ReplicationStatus.IN_PROGRESS else now,
-                    error_message=sanitise(replica.copy_error) if replica.copy_error else None,
-                )
-            )
+        status = _copy_status(replica)
+        job = svc.catalog.get_replication_job(
+            backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
+        )
+        if replica.copy_error:
+            errors.append(f"{ref.disk_role}: {replica.copy_error}")
+        if job is not None and job.status is not status:
+            changed.append(_ended(job, status, now, replica.copy_error, replica.completion_percent))
+        if job is not None and status is ReplicationStatus.IN_PROGRESS:
+            eta = max(eta, _remaining(job.started_at, now, replica.completion_percent))
         refs.append(dataclasses.replace(ref, replica_status=status))
-    if errors:
+    if changed:
+        svc.catalog.save_replication_jobs(changed)
+    if any(ref.replica_status is ReplicationStatus.FAILED for ref in refs):
         _delete_failed_replicas(svc, backup, refs)
         return _failed(svc, backup, backup.replica_region or "", "; ".join(errors))
     if any(ref.replica_status is not ReplicationStatus.COMPLETED for ref in refs):
-        return {"state": "in_progress"}
+        return {"state": "in_progress", "poll_after": eta}
     svc.catalog.update_backup(
         backup.vm_key,
         backup.backup_id,
         snapshots=tuple(refs),
         replication_status=ReplicationStatus.COMPLETED,
     )
+    started = min((job.started_at for job in changed), default=backup.taken_at)
     telemetry.emit(
         "ReplicationCompleted",
         vm=backup.vm_key,
         backup_id=backup.backup_id,
         target_region=backup.replica_region,
-        duration_seconds=(now - min(j.started_at for j in jobs.values())).total_seconds()
-        if jobs
-        else 0.0,
+        duration_seconds=(now - started).total_seconds(),
         lag_seconds=(now - backup.taken_at).total_seconds(),
     )
     return {"state": "completed"}
+
+
+def _copy_status(replica: Snapshot) -> ReplicationStatus:
+    """A CopyStart replica is usable only at 100 %; Succeeded alone means the copy was accepted."""
+    if replica.copy_error or replica.provisioning_state == "Failed":
+        return ReplicationStatus.FAILED
+    if (replica.completion_percent or 0) >= 100 and replica.provisioning_state == "Succeeded":
+        return ReplicationStatus.COMPLETED
+    return ReplicationStatus.IN_PROGRESS
+
+
+def _remaining(started: datetime, now: datetime, percent: float | None) -> float:
+    """Seconds left for a copy at `percent` after running since `started`, at its pace so far."""
+    elapsed = (now - started).total_seconds()
+    if not percent or percent <= 0 or elapsed <= 0:
+        return 0.0
+    return elapsed * (100 - percent) / percent
+
+
+def _ended(
+    job: ReplicationJob,
+    status: ReplicationStatus,
+    now: datetime,
+    error: str | None,
+    percent: float | None = None,
+) -> ReplicationJob:
+    return dataclasses.replace(
+        job,
+        status=status,
+        completed_at=None if status in COPYING else now,
+        error_message=sanitise(error, limit=500) if error else None,
+        completion_percent=job.completion_percent if percent is None else percent,
+    )
 
 
 def fail_replication(payload: Payload, svc: Services) -> Payload:
@@ -180,16 +242,19 @@ def fail_replication(payload: Payload, svc: Services) -> Payload:
     backup = load_backup(svc, payload)
     if backup.replication_status is ReplicationStatus.COMPLETED:
         return {"state": "completed"}
-    for job in svc.catalog.list_replication_jobs(vm_key=backup.vm_key):
-        if job.backup_id == backup.backup_id and job.status in COPYING:
-            svc.catalog.save_replication_job(
-                dataclasses.replace(
-                    job,
-                    status=ReplicationStatus.FAILED,
-                    completed_at=svc.clock.now(),
-                    error_message=sanitise(payload["error"], limit=500),
-                )
-            )
+    now = svc.clock.now()
+    attempt = parse_time(payload["attempt"])
+    jobs = [
+        svc.catalog.get_replication_job(
+            backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
+        )
+        for ref in backup.snapshots
+    ]
+    svc.catalog.save_replication_jobs(
+        _ended(job, ReplicationStatus.FAILED, now, payload["error"])
+        for job in jobs
+        if job is not None and job.status in COPYING
+    )
     return _failed(svc, backup, payload["target_region"], payload["error"])
 
 

@@ -245,6 +245,10 @@ class TableCatalog:
         """
         self._upsert_many(REPLICATION_JOBS, [_job_entity(job) for job in jobs])
 
+    def get_replication_job(self, vm_key: str, job_id: str) -> ReplicationJob | None:
+        entity = self._get(REPLICATION_JOBS, vm_key, job_id)
+        return None if entity is None else from_entity(ReplicationJob, entity)
+
     def list_replication_jobs(
         self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
     ) -> list[ReplicationJob]:

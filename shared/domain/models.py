@@ -182,6 +182,7 @@ class Backup(JsonRecord):
     managed: bool = True
     hold: bool = False
     error_message: str | None = None
+    attempts: int = 1  # tries at this slot; a failed slot is retried a bounded number of times
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ on the same backup instead of making a second one.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -26,8 +27,9 @@ def require_utc(value: datetime, what: str = "time") -> datetime:
     return value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=256)
 def cron_problem(cron: str) -> str | None:
-    """Why `cron` cannot be a schedule (a short phrase), or None when it can."""
+    """Why `cron` cannot be a schedule (a short phrase), or None when it can (cached: pure)."""
     if len(cron.split()) != 5:
         return "not a 5-field cron expression"
     if _NONDETERMINISTIC.search(cron):

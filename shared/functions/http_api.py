@@ -8,28 +8,33 @@ or 429 (manual requests over the hourly limit, with Retry-After).
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from shared.domain import names
 from shared.domain.models import VM, AuditEntry
-from shared.domain.policy import PolicyError, format_policy, policy_for
 from shared.functions.wiring import RUNNING, utc_now
-from shared.health import find_vm, fleet_status
+from shared.health import fleet_status
+from shared.inputs import (
+    InputError,
+    checked_backup_id,
+    checked_region,
+    dr_test_request,
+    manual_backup,
+    one_vm,
+    policy_region,
+)
+from shared.report import render_report
 from shared.services import Services, services
 
 bp = df.Blueprint()
 
-VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}$")
-REGION = re.compile(r"^[a-z][a-z0-9]{2,31}$")
-BACKUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 RATE_WINDOW = timedelta(hours=1)
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -40,6 +45,10 @@ class ApiError(Exception):
     def response(self) -> func.HttpResponse:
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
         return _json({"error": {"code": self.code, "message": str(self)}}, self.status, headers)
+
+    @classmethod
+    def refusing(cls, error: InputError) -> ApiError:
+        return cls(404 if error.not_found else 400, error.code, str(error))
 
 
 @bp.route(route="backups/{vm}", methods=["POST"])
@@ -52,24 +61,11 @@ async def start_backup(
         svc = services()
         body = _body(req, allowed={"resourceGroup"})
         vm = _one_vm(svc, req, body)
-        try:
-            policy = policy_for(vm)
-        except PolicyError as error:
-            raise ApiError(400, "InvalidPolicyTag", f"{vm.name}: {error}") from None
-        await _refuse_if_running(client, vm.key, ("backup", "manual-backup"))
         now = utc_now().replace(microsecond=0)
+        instance_id, payload = _checked(manual_backup, vm, now)
+        await _refuse_if_running(client, vm.key, ("backup", "manual-backup"))
         _admit(svc, vm.key, "manual-backup", now)
-        instance_id = names.orchestration_id("manual-backup", vm.key, now)
-        await client.start_new(
-            "vm_backup",
-            instance_id=instance_id,
-            client_input={
-                "vm": vm.to_dict(),
-                "policy": format_policy(policy) if policy else None,
-                "slot": now.isoformat(),
-                "manual": True,
-            },
-        )
+        await client.start_new("vm_backup", instance_id=instance_id, client_input=payload)
     except ApiError as error:
         return error.response()
     response: func.HttpResponse = client.create_check_status_response(req, instance_id)
@@ -86,16 +82,10 @@ async def start_dr_test(
         svc = services()
         body = _body(req, allowed={"testRegion", "backupId", "rtoTargetSeconds", "resourceGroup"})
         vm = _one_vm(svc, req, body)
-        region = body.get("testRegion") or _policy_region(vm)
-        if not isinstance(region, str) or not REGION.match(region):
-            raise ApiError(
-                400, "InvalidRegion", f"testRegion {region!r} is not an Azure region name"
-            )
+        region = _checked(checked_region, body.get("testRegion") or _checked(policy_region, vm))
         backup_id = body.get("backupId")
-        if backup_id is not None and (
-            not isinstance(backup_id, str) or not BACKUP_ID.match(backup_id)
-        ):
-            raise ApiError(400, "InvalidBackupId", f"backupId {backup_id!r} is not a backup id")
+        if backup_id is not None:
+            backup_id = _checked(checked_backup_id, backup_id)
         target = body.get("rtoTargetSeconds")
         if target is not None and (
             not isinstance(target, int | float) or isinstance(target, bool) or target <= 0
@@ -104,18 +94,10 @@ async def start_dr_test(
         await _refuse_if_running(client, vm.key, ("dr",))
         now = utc_now().replace(microsecond=0)
         _admit(svc, vm.key, "manual-drtest", now)
-        test_id = names.dr_test_id(vm.key, now)
-        await client.start_new(
-            "dr_test",
-            instance_id=test_id,
-            client_input={
-                "vm_key": vm.key,
-                "test_region": region,
-                "test_id": test_id,
-                "backup_id": backup_id,
-                "rto_target_seconds": target,
-            },
+        test_id, payload = dr_test_request(
+            vm, now, test_region=region, backup_id=backup_id, rto_target_seconds=target
         )
+        await client.start_new("dr_test", instance_id=test_id, client_input=payload)
     except ApiError as error:
         return error.response()
     response: func.HttpResponse = client.create_check_status_response(req, test_id)
@@ -127,6 +109,14 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     """Fleet health as JSON: RPO, replica lag, verification, DR success and RTO per VM."""
     svc = services()
     return _json(fleet_status(svc.gateway, svc.catalog, utc_now()))
+
+
+@bp.route(route="dashboard", methods=["GET"])
+def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    """The fleet report: one self-contained HTML page (its own CSP forbids fetching anything)."""
+    svc = services()
+    page = render_report(svc.gateway, svc.catalog, utc_now())
+    return func.HttpResponse(page, status_code=200, mimetype="text/html", charset="utf-8")
 
 
 @bp.route(route="vms/{vm}/backups", methods=["GET"])
@@ -163,33 +153,18 @@ def _body(req: func.HttpRequest, allowed: set[str]) -> dict[str, Any]:
 
 
 def _one_vm(svc: Services, req: func.HttpRequest, body: Mapping[str, Any]) -> VM:
-    name = req.route_params.get("vm", "")
-    if not VM_NAME.match(name):
-        raise ApiError(400, "InvalidVmName", f"{name!r} is not a valid VM name")
     group = body.get("resourceGroup") or req.params.get("resourceGroup")
-    if group is not None and (not isinstance(group, str) or not RESOURCE_GROUP.match(group)):
+    if group is not None and not isinstance(group, str):
         raise ApiError(400, "InvalidResourceGroup", f"{group!r} is not a valid resource group name")
-    matches = find_vm(svc.gateway.list_vms(), name, group)
-    if not matches:
-        raise ApiError(
-            404, "VmNotFound", f"no VM named {name!r}" + (f" in {group}" if group else "")
-        )
-    if len(matches) > 1:
-        groups = ", ".join(sorted(vm.resource_group for vm in matches))
-        raise ApiError(
-            400, "AmbiguousVm", f"several VMs are named {name!r} ({groups}): give resourceGroup"
-        )
-    return matches[0]
+    return _checked(one_vm, svc.gateway.list_vms(), req.route_params.get("vm", ""), group)
 
 
-def _policy_region(vm: VM) -> str | None:
+def _checked(check: Callable[..., T], *args: Any) -> T:
+    """Run a shared input check, answering its refusal as an API error."""
     try:
-        policy = policy_for(vm)
-    except PolicyError as error:
-        raise ApiError(400, "InvalidPolicyTag", f"{vm.name}: {error}") from None
-    if policy is None or not policy.replicate:
-        raise ApiError(400, "NoTestRegion", f"{vm.name} has no replicate region: give testRegion")
-    return policy.replicate
+        return check(*args)
+    except InputError as error:
+        raise ApiError.refusing(error) from None
 
 
 async def _refuse_if_running(

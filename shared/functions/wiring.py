@@ -36,7 +36,7 @@ def _activity(step: Step) -> Callable[[Payload], Payload]:
 
 def register_orchestrators(bp: df.Blueprint, *orchestrators: Orchestrator) -> None:
     for orchestrator in orchestrators:
-        bp.orchestration_trigger(context_name="context")(orchestrator)
+        bp.orchestration_trigger(context_name="context", input_type=dict)(orchestrator)
 
 
 def register_timer(bp: df.Blueprint, orchestrator: str, schedule_setting: str) -> None:

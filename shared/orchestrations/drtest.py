@@ -123,7 +123,7 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
         {
             **step,
             **outcome,
-            "vm_name": plan.get("vm_name"),
+            "vm_name": plan.get("vm_name") or item.get("vm_name"),
             "backup_id": plan.get("backup_id") or item.get("backup_id"),
             "cleanup_succeeded": cleanup_ok,
             "rto_seconds": rto,

@@ -1,8 +1,9 @@
 """What the orchestrations share: retries, waiting on Azure, and bounded fan-out.
 
 Waiting uses durable timers between reads, never a sleep. The first wait is Azure's hint
-(Retry-After or the operation's expected duration); later waits double up to a cap, so a slow
-copy costs a bounded number of history events.
+(Retry-After or the operation's expected duration); later waits follow the step's own estimate
+(`poll_after` in its result) or double, up to a cap, so a slow copy costs a bounded number of
+history events.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def poll(
             return result
         if context.current_utc_datetime >= deadline:
             return None
-        wait = min(wait * 2, MAX_WAIT_SECONDS)
+        hint = float(result.get("poll_after") or 0)
+        wait = min(max(hint, MIN_WAIT_SECONDS) if hint else wait * 2, MAX_WAIT_SECONDS)
 
 
 def fan_out(

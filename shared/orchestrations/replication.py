@@ -26,7 +26,8 @@ def replicate_backup(context: Context) -> Generator[Any, Any, Payload]:
     Input: {vm_key, backup_id, target_region}. Jobs go pending -> in_progress -> completed |
     failed; transient errors retry, and a give-up is recorded with a sanitised reason.
     """
-    ref: Payload = context.get_input()
+    # The attempt's time names its copy jobs, so each attempt keeps its own history rows.
+    ref: Payload = {**context.get_input(), "attempt": context.current_utc_datetime.isoformat()}
     try:
         started = yield from poll(
             context,

@@ -34,7 +34,7 @@ import azure.functions as func
 from azure.durable_functions.models.actions.ActionType import ActionType
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as Kind
 
-from shared.clock import VirtualClock
+from shared.clock import SettableClock
 
 from . import actions as act
 from . import history as h
@@ -71,7 +71,7 @@ class LocalDurableHost:
     def __init__(
         self,
         app: Any,
-        clock: VirtualClock,
+        clock: SettableClock,
         *,
         host_json: Path | None = None,
         settings: Mapping[str, str] | None = None,

@@ -11,10 +11,14 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import Disk, RunCommandInput, Snapshot, VirtualMachine
 from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkInterface
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.resources.models import TagsPatchResource
 
-from local.armsim import ArmServer, ArmSimulator, Durations, FaultRule
+from local.armsim import ArmServer, ArmSimulator, FaultRule
+from local.armsim.protocol import VM_TYPE
 from shared.clock import VirtualClock
 
 pytestmark = pytest.mark.armsim
@@ -49,15 +53,23 @@ def _disk_id(name: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{RG_APP}/providers/Microsoft.Compute/disks/{name}"
 
 
-def _snapshot(source: str, option: str = "Copy", region: str = "eastus") -> dict[str, Any]:
-    return {
-        "location": region,
-        "tags": {"managed-by": "backupdr"},
-        "properties": {
-            "incremental": True,
-            "creationData": {"createOption": option, "sourceResourceId": source},
-        },
-    }
+def doc(model: Any) -> dict[str, Any]:
+    """An SDK model as the JSON Azure sent (REST names), so assertions need no None checks."""
+    data: dict[str, Any] = model.as_dict()
+    return data
+
+
+def _snapshot(source: str, option: str = "Copy", region: str = "eastus") -> Snapshot:
+    return Snapshot(
+        {
+            "location": region,
+            "tags": {"managed-by": "backupdr"},
+            "properties": {
+                "incremental": True,
+                "creationData": {"createOption": option, "sourceResourceId": source},
+            },
+        }
+    )
 
 
 def test_list_all_pages_over_a_thousand_vms_with_the_real_client() -> None:
@@ -72,19 +84,21 @@ def test_list_all_pages_over_a_thousand_vms_with_the_real_client() -> None:
     }
     sim = ArmSimulator(clock=VirtualClock(datetime(2026, 1, 5, tzinfo=UTC)), fleet=fleet)
     with sim.serve() as server:
-        names = [vm.name for vm in compute(server).virtual_machines.list_all()]
+        names = [doc(vm)["name"] for vm in compute(server).virtual_machines.list_all()]
     assert sorted(names) == [f"vm-{i:04d}" for i in range(1050)]
     pages = [r for r in sim.requests if r.path.endswith("/virtualMachines")]
     assert len(pages) == 11
 
 
 def test_listed_vm_carries_its_disks_tags_and_zone(armsim: ArmServer) -> None:
-    vm = compute(armsim).virtual_machines.get(RG_APP, "web-01")
-    storage = vm.properties.storage_profile
-    assert storage.os_disk.managed_disk.id == _disk_id("web-01-osdisk")
-    assert (storage.os_disk.disk_size_gb, storage.os_disk.os_type) == (30, "Linux")
-    assert [(d.lun, d.disk_size_gb) for d in storage.data_disks] == [(0, 128)]
-    assert vm.zones == ["1"] and "backup-policy" in vm.tags
+    vm = doc(compute(armsim).virtual_machines.get(RG_APP, "web-01"))
+    storage = vm["properties"]["storageProfile"]
+    os_disk = storage["osDisk"]
+    assert os_disk["managedDisk"]["id"] == _disk_id("web-01-osdisk")
+    assert (os_disk["diskSizeGB"], os_disk["osType"]) == (30, "Linux")
+    assert [(d["lun"], d["diskSizeGB"]) for d in storage["dataDisks"]] == [(0, 128)]
+    assert vm["zones"] == ["1"]
+    assert "backup-policy" in vm["tags"]
 
 
 def test_snapshot_put_answers_202_with_location_and_completes_when_the_clock_moves(
@@ -98,13 +112,14 @@ def test_snapshot_put_answers_202_with_location_and_completes_when_the_clock_mov
     assert first.status_code == 202
     assert int(first.headers["Retry-After"]) == armsim.sim.durations.snapshot_seconds
     assert (
-        client.snapshots.get(RG_BACKUP, "web-01-os-1").properties.provisioning_state == "Updating"
+        doc(client.snapshots.get(RG_BACKUP, "web-01-os-1"))["properties"]["provisioningState"]
+        == "Updating"
     )
     armsim.sim.clock.advance(armsim.sim.durations.snapshot_seconds)
-    done = client.snapshots.get(RG_BACKUP, "web-01-os-1")
-    assert done.properties.provisioning_state == "Succeeded"
-    assert done.properties.snapshot_access_state == "Available"
-    assert done.tags == {"managed-by": "backupdr"}
+    done = doc(client.snapshots.get(RG_BACKUP, "web-01-os-1"))
+    assert done["properties"]["provisioningState"] == "Succeeded"
+    assert done["properties"]["snapshotAccessState"] == "Available"
+    assert done["tags"] == {"managed-by": "backupdr"}
 
 
 def test_sdk_poller_finishes_a_disk_create_once_the_clock_passes_its_end(
@@ -116,19 +131,23 @@ def test_sdk_poller_finishes_a_disk_create_once_the_clock_passes_its_end(
         RG_BACKUP, "s1", _snapshot(_disk_id("db-01-osdisk")), polling=False
     )
     sim.clock.advance(3600)
-    disk = {
-        "location": "eastus",
-        "sku": {"name": "Premium_LRS"},
-        "properties": {
-            "creationData": {"createOption": "Copy", "sourceResourceId": snap.result().id}
-        },
-    }
-    sim.clock.advance(0)
+    disk = Disk(
+        {
+            "location": "eastus",
+            "sku": {"name": "Premium_LRS"},
+            "properties": {
+                "creationData": {
+                    "createOption": "Copy",
+                    "sourceResourceId": doc(snap.result())["id"],
+                }
+            },
+        }
+    )
     poller = client.disks.begin_create_or_update(RG_BACKUP, "restored", disk)
     sim.clock.advance(sim.durations.disk_seconds)
-    result = poller.result(timeout=60)
-    assert result.properties.provisioning_state == "Succeeded"
-    assert (result.properties.disk_size_gb, result.properties.disk_state) == (64, "Unattached")
+    result = doc(poller.result(timeout=60))["properties"]
+    assert result["provisioningState"] == "Succeeded"
+    assert (result["diskSizeGB"], result["diskState"]) == (64, "Unattached")
 
 
 def test_same_snapshot_name_put_twice_is_one_snapshot(armsim: ArmServer) -> None:
@@ -147,17 +166,18 @@ def test_copystart_rises_to_100_percent_over_time_proportional_to_change(armsim:
         RG_BACKUP, "src", _snapshot(_disk_id("web-01-osdisk")), polling=False
     )
     sim.clock.advance(60)
-    source = client.snapshots.get(RG_BACKUP, "src").id
+    source = doc(client.snapshots.get(RG_BACKUP, "src"))["id"]
     client.snapshots.begin_create_or_update(
         "rg-backups-westus2", "replica", _snapshot(source, "CopyStart", "westus2"), polling=False
     )
     total = sim.durations.snapshot_seconds + sim.durations.copy_seconds(30.0)
     sim.clock.advance(total / 2)
-    halfway = client.snapshots.get("rg-backups-westus2", "replica").properties
-    assert 0 < halfway.completion_percent < 100 and halfway.snapshot_access_state == "Pending"
+    halfway = doc(client.snapshots.get("rg-backups-westus2", "replica"))["properties"]
+    assert 0 < halfway["completionPercent"] < 100
+    assert halfway["snapshotAccessState"] == "Pending"
     sim.clock.advance(total / 2)
-    done = client.snapshots.get("rg-backups-westus2", "replica").properties
-    assert (done.completion_percent, done.snapshot_access_state) == (100.0, "Available")
+    done = doc(client.snapshots.get("rg-backups-westus2", "replica"))["properties"]
+    assert (done["completionPercent"], done["snapshotAccessState"]) == (100.0, "Available")
 
 
 def test_injected_copy_failure_shows_copy_completion_error(armsim: ArmServer) -> None:
@@ -168,14 +188,14 @@ def test_injected_copy_failure_shows_copy_completion_error(armsim: ArmServer) ->
     )
     sim.clock.advance(60)
     sim.add_fault(FaultRule(operation="snapshots.copy", kind="copy-fails", count=1))
-    source = client.snapshots.get(RG_BACKUP, "src").id
+    source = doc(client.snapshots.get(RG_BACKUP, "src"))["id"]
     client.snapshots.begin_create_or_update(
         "rg-backups-westus2", "replica", _snapshot(source, "CopyStart", "westus2"), polling=False
     )
     sim.clock.advance(24 * 3600)
-    replica = client.snapshots.get("rg-backups-westus2", "replica").properties
-    assert replica.copy_completion_error.error_code == "CopySourceNotFound"
-    assert replica.completion_percent < 100
+    replica = doc(client.snapshots.get("rg-backups-westus2", "replica"))["properties"]
+    assert replica["copyCompletionError"]["errorCode"] == "CopySourceNotFound"
+    assert replica["completionPercent"] < 100
 
 
 def test_incremental_snapshots_bill_only_the_blocks_changed_since_the_last(
@@ -215,10 +235,11 @@ def test_read_bucket_runs_dry_with_429_retry_after_and_refills_on_the_virtual_cl
     with pytest.raises(HttpResponseError) as raised:
         client.virtual_machines.get(RG_APP, "web-01")
     assert raised.value.status_code == 429
-    assert raised.value.response.headers["Retry-After"] == "1"
-    assert raised.value.response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
+    headers = getattr(raised.value.response, "headers", {})
+    assert headers["Retry-After"] == "1"
+    assert headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
     armsim.sim.clock.advance(1)
-    assert client.virtual_machines.get(RG_APP, "web-01").name == "web-01"
+    assert doc(client.virtual_machines.get(RG_APP, "web-01"))["name"] == "web-01"
 
 
 @pytest.mark.parametrize(
@@ -238,96 +259,124 @@ def test_immediate_fault_answers_azures_error_body(
     client = compute(armsim)
     with pytest.raises(HttpResponseError) as raised:
         client.virtual_machines.get(RG_APP, "web-01")
-    assert (raised.value.status_code, raised.value.error.code) == (status, code)
-    assert client.virtual_machines.get(RG_APP, "web-01").name == "web-01"
+    assert raised.value.status_code == status
+    assert code in str(raised.value)
+    assert doc(client.virtual_machines.get(RG_APP, "web-01"))["name"] == "web-01"
+
+
+DR_RG = "rg-backupdr-drtest-westus2"
+
+
+def _restore_vm(armsim: ArmServer, name: str) -> None:
+    """A NIC on the isolated subnet, an OS disk, and a VM PUT with the disk attached."""
+    sim = armsim.sim
+    client = compute(armsim)
+    network = NetworkManagementClient(FixedToken(), SUB, **_options(armsim))
+    tags = {"backupdr-test": name}
+    subnet = network.subnets.get(DR_RG, "vnet-backupdr-drtest", "snet-restore")
+    ip = {"name": "ip1", "properties": {"subnet": {"id": doc(subnet)["id"]}}}
+    nic = network.network_interfaces.begin_create_or_update(
+        DR_RG,
+        f"{name}-nic",
+        NetworkInterface(
+            {"location": "westus2", "tags": tags, "properties": {"ipConfigurations": [ip]}}
+        ),
+    ).result(timeout=30)
+    disk_body = Disk(
+        {
+            "location": "westus2",
+            "tags": tags,
+            "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 30},
+        }
+    )
+    disk = client.disks.begin_create_or_update(DR_RG, f"{name}-os", disk_body, polling=False)
+    sim.clock.advance(sim.durations.disk_seconds)
+    os_disk = {
+        "createOption": "Attach",
+        "osType": "Linux",
+        "managedDisk": {"id": doc(disk.result())["id"]},
+    }
+    vm_body = VirtualMachine(
+        {
+            "location": "westus2",
+            "tags": tags,
+            "properties": {
+                "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+                "storageProfile": {"osDisk": os_disk},
+                "networkProfile": {"networkInterfaces": [{"id": doc(nic)["id"]}]},
+            },
+        }
+    )
+    client.virtual_machines.begin_create_or_update(DR_RG, name, vm_body, polling=False)
+
+
+def _statuses(armsim: ArmServer, name: str) -> list[str]:
+    view = compute(armsim).virtual_machines.instance_view(DR_RG, name)
+    return [status["code"] for status in doc(view)["statuses"]]
 
 
 def test_dr_restore_vm_boots_answers_run_command_and_cleans_up(armsim: ArmServer) -> None:
     sim = armsim.sim
-    client = compute(armsim)
-    options = _options(armsim)
-    network = NetworkManagementClient(FixedToken(), SUB, **options)
-    rg = "rg-backupdr-drtest-westus2"
-    subnet = network.subnets.get(rg, "vnet-backupdr-drtest", "snet-restore")
-    nic = network.network_interfaces.begin_create_or_update(
-        rg,
-        "dr-nic",
-        {
-            "location": "westus2",
-            "tags": {"backupdr-test": "t1"},
-            "properties": {
-                "ipConfigurations": [{"name": "ip1", "properties": {"subnet": {"id": subnet.id}}}]
-            },
-        },
-    ).result(timeout=30)
-    disk = client.disks.begin_create_or_update(
-        rg,
-        "dr-os",
-        {
-            "location": "westus2",
-            "tags": {"backupdr-test": "t1"},
-            "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 30},
-        },
-        polling=False,
-    )
-    sim.clock.advance(sim.durations.disk_seconds)
-    vm_body = {
-        "location": "westus2",
-        "tags": {"backupdr-test": "t1"},
-        "properties": {
-            "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
-            "storageProfile": {
-                "osDisk": {
-                    "createOption": "Attach",
-                    "osType": "Linux",
-                    "managedDisk": {"id": disk.result().id},
-                }
-            },
-            "networkProfile": {"networkInterfaces": [{"id": nic.id}]},
-        },
-    }
-    client.virtual_machines.begin_create_or_update(rg, "dr-vm", vm_body, polling=False)
-    view = client.virtual_machines.instance_view(rg, "dr-vm")
-    assert [s.code for s in view.statuses] == ["ProvisioningState/creating", "PowerState/starting"]
+    _restore_vm(armsim, "dr-vm")
+    assert _statuses(armsim, "dr-vm") == ["ProvisioningState/creating", "PowerState/starting"]
     sim.clock.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
-    view = client.virtual_machines.instance_view(rg, "dr-vm")
-    assert [s.code for s in view.statuses] == ["ProvisioningState/succeeded", "PowerState/running"]
-    output = client.virtual_machines.begin_run_command(
-        rg, "dr-vm", {"commandId": "RunShellScript", "script": ["echo ok"]}
-    ).result(timeout=30)
-    assert [(v.code, v.message) for v in output.value][0] == (
+    assert _statuses(armsim, "dr-vm") == ["ProvisioningState/succeeded", "PowerState/running"]
+    output = (
+        compute(armsim)
+        .virtual_machines.begin_run_command(
+            DR_RG, "dr-vm", RunCommandInput({"commandId": "RunShellScript", "script": ["echo ok"]})
+        )
+        .result(timeout=30)
+    )
+    assert (doc(output)["value"][0]["code"], doc(output)["value"][0]["message"]) == (
         "ComponentStatus/StdOut/succeeded",
         "ok",
     )
-    resources = ResourceManagementClient(FixedToken(), SUB, **options)
-    tagged = list(
-        resources.resources.list_by_resource_group(rg, filter="tagName eq 'backupdr-test'")
-    )
-    assert sorted(r.name for r in tagged) == ["dr-nic", "dr-os", "dr-vm"]
-    for resource_id in (r.id for r in sorted(tagged, key=lambda r: r.type, reverse=True)):
-        version = "2026-04-01" if "Compute" in resource_id else "2026-03-01"
-        if "/disks/" in resource_id:
-            version = "2026-03-02"
-        resources.resources.begin_delete_by_id(resource_id, api_version=version).result(timeout=30)
-    assert (
-        list(resources.resources.list_by_resource_group(rg, filter="tagName eq 'backupdr-test'"))
-        == []
-    )
+    resources = ResourceManagementClient(FixedToken(), SUB, **_options(armsim))
+    tag_filter = "tagName eq 'backupdr-test' and tagValue eq 'dr-vm'"
+    tagged = list(resources.resources.list_by_resource_group(DR_RG, filter=tag_filter))
+    assert sorted(doc(r)["name"] for r in tagged) == ["dr-vm", "dr-vm-nic", "dr-vm-os"]
+    order = ["virtualMachines", "networkInterfaces", "disks"]  # dependants first
+    versions = {"virtualMachines": "2026-04-01", "networkInterfaces": "2026-03-01"}
+    for resource in sorted(tagged, key=lambda r: order.index(doc(r)["type"].split("/")[1])):
+        kind = doc(resource)["type"].split("/")[1]
+        resources.resources.begin_delete_by_id(
+            doc(resource)["id"], api_version=versions.get(kind, "2026-03-02")
+        ).result(timeout=30)
+    assert list(resources.resources.list_by_resource_group(DR_RG, filter=tag_filter)) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("never-boots", "PowerState/starting"), ("guest-silent", "PowerState/running")],
+    ids=["never-boots", "guest-silent"],
+)
+def test_marked_disk_gives_a_vm_that_never_boots_or_never_answers(
+    armsim: ArmServer, kind: str, expected: str
+) -> None:
+    sim = armsim.sim
+    sim.add_fault(FaultRule(operation="vms.create", resource="*/disks/cursed-os", kind=kind))
+    _restore_vm(armsim, "cursed")
+    sim.clock.advance(3600)
+    assert _statuses(armsim, "cursed")[1] == expected
+    if kind == "guest-silent":
+        with pytest.raises(HttpResponseError, match="VMAgentStatusCommunicationError"):
+            compute(armsim).virtual_machines.begin_run_command(
+                DR_RG,
+                "cursed",
+                RunCommandInput({"commandId": "RunShellScript", "script": ["echo ok"]}),
+            ).result(timeout=30)
 
 
 def test_policy_tag_merges_through_the_tags_api(armsim: ArmServer) -> None:
     resources = ResourceManagementClient(FixedToken(), SUB, **_options(armsim))
-    vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG_APP}/providers/Microsoft.Compute/virtualMachines/db-01"
+    vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG_APP}/providers/{VM_TYPE}/db-01"
     resources.tags.begin_update_at_scope(
-        vm_id, {"operation": "Merge", "properties": {"tags": {"backup-policy": "daily=3"}}}
+        vm_id,
+        TagsPatchResource(
+            {"operation": "Merge", "properties": {"tags": {"backup-policy": "daily=3"}}}
+        ),
     ).result(timeout=30)
-    assert compute(armsim).virtual_machines.get(RG_APP, "db-01").tags == {
+    assert doc(compute(armsim).virtual_machines.get(RG_APP, "db-01"))["tags"] == {
         "backup-policy": "daily=3"
     }
-
-
-def test_vm_create_never_boots_when_its_disk_is_marked(armsim: ArmServer) -> None:
-    sim = armsim.sim
-    sim.add_fault(FaultRule(operation="vms.create", resource="*cursed*", kind="never-boots"))
-    sim.add_fault(FaultRule(operation="vms.create", resource="*cursed*", kind="never-boots"))
-    assert Durations().vm_boot_seconds > 0

@@ -319,7 +319,9 @@ class TestBrakes:
 
     def test_expiring_failed_backups_does_not_trip_the_breaker(self) -> None:
         good = history(every("2026-11-29T02:00", 1))
-        failed = [a_backup(moment, "-f").failed().build() for moment in every("2026-11-25T02:00", 4)]
+        failed = [
+            a_backup(moment, "-f").failed().build() for moment in every("2026-11-25T02:00", 4)
+        ]
         plan = plan_retention(good + failed, BackupPolicy(daily=7), at("2026-11-30"))
         assert plan.halted is None
         assert len(plan.to_delete) == 4

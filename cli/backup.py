@@ -1,0 +1,629 @@
+"""`backupdr backup ...`: a VM's policy, its backups, and the work on them.
+
+Policy commands write the `backup-policy` tag (Tags API merge); work commands (trigger,
+replicate, verify) run the app's workflows; the rest read the catalog.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from cli.context import GroupOption, OutputOption, Run, checked, options
+from cli.errors import FAILED, BadInput
+from cli.output import cell, emit, percent, table
+from cli.workflows import Start, outcome, run_workflows, succeeded
+from shared.activities.backup import _in_use
+from shared.domain import names
+from shared.domain.models import (
+    AuditEntry,
+    Backup,
+    BackupState,
+    ReplicationStatus,
+    Tier,
+)
+from shared.domain.policy import (
+    POLICY_TAG,
+    BackupPolicy,
+    Cadence,
+    PolicyError,
+    format_policy,
+    policy_for,
+)
+from shared.domain.retention import plan_retention
+from shared.inputs import (
+    checked_backup_id,
+    checked_new_vm,
+    checked_region,
+    manual_backup,
+    valid_policy,
+)
+from shared.orchestrations.replication import replication_instance_id
+
+app = typer.Typer(no_args_is_help=True, help="Back up VMs: policy, backups, copies, checks.")
+
+VmArg = Annotated[str, typer.Argument(help="the VM's name")]
+BackupArg = Annotated[str, typer.Argument(help="a backup id (from `backup list`)")]
+ParallelOption = Annotated[
+    int | None, typer.Option("--max-parallel", min=1, help="at most this many at once")
+]
+RegionOption = Annotated[
+    str, typer.Option("--target-region", help="the Azure region to copy to, e.g. westus2")
+]
+_SINCE = re.compile(r"^([0-9]{1,4})([dh])$")
+_SUBNET = re.compile(r"^[\w.-]{1,80}/[\w.-]{1,80}$")
+_NONE = "none"
+
+BACKUP_COLUMNS = [
+    ("backup_id", "backup"),
+    ("taken_at", "taken (UTC)"),
+    ("tier", "tier"),
+    ("state", "state"),
+    ("size_gb", "GiB"),
+    ("replica_region", "replica"),
+    ("replication_status", "copy"),
+    ("verification", "verified"),
+]
+
+
+@app.command()
+def configure(
+    ctx: typer.Context,
+    vm: VmArg,
+    daily: Annotated[int | None, typer.Option(help="days with backups to keep")] = None,
+    weekly: Annotated[int | None, typer.Option(help="ISO weeks with backups to keep")] = None,
+    monthly: Annotated[int | None, typer.Option(help="months with backups to keep")] = None,
+    schedule: Annotated[str | None, typer.Option(help="5-field cron, UTC")] = None,
+    replicate_to: Annotated[
+        str | None, typer.Option(help="DR region for copies ('none' stops copying)")
+    ] = None,
+    verify: Annotated[Cadence | None, typer.Option(help="how often to verify")] = None,
+    drtest: Annotated[Cadence | None, typer.Option(help="how often to DR-test")] = None,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Write the VM's backup-policy tag; options not given keep their current values."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    try:
+        base = policy_for(target) or BackupPolicy()
+    except PolicyError:
+        base = BackupPolicy()  # configuring is how a malformed tag gets fixed
+    given: dict[str, Any] = {
+        "daily": daily,
+        "weekly": weekly,
+        "monthly": monthly,
+        "schedule": schedule,
+        "verify": verify,
+        "drtest": drtest,
+    }
+    changes = {key: value for key, value in given.items() if value is not None}
+    if replicate_to is not None:
+        changes["replicate"] = None if replicate_to.lower() == _NONE else replicate_to
+    try:
+        policy = dataclasses.replace(base, **changes)
+        value = format_policy(policy)
+        policy_for(dataclasses.replace(target, tags={**target.tags, POLICY_TAG: value}))
+    except PolicyError as error:
+        raise BadInput(f"{target.name}: {error}") from None
+    run.services.gateway.set_policy_tag(target.id, value)
+    _audit_tag(run, target.id, target.key, value)
+    document = {"vm": target.name, "tag": value, "policy": policy.describe()}
+    emit(opts.format(output), document, lambda: [f"{target.name}: {policy.describe()}", value])
+
+
+@app.command()
+def disable(
+    ctx: typer.Context, vm: VmArg, resource_group: GroupOption = None, output: OutputOption = None
+) -> None:
+    """Remove the VM's backup-policy tag: no new backups; existing backups stay."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    run.services.gateway.set_policy_tag(target.id, None)
+    _audit_tag(run, target.id, target.key, None)
+    emit(
+        opts.format(output),
+        {"vm": target.name, "disabled": True},
+        lambda: [f"{target.name}: backups disabled (existing backups are kept)"],
+    )
+
+
+def _audit_tag(run: Run, vm_id: str, vm_key: str, value: str | None) -> None:
+    run.services.catalog.audit(
+        AuditEntry(
+            at=run.now,
+            action="tag",
+            resource_id=vm_id,
+            result="ok",
+            vm_key=vm_key,
+            operation="configure" if value else "disable",
+            identity=run.services.settings.credential,
+            detail=value,
+        )
+    )
+
+
+@app.command()
+def show(
+    ctx: typer.Context, vm: VmArg, resource_group: GroupOption = None, output: OutputOption = None
+) -> None:
+    """The VM's policy in words, and its latest backup."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    policy = checked(valid_policy, target)
+    backups = run.services.catalog.list_backups(target.key)
+    latest = next((b for b in backups if b.state is BackupState.COMPLETED), None)
+    document = {
+        "vm": target.name,
+        "resource_group": target.resource_group,
+        "location": target.location,
+        "tag": format_policy(policy) if policy else None,
+        "policy": policy.describe() if policy else None,
+        "backups": len(backups),
+        "last_backup": latest.to_dict() if latest else None,
+    }
+    emit(
+        opts.format(output),
+        document,
+        lambda: [
+            f"{target.name} ({target.resource_group}, {target.location})",
+            f"policy: {policy.describe() if policy else 'none (not backed up)'}",
+            f"last backup: {latest.backup_id if latest else '-'}"
+            + (f" at {cell(latest.taken_at)} ({latest.tier})" if latest else ""),
+        ],
+    )
+
+
+@app.command()
+def trigger(
+    ctx: typer.Context,
+    vm: VmArg,
+    tier: Annotated[
+        Tier | None,
+        typer.Option(help="fail unless the backup gets this tier (tiers follow the calendar)"),
+    ] = None,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Back up the VM now, with the scheduled workflow (snapshot, copy, retention)."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    instance_id, payload = checked(manual_backup, target, run.now)
+    (status,) = run_workflows(
+        run, [Start("vm_backup", instance_id, payload)], label=f"backing up {target.name}"
+    )
+    result = outcome(status)
+    backup = run.services.catalog.get_backup(target.key, result.get("backup_id", ""))
+    document = {**result, "backup": backup.to_dict() if backup else None}
+    emit(
+        opts.format(output),
+        document,
+        lambda: [
+            table(
+                f"backup of {target.name}", [_backup_row(backup)] if backup else [], BACKUP_COLUMNS
+            ),
+            f"state: {result.get('state')}",
+        ],
+    )
+    if not succeeded(result):
+        raise typer.Exit(FAILED)
+    if tier is not None and backup is not None and backup.tier is not tier:
+        typer.echo(
+            f"error: backup {backup.backup_id} is {backup.tier}, not {tier}: a backup is monthly "
+            "when first in its month, weekly when first in its ISO week, else daily",
+            err=True,
+        )
+        raise typer.Exit(FAILED)
+
+
+@app.command("list")
+def list_backups(
+    ctx: typer.Context,
+    vm: VmArg,
+    tier: Annotated[Tier | None, typer.Option(help="only this tier")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="taken since: 2026-11-01, 2026-11-01T02:00, 7d or 12h")
+    ] = None,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """The VM's backups, newest first."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    after = _since(since, run.now) if since else None
+    backups = [
+        b
+        for b in run.services.catalog.list_backups(target.key)
+        if (tier is None or b.tier is tier) and (after is None or b.taken_at >= after)
+    ]
+    rows = [_backup_row(b) for b in backups]
+    emit(
+        opts.format(output),
+        {"vm": target.name, "backups": [b.to_dict() for b in backups]},
+        lambda: [table(f"backups of {target.name}", rows, BACKUP_COLUMNS)],
+    )
+
+
+def _since(text: str, now: datetime) -> datetime:
+    relative = _SINCE.match(text.strip())
+    if relative:
+        unit = "days" if relative[2] == "d" else "hours"
+        return now - timedelta(**{unit: int(relative[1])})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"--since {text!r}: give a date (2026-11-01), a time, or 7d / 12h") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _backup_row(backup: Backup) -> dict[str, Any]:
+    return {**backup.to_dict(), "taken_at": backup.taken_at}
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    vm: VmArg,
+    backup: Annotated[str, typer.Option("--backup", help="the backup to restore from")],
+    new_vm: Annotated[
+        str | None, typer.Option(help="also create a VM of this name on the restored disks")
+    ] = None,
+    subnet: Annotated[
+        str | None, typer.Option(help="vnet/subnet in the VM's group for the new VM's NIC")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Restore the backup's disks as new disks beside the VM (never touching its own disks),
+    and a new VM on them with --new-vm."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    found = _backup(run, backup)
+    if found.vm_key != target.key or found.state is not BackupState.COMPLETED:
+        raise BadInput(f"--backup {backup!r}: not a completed backup of {target.name}")
+    if new_vm is not None:
+        checked(checked_new_vm, run.services.gateway.list_vms(), new_vm, target.resource_group)
+        if subnet is None or not _SUBNET.match(subnet):
+            raise BadInput(f"--new-vm needs --subnet vnet/subnet in {target.resource_group}")
+    what = f"{len(found.snapshots)} new disk(s)" + (f" and VM {new_vm}" if new_vm else "")
+    if not yes:
+        typer.confirm(
+            f"Restore {found.backup_id} of {target.name} as {what} in {target.resource_group}? "
+            "The VM's own disks are not touched.",
+            abort=True,
+            err=True,
+        )
+    restore_id = names.orchestration_id("restore", target.key, run.now)
+    payload = {
+        "vm_key": target.key,
+        "backup_id": found.backup_id,
+        "restore_id": restore_id,
+        "resource_group": target.resource_group,
+        "new_vm": new_vm,
+        "subnet": subnet,
+    }
+    (status,) = run_workflows(
+        run,
+        [Start("restore_backup", restore_id, payload)],
+        label=f"restoring {target.name}",
+    )
+    result = outcome(status)
+    emit(
+        opts.format(output),
+        result,
+        lambda: [
+            f"restore of {found.backup_id}: {result.get('state')}",
+            *[f"disk: {disk}" for disk in result.get("disks", [])],
+            f"VM: {result.get('vm_id') or '-'}",
+            f"error: {result['error']}" if result.get("error") else "",
+        ],
+    )
+    if not succeeded(result):
+        raise typer.Exit(FAILED)
+
+
+@app.command()
+def replicate(
+    ctx: typer.Context, backup: BackupArg, target_region: RegionOption, output: OutputOption = None
+) -> None:
+    """Copy one backup to another region (incremental CopyStart, followed to 100 %)."""
+    opts = options(ctx)
+    run = opts.run()
+    found = _backup(run, backup)
+    region = _copy_region(found, target_region)
+    _run_copies(opts.format(output), run, [found], region, None)
+
+
+@app.command("replicate-all")
+def replicate_all(
+    ctx: typer.Context,
+    vm: VmArg,
+    target_region: RegionOption,
+    max_parallel: ParallelOption = None,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Copy every completed backup of the VM not yet copied, oldest first."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    backups = [
+        b
+        for b in reversed(run.services.catalog.list_backups(target.key))
+        if b.state is BackupState.COMPLETED
+        and not (
+            b.replica_region == target_region
+            and b.replication_status is ReplicationStatus.COMPLETED
+        )
+    ]
+    region = checked(checked_region, target_region, "--target-region")
+    if region == target.location.lower():
+        raise BadInput(f"--target-region {region}: is the VM's own region; pick another region")
+    _run_copies(opts.format(output), run, backups, region, max_parallel)
+
+
+def _copy_region(backup: Backup, target_region: str) -> str:
+    region = checked(checked_region, target_region, "--target-region")
+    if region == backup.region.lower():
+        raise BadInput(f"--target-region {region}: is the backup's own region; pick another")
+    return region
+
+
+def _run_copies(
+    fmt: Any, run: Run, backups: list[Backup], region: str, max_parallel: int | None
+) -> None:
+    starts = [
+        Start(
+            "replicate_backup",
+            replication_instance_id(b.backup_id),
+            {"vm_key": b.vm_key, "backup_id": b.backup_id, "target_region": region},
+        )
+        for b in backups
+    ]
+    statuses = run_workflows(run, starts, label=f"copying to {region}", max_parallel=max_parallel)
+    results = [
+        {"backup_id": b.backup_id, **outcome(s)} for b, s in zip(backups, statuses, strict=True)
+    ]
+    emit(
+        fmt,
+        {"target_region": region, "results": results},
+        lambda: [
+            table(
+                f"copies to {region}",
+                results,
+                [("backup_id", "backup"), ("state", "state"), ("error", "error")],
+            )
+        ],
+    )
+    if not all(succeeded(r) for r in results):
+        raise typer.Exit(FAILED)
+
+
+@app.command("replication-status")
+def replication_status(
+    ctx: typer.Context, vm: VmArg, resource_group: GroupOption = None, output: OutputOption = None
+) -> None:
+    """Each backup's copy in the DR region, and its copy jobs."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    backups = [
+        {
+            "backup_id": b.backup_id,
+            "taken_at": b.taken_at,
+            "replica_region": b.replica_region,
+            "replication_status": b.replication_status,
+            "disks": {ref.disk_role: ref.replica_status for ref in b.snapshots},
+        }
+        for b in run.services.catalog.list_backups(target.key)
+        if b.state is BackupState.COMPLETED
+    ]
+    jobs = [j.to_dict() for j in run.services.catalog.list_replication_jobs(vm_key=target.key)]
+    emit(
+        opts.format(output),
+        {"vm": target.name, "backups": backups, "jobs": jobs},
+        lambda: [
+            table(
+                f"replication of {target.name}",
+                backups,
+                [
+                    ("backup_id", "backup"),
+                    ("taken_at", "taken (UTC)"),
+                    ("replica_region", "region"),
+                    ("replication_status", "status"),
+                ],
+            ),
+            _jobs_table(jobs),
+        ],
+    )
+
+
+JOB_COLUMNS = [
+    ("backup_id", "backup"),
+    ("disk_role", "disk"),
+    ("target_region", "region"),
+    ("status", "status"),
+    ("completion_percent", "%"),
+    ("started_at", "started"),
+    ("error_message", "error"),
+]
+
+
+def _jobs_table(jobs: list[dict[str, Any]]) -> Any:
+    return table("copy jobs", jobs, JOB_COLUMNS)
+
+
+@app.command("replication-jobs")
+def replication_jobs(
+    ctx: typer.Context,
+    status: Annotated[
+        ReplicationStatus | None, typer.Option(help="only jobs in this state")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Copy jobs across the fleet."""
+    opts = options(ctx)
+    jobs = [j.to_dict() for j in opts.run().services.catalog.list_replication_jobs(status=status)]
+    emit(opts.format(output), {"jobs": jobs}, lambda: [_jobs_table(jobs)])
+
+
+@app.command()
+def verify(ctx: typer.Context, backup: BackupArg, output: OutputOption = None) -> None:
+    """Restore the backup to test disks, check them, delete them, record the result."""
+    opts = options(ctx)
+    run = opts.run()
+    _run_verifications(opts.format(output), run, [_backup(run, backup)], None)
+
+
+@app.command("verify-all")
+def verify_all(
+    ctx: typer.Context,
+    vm: VmArg,
+    max_parallel: ParallelOption = None,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Verify every completed backup of the VM."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    backups = [
+        b for b in run.services.catalog.list_backups(target.key) if b.state is BackupState.COMPLETED
+    ]
+    _run_verifications(opts.format(output), run, backups, max_parallel)
+
+
+def _run_verifications(fmt: Any, run: Run, backups: list[Backup], max_parallel: int | None) -> None:
+    starts = [
+        Start(
+            "verify_backup",
+            f"verify-{b.backup_id}",
+            {"vm_key": b.vm_key, "backup_id": b.backup_id, "region": b.region},
+        )
+        for b in backups
+    ]
+    statuses = run_workflows(run, starts, label="verifying", max_parallel=max_parallel)
+    results = [
+        {"backup_id": b.backup_id, **outcome(s)} for b, s in zip(backups, statuses, strict=True)
+    ]
+    emit(
+        fmt,
+        {"results": results},
+        lambda: [
+            table(
+                "verifications",
+                results,
+                [
+                    ("backup_id", "backup"),
+                    ("success", "passed"),
+                    ("size_matches", "size ok"),
+                    ("verification_time_seconds", "seconds"),
+                    ("error_message", "error"),
+                ],
+            )
+        ],
+    )
+    if not all(succeeded(r) for r in results):
+        raise typer.Exit(FAILED)
+
+
+@app.command("verification-report")
+def verification_report(
+    ctx: typer.Context,
+    vm: Annotated[str | None, typer.Option(help="only this VM")] = None,
+    days: Annotated[int, typer.Option(min=1, help="the window, in days")] = 7,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Verification results per VM over the last days: rate, failures, last verified."""
+    opts = options(ctx)
+    run = opts.run()
+    key = run.vm(vm, resource_group).key if vm else None
+    summaries = run.services.catalog.verification_report(now=run.now, days=days, vm_key=key)
+    rows = [
+        {
+            **s.to_dict(),
+            "success_rate": s.success_rate,
+            "failed": s.total - s.passed,
+            "last_verified": s.last_verified,
+        }
+        for s in summaries
+    ]
+    emit(
+        opts.format(output),
+        {"days": days, "vms": rows},
+        lambda: [
+            table(
+                f"verifications, last {days} days",
+                [{**r, "success_rate": percent(r["success_rate"])} for r in rows],
+                [
+                    ("vm_key", "VM"),
+                    ("total", "total"),
+                    ("passed", "passed"),
+                    ("failed", "failed"),
+                    ("success_rate", "rate"),
+                    ("last_verified", "last verified"),
+                ],
+            )
+        ],
+    )
+
+
+@app.command("plan-retention")
+def plan(
+    ctx: typer.Context, vm: VmArg, resource_group: GroupOption = None, output: OutputOption = None
+) -> None:
+    """What retention would keep and delete now, with every reason (a dry run: deletes nothing)."""
+    opts = options(ctx)
+    run = opts.run()
+    target = run.vm(vm, resource_group)
+    policy = checked(valid_policy, target)
+    backups = run.services.catalog.list_backups(target.key, include_deleted=True)
+    planned = plan_retention(backups, policy, run.now, in_use=_in_use(run.services, backups))
+    taken = {b.backup_id: b.taken_at for b in backups}
+    rows = [
+        {
+            "backup_id": d.backup_id,
+            "taken_at": taken[d.backup_id],
+            "keep": d.keep,
+            "keep_replica": d.keep_replica,
+            "reasons": list(d.reasons),
+        }
+        for d in planned.decisions
+    ]
+    emit(
+        opts.format(output),
+        {"vm": target.name, "halted": planned.halted, "decisions": rows},
+        lambda: [
+            table(
+                f"retention plan for {target.name} (dry run)",
+                rows,
+                [
+                    ("backup_id", "backup"),
+                    ("taken_at", "taken (UTC)"),
+                    ("keep", "keep"),
+                    ("reasons", "reasons"),
+                ],
+            ),
+            f"halted: {planned.halted}" if planned.halted else "",
+        ],
+    )
+
+
+def _backup(run: Run, backup_id: str) -> Backup:
+    checked(checked_backup_id, backup_id, "backup")
+    found = run.services.catalog.find_backup(backup_id)
+    if found is None:
+        raise BadInput(f"no backup with id {backup_id!r}")
+    return found

@@ -1,0 +1,165 @@
+"""What one `backupdr` run works against: real Azure or a running ARM simulator.
+
+Real Azure: settings from the environment (`--subscription` overrides AZURE_SUBSCRIPTION_ID),
+DefaultAzureCredential, and the system clock; durable timers then wait real time. Simulator
+(`--simulator URL` or BACKUPDR_SIMULATOR): ARM at URL with a static token, its CA bundle, and the
+simulator's virtual clock, read and moved through its admin endpoints, so the workflows' timers
+move the simulator's time exactly as the local stack does in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import requests
+import typer
+
+from cli.errors import BadInput, Failed
+from local.stack import app_settings
+from shared.adapters.arm import gateway_from_settings
+from shared.adapters.catalog import catalog_from_settings
+from shared.clock import SettableClock, SystemClock
+from shared.domain.models import VM
+from shared.inputs import InputError, one_vm
+from shared.services import Services
+from shared.settings import Settings
+
+ADMIN_TIMEOUT_SECONDS = 10.0
+T = TypeVar("T")
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOption = Annotated[
+    Format | None,
+    typer.Option("--output", "-o", help="table (default) or json (one document on stdout)"),
+]
+GroupOption = Annotated[
+    str | None,
+    typer.Option("--resource-group", "-g", help="the VM's resource group, when names repeat"),
+]
+
+
+@dataclass
+class Options:
+    """The global options, as given on the command line (or their environment variables)."""
+
+    output: Format = Format.TABLE
+    subscription: str | None = None
+    simulator: str | None = None
+    ca_bundle: str | None = None
+    _run: Run | None = field(default=None, repr=False)
+
+    def format(self, override: Format | None) -> Format:
+        return override or self.output
+
+    def run(self) -> Run:
+        """The services of this invocation, built once on first use."""
+        if self._run is None:
+            self._run = open_run(self)
+        return self._run
+
+
+@dataclass(frozen=True)
+class Run:
+    services: Services
+    clock: SettableClock
+    # The app settings handed to the local durable host (timer schedules, hub name).
+    host_settings: dict[str, str]
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def vm(self, name: str, resource_group: str | None = None) -> VM:
+        """The VM an argument names; an unknown or ambiguous name is bad input."""
+        return checked(one_vm, self.services.gateway.list_vms(), name, resource_group)
+
+
+def options(ctx: typer.Context) -> Options:
+    found = ctx.find_root().obj
+    if not isinstance(found, Options):
+        raise RuntimeError("backupdr's root callback did not run")
+    return found
+
+
+def checked(check: Callable[..., T], *args: Any) -> T:
+    """Run a shared input check; its refusal is bad input (exit 2)."""
+    try:
+        return check(*args)
+    except InputError as error:
+        raise BadInput(str(error)) from None
+
+
+def open_run(opts: Options) -> Run:
+    env = dict(os.environ)
+    if opts.subscription:
+        env["AZURE_SUBSCRIPTION_ID"] = opts.subscription
+    clock: SettableClock = WallClock()
+    if opts.simulator:
+        url = opts.simulator.rstrip("/")
+        env |= {"BACKUPDR_ARM_ENDPOINT": url, "BACKUPDR_CREDENTIAL": "static"}
+        if opts.ca_bundle:
+            env["BACKUPDR_CA_BUNDLE"] = opts.ca_bundle
+        clock = SimulatorClock(url, opts.ca_bundle)
+    settings = Settings.from_env(env)
+    try:
+        services = Services(
+            settings=settings,
+            gateway=gateway_from_settings(settings),
+            catalog=catalog_from_settings(settings),
+            clock=clock,
+        )
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    return Run(services=services, clock=clock, host_settings=app_settings(env))
+
+
+class WallClock(SystemClock):
+    """Real time: a durable timer's moment is waited for, as the Durable extension would."""
+
+    def advance_to(self, moment: datetime) -> datetime:
+        wait = (moment - self.now()).total_seconds()
+        if wait > 0:
+            time.sleep(wait)
+        return self.now()
+
+
+class SimulatorClock:
+    """The ARM simulator's virtual clock, through its admin endpoints (GET/POST /_admin/clock)."""
+
+    def __init__(self, url: str, ca_bundle: str | None) -> None:
+        self._url = f"{url}/_admin/clock"
+        self._session = requests.Session()  # one kept-alive TLS connection for every reading
+        self._verify: str | bool = ca_bundle or True
+
+    def now(self) -> datetime:
+        return self._moment(
+            self._session.get(self._url, verify=self._verify, timeout=ADMIN_TIMEOUT_SECONDS)
+        )
+
+    def advance_to(self, moment: datetime) -> datetime:
+        seconds = (moment - self.now()).total_seconds()
+        if seconds <= 0:
+            return self.now()
+        reply = self._session.post(
+            f"{self._url}/advance",
+            json={"seconds": seconds},
+            verify=self._verify,
+            timeout=ADMIN_TIMEOUT_SECONDS,
+        )
+        return self._moment(reply)
+
+    def _moment(self, reply: requests.Response) -> datetime:
+        if reply.status_code != 200:
+            raise Failed(f"the simulator's clock answered {reply.status_code} at {self._url}")
+        return datetime.fromisoformat(reply.json()["now"]).astimezone(UTC)

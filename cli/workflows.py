@@ -1,0 +1,96 @@
+"""Running the app's own workflows from the command line, with a progress bar.
+
+The CLI never re-implements a workflow: it starts the app's orchestrators in the local durable
+host (the same executor tests use), on this run's clock, and waits until they are done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from cli.context import Run
+from shared.runner import InstanceStatus, LocalDurableHost
+from shared.services import install
+
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+REFRESH_SECONDS = 0.2
+DONE = ("Completed", "Failed", "Terminated")
+
+
+@dataclass(frozen=True)
+class Start:
+    """One orchestration to run: the orchestrator's name, its instance id and its input."""
+
+    orchestrator: str
+    instance_id: str
+    payload: dict[str, Any]
+
+
+def run_workflows(
+    run: Run, starts: Sequence[Start], *, label: str, max_parallel: int | None = None
+) -> list[InstanceStatus]:
+    """Run `starts` to the end, at most `max_parallel` at once; their final statuses in order."""
+    from function_app import build_app
+
+    batch = max_parallel or max(len(starts), 1)
+    install(run.services)
+    try:
+        with (
+            LocalDurableHost(
+                build_app(), run.clock, host_json=HOST_JSON, settings=run.host_settings
+            ) as host,
+            _progress() as progress,
+            ThreadPoolExecutor(1, thread_name_prefix="durable-host") as driver,
+        ):
+            task = progress.add_task(label, total=len(starts))
+            for first in range(0, len(starts), batch):
+                for start in starts[first : first + batch]:
+                    host.start(start.orchestrator, start.payload, start.instance_id)
+                working = driver.submit(host.run_until_idle)
+                while not working.done():
+                    progress.update(task, completed=_finished(host, starts))
+                    wait([working], timeout=REFRESH_SECONDS)
+                working.result()
+                progress.update(task, completed=_finished(host, starts))
+            return [host.status(start.instance_id) for start in starts]
+    finally:
+        install(None)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _finished(host: LocalDurableHost, starts: Sequence[Start]) -> int:
+    statuses = {status.instance_id: status.runtime_status for status in host.instances()}
+    return sum(statuses.get(start.instance_id) in DONE for start in starts)
+
+
+def outcome(status: InstanceStatus) -> dict[str, Any]:
+    """An instance's result as the workflow returned it, or why the workflow itself failed."""
+    output = status.output if isinstance(status.output, dict) else {"result": status.output}
+    if status.runtime_status != "Completed":
+        return {
+            "state": "failed",
+            "error": str(status.output)[:500],
+            "instance": status.instance_id,
+        }
+    return {"instance": status.instance_id, **output}
+
+
+def succeeded(result: dict[str, Any]) -> bool:
+    return result.get("state") == "completed"

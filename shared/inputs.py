@@ -1,0 +1,123 @@
+"""Allow-lists for operator input, shared by the HTTP API and the `backupdr` command line.
+
+Both entrypoints start the same workflows from the same checked values: a check that fails raises
+`InputError` with a code and a one-line message, which the HTTP API answers as 400 (404 for a VM
+that does not exist) and the command line as exit code 2. Nothing is changed before these pass.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from shared.domain import names
+from shared.domain.models import VM
+from shared.domain.policy import BackupPolicy, PolicyError, format_policy, policy_for
+from shared.health import find_vm
+
+VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}$")
+REGION = re.compile(r"^[a-z][a-z0-9]{2,31}$")
+BACKUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+
+Payload = dict[str, Any]
+
+
+class InputError(ValueError):
+    """Input the app refuses before changing anything; `code` names the rule that failed."""
+
+    def __init__(self, code: str, message: str, *, not_found: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.not_found = not_found
+
+
+def one_vm(vms: list[VM], name: str, resource_group: str | None = None) -> VM:
+    """The one VM `name` (in `resource_group` when given) among `vms`."""
+    if not VM_NAME.match(name):
+        raise InputError("InvalidVmName", f"{name!r} is not a valid VM name")
+    if resource_group is not None and not RESOURCE_GROUP.match(resource_group):
+        raise InputError(
+            "InvalidResourceGroup", f"{resource_group!r} is not a valid resource group name"
+        )
+    matches = find_vm(vms, name, resource_group)
+    if not matches:
+        where = f" in {resource_group}" if resource_group else ""
+        raise InputError("VmNotFound", f"no VM named {name!r}{where}", not_found=True)
+    if len(matches) > 1:
+        groups = ", ".join(sorted(vm.resource_group for vm in matches))
+        raise InputError(
+            "AmbiguousVm", f"several VMs are named {name!r} ({groups}): give the resource group"
+        )
+    return matches[0]
+
+
+def checked_new_vm(vms: list[VM], name: str, resource_group: str) -> str:
+    """A name for a new VM in `resource_group` that no VM there has yet."""
+    if not VM_NAME.match(name):
+        raise InputError("InvalidVmName", f"{name!r} is not a valid VM name")
+    if find_vm(vms, name, resource_group):
+        raise InputError("VmExists", f"a VM named {name!r} already exists in {resource_group}")
+    return name
+
+
+def checked_region(value: object, what: str = "testRegion") -> str:
+    if not isinstance(value, str) or not REGION.match(value):
+        raise InputError("InvalidRegion", f"{what} {value!r} is not an Azure region name")
+    return value
+
+
+def checked_backup_id(value: object, what: str = "backupId") -> str:
+    if not isinstance(value, str) or not BACKUP_ID.match(value):
+        raise InputError("InvalidBackupId", f"{what} {value!r} is not a backup id")
+    return value
+
+
+def valid_policy(vm: VM) -> BackupPolicy | None:
+    """The VM's policy; a malformed tag is refused with what is wrong (fail safe)."""
+    try:
+        return policy_for(vm)
+    except PolicyError as error:
+        raise InputError("InvalidPolicyTag", f"{vm.name}: {error}") from None
+
+
+def policy_region(vm: VM) -> str:
+    """Where the VM's policy replicates to: the default DR-test region."""
+    policy = valid_policy(vm)
+    if policy is None or not policy.replicate:
+        raise InputError("NoTestRegion", f"{vm.name} has no replicate region: give a test region")
+    return policy.replicate
+
+
+def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
+    """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand)."""
+    policy = valid_policy(vm)
+    slot = now.replace(microsecond=0)
+    payload = {
+        "vm": vm.to_dict(),
+        "policy": format_policy(policy) if policy else None,
+        "slot": slot.isoformat(),
+        "manual": True,
+    }
+    return names.orchestration_id("manual-backup", vm.key, slot), payload
+
+
+def dr_test_request(
+    vm: VM,
+    now: datetime,
+    *,
+    test_region: str,
+    backup_id: str | None = None,
+    rto_target_seconds: float | None = None,
+) -> tuple[str, Payload]:
+    """The instance id (= test id) and input of a `dr_test` of `vm` started at `now`."""
+    test_id = names.dr_test_id(vm.key, now.replace(microsecond=0))
+    return test_id, {
+        "vm_key": vm.key,
+        "vm_name": vm.name,
+        "test_region": test_region,
+        "test_id": test_id,
+        "backup_id": backup_id,
+        "rto_target_seconds": rto_target_seconds,
+    }

@@ -1,0 +1,157 @@
+"""The HTTP functions, called with `azure.functions.HttpRequest` and the real durable client."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import azure.functions as func
+import pytest
+
+from local.azurite import Azurite
+from local.stack import FLEETS, Stack, local_stack
+from shared.domain.models import BackupState
+
+START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+WEB = "rg-app-eastus~web-01"
+_prefixes = (f"http{n}" for n in itertools.count())
+
+
+@pytest.fixture
+def stack(azurite: Azurite) -> Iterator[Stack]:
+    with local_stack(
+        FLEETS / "tiny.json",
+        start=START,
+        azurite=azurite,
+        table_prefix=next(_prefixes),
+        settings={"BACKUPDR_MANUAL_LIMIT_PER_HOUR": "2"},
+    ) as running:
+        yield running
+
+
+def _call(
+    stack: Stack, function: str, method: str, path: str, body: bytes = b""
+) -> func.HttpResponse:
+    request = func.HttpRequest(method=method, url=f"http://localhost/api/{path}", body=body)
+    return stack.host.call_http(function, request)
+
+
+def _error(response: func.HttpResponse) -> tuple[int, str]:
+    return response.status_code, json.loads(response.get_body())["error"]["code"]
+
+
+class TestManualBackup:
+    """POST /api/backups/{vm} runs the scheduled backup workflow on demand."""
+
+    def test_starts_a_backup_and_answers_202_with_status_urls(self, stack: Stack) -> None:
+        response = _call(stack, "start_backup", "POST", "backups/web-01")
+        assert response.status_code == 202
+        urls = json.loads(response.get_body())
+        assert {"id", "statusQueryGetUri", "terminatePostUri"} <= set(urls)
+        stack.host.run_until_idle()
+        assert stack.host.status(urls["id"]).runtime_status == "Completed"
+        backups = stack.services.catalog.list_backups(WEB)
+        assert [(b.manual, b.state) for b in backups] == [(True, BackupState.COMPLETED)]
+
+    def test_a_second_request_while_one_runs_is_refused_with_409(self, stack: Stack) -> None:
+        assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
+        assert _error(_call(stack, "start_backup", "POST", "backups/web-01")) == (
+            409,
+            "AlreadyRunning",
+        )
+
+    def test_more_requests_than_the_hourly_limit_get_429_with_retry_after(
+        self, stack: Stack
+    ) -> None:
+        for _ in range(2):
+            assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
+            stack.host.run_until_idle()
+            stack.clock.advance(60)
+        refused = _call(stack, "start_backup", "POST", "backups/web-01")
+        assert _error(refused) == (429, "TooManyRequests")
+        assert 0 < int(refused.headers["Retry-After"]) <= 3600
+        assert len(stack.services.catalog.list_backups(WEB)) == 2
+
+    @pytest.mark.parametrize(
+        ("path", "body", "expected"),
+        [
+            ("backups/bad%20name!", b"", (400, "InvalidVmName")),
+            ("backups/no-such-vm", b"", (404, "VmNotFound")),
+            ("backups/web-01", b"{not json", (400, "InvalidJson")),
+            ("backups/web-01", b"[1, 2]", (400, "InvalidBody")),
+            ("backups/web-01", b'{"tier": "monthly"}', (400, "UnknownField")),
+            ("backups/web-01", b'{"resourceGroup": "bad/group"}', (400, "InvalidResourceGroup")),
+        ],
+        ids=["bad-name", "unknown-vm", "not-json", "not-an-object", "unknown-field", "bad-group"],
+    )
+    def test_bad_input_gets_a_clear_error_and_changes_nothing(
+        self, stack: Stack, path: str, body: bytes, expected: tuple[int, str]
+    ) -> None:
+        assert _error(_call(stack, "start_backup", "POST", path, body)) == expected
+        assert stack.host.instances() == []
+        assert stack.simulator.snapshots() == []
+
+    def test_a_vm_with_a_malformed_policy_tag_is_refused(self, stack: Stack) -> None:
+        vm = next(v for v in stack.services.gateway.list_vms() if v.key == WEB)
+        stack.services.gateway.set_policy_tag(vm.id, "daily=x")
+        response = _call(stack, "start_backup", "POST", "backups/web-01")
+        assert _error(response) == (400, "InvalidPolicyTag")
+        assert "daily='x'" in json.loads(response.get_body())["error"]["message"]
+        assert stack.host.instances() == []
+
+
+class TestManualDrTest:
+    """POST /api/dr-tests/{vm} restores the VM in its DR region and records the result."""
+
+    def test_runs_a_dr_test_against_the_replicated_backup(self, stack: Stack) -> None:
+        assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
+        stack.host.run_until_idle()
+        response = _call(stack, "start_dr_test", "POST", "dr-tests/web-01", b"{}")
+        assert response.status_code == 202
+        stack.host.run_until_idle()
+        history = stack.services.catalog.dr_history(WEB, now=stack.clock.now(), days=1)
+        assert [t.success for t in history] == [True]
+        assert history[0].test_region == "westus2"
+
+    @pytest.mark.parametrize(
+        ("path", "body", "expected"),
+        [
+            ("dr-tests/web-01", b'{"testRegion": "West US"}', (400, "InvalidRegion")),
+            ("dr-tests/web-01", b'{"backupId": "../x"}', (400, "InvalidBackupId")),
+            ("dr-tests/web-01", b'{"rtoTargetSeconds": -5}', (400, "InvalidRtoTarget")),
+            ("dr-tests/db-01", b"", (400, "NoTestRegion")),
+            ("dr-tests/ghost", b"", (404, "VmNotFound")),
+        ],
+        ids=["bad-region", "bad-backup-id", "bad-rto", "no-region", "unknown-vm"],
+    )
+    def test_bad_input_gets_a_clear_error_and_changes_nothing(
+        self, stack: Stack, path: str, body: bytes, expected: tuple[int, str]
+    ) -> None:
+        assert _error(_call(stack, "start_dr_test", "POST", path, body)) == expected
+        assert stack.host.instances() == []
+
+
+class TestReads:
+    """GET /api/status and GET /api/vms/{vm}/backups read the catalog and the fleet."""
+
+    def test_status_reports_every_protected_vm_and_the_unprotected_ones(self, stack: Stack) -> None:
+        stack.host.run_timers(until=START + timedelta(days=1))
+        status = json.loads(_call(stack, "status", "GET", "status").get_body())
+        assert {v["vm"] for v in status["vms"]} == {"web-01", "db-01"}
+        assert status["unprotected"] == ["scratch-01"]
+        assert all(v["rpo_ok"] for v in status["vms"])
+
+    def test_a_vms_backups_come_newest_first(self, stack: Stack) -> None:
+        stack.host.run_timers(until=START + timedelta(days=2))
+        body = json.loads(_call(stack, "vm_backups", "GET", "vms/web-01/backups").get_body())
+        taken = [b["taken_at"] for b in body["backups"]]
+        assert len(taken) >= 2
+        assert taken == sorted(taken, reverse=True)
+
+    def test_an_unknown_vm_has_no_backups_to_list(self, stack: Stack) -> None:
+        assert _error(_call(stack, "vm_backups", "GET", "vms/ghost/backups")) == (
+            404,
+            "VmNotFound",
+        )

@@ -1,0 +1,122 @@
+"""The simulator's pure parts: token buckets, fault rules, fleet validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from local.armsim import ArmSimulator, FaultRule, FleetError
+from local.armsim.faults import KINDS, Faults
+from local.armsim.throttle import Throttle
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+class TestThrottle:
+    """ARM's per-subscription buckets: burst, then refill per virtual second."""
+
+    @pytest.mark.parametrize(
+        ("kind", "burst", "per_second"),
+        [("read", 250, 25), ("write", 200, 10), ("delete", 200, 10)],
+        ids=["reads", "writes", "deletes"],
+    )
+    def test_bucket_allows_its_burst_then_asks_to_wait(
+        self, kind: str, burst: int, per_second: int
+    ) -> None:
+        throttle = Throttle()
+        answers = [throttle.take("sub", kind, START) for _ in range(burst)]  # type: ignore[arg-type]
+        assert answers[-1] == (0, 0)
+        assert throttle.take("sub", kind, START) == (0, 1)  # type: ignore[arg-type]
+        later = START + timedelta(seconds=1)
+        assert throttle.take("sub", kind, later) == (per_second - 1, 0)  # type: ignore[arg-type]
+
+    def test_subscriptions_have_separate_buckets(self) -> None:
+        throttle = Throttle()
+        for _ in range(200):
+            throttle.take("a", "write", START)
+        assert throttle.take("b", "write", START) == (199, 0)
+
+
+class TestFaults:
+    """Rules fire by operation, resource pattern and region, for their count."""
+
+    def test_counted_rule_fires_that_many_times(self) -> None:
+        faults = Faults()
+        faults.add(FaultRule(operation="snapshots.*", resource="*web-01*", count=2))
+        fired = [
+            faults.take("snapshots.create", ["/x/snapshots/web-01-os"], None, KINDS) is not None
+            for _ in range(3)
+        ]
+        assert fired == [True, True, False]
+
+    @pytest.mark.parametrize(
+        ("operation", "path", "region", "fires"),
+        [
+            ("disks.create", "/x/disks/web-01", "eastus", True),
+            ("disks.get", "/x/disks/web-01", "eastus", False),
+            ("disks.create", "/x/disks/db-01", "eastus", False),
+            ("disks.create", "/x/disks/WEB-01", "eastus", True),
+            ("disks.create", "/x/disks/web-01", "westus2", False),
+        ],
+        ids=["match", "other-operation", "other-resource", "case-insensitive", "other-region"],
+    )
+    def test_rule_matches_operation_resource_and_region(
+        self, operation: str, path: str, region: str, fires: bool
+    ) -> None:
+        faults = Faults()
+        faults.add(FaultRule("disks.create", "*web-01", "fail-operation", region="East US"))
+        assert (faults.take(operation, [path], region, KINDS) is not None) == fires
+
+    def test_probability_is_repeatable_with_the_same_seed(self) -> None:
+        def run() -> list[bool]:
+            faults = Faults(seed=7)
+            faults.add(FaultRule(kind="5xx", probability=0.5))
+            return [faults.take("vms.get", ["/p"], None, KINDS) is not None for _ in range(40)]
+
+        first = run()
+        assert first == run()
+        assert 5 < sum(first) < 35
+
+    @pytest.mark.parametrize(
+        ("arguments", "message"),
+        [
+            ({"kind": "meteor"}, "unknown fault kind"),
+            ({"kind": "5xx", "probability": 2.0}, "between 0 and 1"),
+            ({"kind": "region-outage"}, "needs a region"),
+        ],
+        ids=["kind", "probability", "outage-region"],
+    )
+    def test_bad_rule_is_refused_with_a_clear_message(
+        self, arguments: dict[str, object], message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            FaultRule(**arguments)  # type: ignore[arg-type]
+
+
+class TestFleet:
+    """Fleet files seed VMs with disks; mistakes name where they are."""
+
+    def test_demo_fleet_has_twenty_vms_in_two_regions_with_data_disks(self) -> None:
+        sim = ArmSimulator(fleet="local/fleets/demo.json")
+        vms = sim.vms()
+        assert len(vms) >= 20
+        assert {vm["location"] for vm in vms} == {"eastus", "westus2"}
+        assert sum(1 for vm in vms if vm["properties"]["storageProfile"]["dataDisks"]) >= 4
+
+    @pytest.mark.parametrize(
+        ("fleet", "message"),
+        [
+            ({}, "non-empty 'subscriptions'"),
+            ({"subscriptions": [{"id": "s", "vms": [{"name": "a"}]}]}, r"vms\[0\] \(a\)"),
+            (
+                {"subscriptions": [{"id": "s", "vms": [{"name": "a", "resource_group": "nope"}]}]},
+                "ResourceGroupNotFound",
+            ),
+            ({"subscriptions": [{"id": "s", "vms": [{"name": "a", "cpu": 4}]}]}, "unknown keys"),
+        ],
+        ids=["empty", "no-group", "missing-group", "unknown-key"],
+    )
+    def test_bad_fleet_says_where(self, fleet: dict[str, object], message: str) -> None:
+        with pytest.raises(FleetError, match=message):
+            ArmSimulator(fleet=fleet)
