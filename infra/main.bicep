@@ -194,6 +194,7 @@ module function 'app/function.bicep' = {
       BACKUPDR_DRTEST_SCHEDULE: drTestSchedule
       BACKUPDR_SWEEPER_SCHEDULE: sweeperSchedule
       BACKUPDR_MANUAL_LIMIT_PER_HOUR: string(manualLimitPerHour)
+      BACKUPDR_RTO_TARGET_SECONDS: string(rtoTargetSeconds)
     }
   }
 }

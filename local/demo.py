@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -24,12 +25,13 @@ from shared.report import render_report
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 # Coarser timers than production's (local.settings.json.example), so 45 days take about a minute:
-# the fleet run is where most of the work per tick goes. Every demo policy's slot falls on a full
-# hour, so an hourly fleet run still takes each backup in its own slot.
+# most of the cost is per tick. Every demo policy's slot falls between 00:00 and 03:00 UTC, so the
+# fleet run fires on those four hours only and still takes each backup in its own slot.
 DEMO_SETTINGS = {
-    "BACKUPDR_FLEET_BACKUP_SCHEDULE": "0 0 * * * *",  # hourly (production: every 15 minutes)
-    "BACKUPDR_REPLICATE_SCHEDULE": "0 7 * * * *",  # hourly catch-up (production: twice an hour)
-    "BACKUPDR_SWEEPER_SCHEDULE": "0 45 */6 * * *",  # every 6 hours (production: hourly)
+    "BACKUPDR_FLEET_BACKUP_SCHEDULE": "0 0 0-3 * * *",  # production: every 15 minutes
+    "BACKUPDR_REPLICATE_SCHEDULE": "0 7 */6 * * *",  # catch-up; production: twice an hour
+    "BACKUPDR_VERIFY_SCHEDULE": "0 20 4 * * *",  # production: every 6 hours
+    "BACKUPDR_SWEEPER_SCHEDULE": "0 45 5 * * *",  # production: hourly
 }
 FAILING_DR_VM = "api-westus2-01"  # its restored VM never reaches PowerState/running
 THROTTLED_CALLS = 20  # snapshot calls answered 429 (Retry-After 1 s) on the throttled day
@@ -49,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with local_stack(args.fleet, start=START, settings=DEMO_SETTINGS) as stack:
         console.print(
-            f"Azurite and the ARM simulator are up; fleet {args.fleet.name}, "
-            f"{len(stack.services.gateway.list_vms())} VMs in two regions.\n"
-            f"Timers (demo pace): fleet backup hourly, replication catch-up hourly, "
-            f"verification every 6 h, DR tests daily at 03:00, sweeper every 6 h.\n"
-            f"Faults: DR restores of {FAILING_DR_VM} never boot; day {_throttle_day(args.days)}: "
-            f"{THROTTLED_CALLS} snapshot calls throttled (429)."
+            f"Azurite and the ARM simulator are up: {args.fleet.name}, "
+            f"{len(stack.services.gateway.list_vms())} VMs in eastus and westus2.\n"
+            "Timers at demo pace: fleet backup hourly 00:00-03:00 UTC (the fleet's\n"
+            "  slots); replication catch-up every 6 h; verification, DR tests, sweeper daily.\n"
+            f"Faults: DR restores of {FAILING_DR_VM} never boot; on "
+            f"{START + timedelta(days=_throttle_day(args.days) - 1):%Y-%m-%d}, "
+            f"{THROTTLED_CALLS} snapshot\n  calls are throttled (429, Retry-After 1 s)."
         )
         _run(stack, args.days, console)
         now = stack.clock.now()
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _throttle_day(days: int) -> int:
-    return max(1, days * 4 // 9)  # day 20 of 45: late enough that every VM has history
+    """The simulated day (1 = the first) whose snapshot calls are throttled: day 20 of 45."""
+    return max(1, days * 4 // 9)
 
 
 def _run(stack: Stack, days: int, console: Console) -> None:
@@ -95,15 +99,22 @@ def _run(stack: Stack, days: int, console: Console) -> None:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating", total=days)
         for day in range(1, days + 1):
-            throttle.count = THROTTLED_CALLS if day == _throttle_day(days) + 1 else 0
+            throttle.count = THROTTLED_CALLS if day == _throttle_day(days) else 0
             stack.host.run_timers(until=START + timedelta(days=day))
             progress.update(task, advance=1, description=f"{stack.clock.now():%Y-%m-%d}")
 
 
 def _status_table(status: dict[str, Any]) -> Table:
-    table = Table(title=f"Fleet status at {status['at'][:16]} UTC")
+    table = Table(
+        title=f"Fleet status at {status['at'][:16].replace('T', ' ')} UTC",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
+    )
     for column in ("VM", "backups", "RPO h", "replica", "lag h", "verified", "DR ok", "RTO min"):
-        table.add_column(column, justify="left" if column in ("VM", "replica") else "right")
+        left = column in ("VM", "replica")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for row in status["vms"]:
         rate = row["dr_success_rate"]
         table.add_row(

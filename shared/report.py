@@ -37,7 +37,7 @@ PHASE_COLOURS = dict(
     zip(PHASES, ("#1f78b4", "#ff7f00", "#6a3d9a", "#33a02c", "#999999"), strict=True)
 )
 PASS, FAIL, NONE = "#33a02c", "#d62728", "#cccccc"
-WIDTH, LEFT, RIGHT = 640, 64, 10  # chart width and plot margins, in SVG user units
+WIDTH, LEFT, RIGHT = 640, 64, 20  # chart width and plot margins, in SVG user units
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,21 @@ def render_report(
     regions = {vm.key: vm.location for vm in gateway.list_vms()}
     verifications = {s.vm_key: s for s in catalog.verification_report(now=now, days=days)}
     rates = {r.vm_key: r for r in catalog.dr_success_rates(now=now, days=days)}
-    axis = Axis(now - timedelta(days=days), now)
+    window = now - timedelta(days=days)
+    histories = {
+        vm["vm_key"]: [
+            b
+            for b in catalog.list_backups(vm["vm_key"], include_deleted=True)
+            if b.taken_at >= window and b.state is not BackupState.FAILED
+        ]
+        for vm in status["vms"]
+    }
+    first = min((b.taken_at for kept in histories.values() for b in kept), default=window)
+    axis = Axis(first.replace(hour=0, minute=0, second=0, microsecond=0), now)
     rows, cards = [], []
     for vm in status["vms"]:
         key = vm["vm_key"]
-        backups = [
-            b
-            for b in catalog.list_backups(key, include_deleted=True)
-            if b.taken_at >= axis.start and b.state is not BackupState.FAILED
-        ]
+        backups = histories[key]
         jobs = catalog.list_replication_jobs(vm_key=key)
         tests = sorted(catalog.dr_history(key, now=now, days=days), key=lambda t: t.started_at)
         verification = verifications.get(key) or VerificationSummary(key, 0, 0, (), None)
@@ -83,6 +89,7 @@ def render_report(
     fleet = rates.get("*")
     return _PAGE.substitute(
         at=f"{now:%Y-%m-%d %H:%M} UTC",
+        since=f"{axis.start:%Y-%m-%d}",
         days=days,
         healthy="healthy" if status["healthy"] else "needs attention",
         health_class="ok" if status["healthy"] else "bad",
@@ -259,7 +266,9 @@ def _rto_chart(tests: Sequence[DrTest]) -> str:
 
 
 def _time_axis(axis: Axis, y: int) -> list[str]:
-    return [f'<text x="{axis.x(t) - 14}" y="{y}">{t:%m-%d}</text>' for t in axis.ticks()]
+    return [
+        f'<text x="{axis.x(t)}" y="{y}" text-anchor="middle">{t:%m-%d}</text>' for t in axis.ticks()
+    ]
 
 
 def _svg(height: int, marks: list[str]) -> str:
@@ -308,15 +317,16 @@ def _pct(rate: float | None) -> str:
 _STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;color:#222}
 h1{margin:0 0 .25rem}table{border-collapse:collapse;margin:1rem 0}
-th,td{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th:first-child,td:first-child,td:nth-child(2){text-align:left}
 .ok{color:#1b7a1b}.bad{color:#c0392b;font-weight:600}
-.card{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:1rem 0;max-width:700px}
+#cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
+.card{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem}
 .card h3{margin:.25rem 0}.policy{color:#555;margin:0 0 .5rem}
 figure{margin:.5rem 0}figcaption{font-size:12px;color:#555}
 svg text{font-size:10px;fill:#555}
 #legend span{margin-right:.8rem}#legend i{display:inline-block;width:10px;height:10px;margin:0 4px}
-input{font:inherit;padding:.2rem .4rem}
+input{font:inherit;padding:.2rem .4rem}.scroll{overflow-x:auto}
 """
 
 _SCRIPT = """
@@ -339,21 +349,23 @@ _PAGE = Template("""<!doctype html>
 <style>$style</style></head>
 <body>
 <h1>backupdr fleet report</h1>
-<p>at $at; charts cover the last $days days. Fleet: <b class="$health_class">$healthy</b>,
-$protected protected VMs, DR success
+<p>At $at; charts since $since, counts over the last $days days.
+Fleet: <b class="$health_class">$healthy</b>, $protected protected VMs, DR success
 <b data-metric="fleet_dr_success_rate" data-value="$fleet_rate_value">$fleet_rate</b>.</p>
 <div id="legend">$legend</div>
 <p><label>Filter VMs <input id="filter" type="search" placeholder="name"></label></p>
-<table id="fleet"><thead><tr><th>VM</th><th>region</th><th>backups</th><th>RPO</th>
-<th>replica, lag</th><th>verified ok</th><th>verifications</th><th>DR tests</th>
-<th>DR success</th><th>last RTO</th></tr></thead>
+<div class="scroll"><table id="fleet"><thead><tr>
+<th>VM</th><th>region</th><th>backups</th><th>RPO</th><th>replica, lag</th><th>verified ok</th>
+<th>verifications</th><th>DR tests</th><th>DR success</th><th>last RTO</th></tr></thead>
 <tbody>
 $rows
-</tbody></table>
+</tbody></table></div>
 <h2>Needs an operator</h2>
 $attention
 <h2>Per VM</h2>
+<div id="cards">
 $cards
+</div>
 <script>$script</script>
 </body></html>
 """)

@@ -44,6 +44,8 @@ class Settings:
     # "vnet/subnet" of the isolated network in each DR-test group that restored VMs join.
     drtest_subnet: str = "vnet-backupdr-drtest/snet-restore"
     manual_limit_per_hour: int = 4
+    # A DR test slower than this failed its recovery objective, even if the VM came up.
+    rto_target_seconds: int = 3600
     # Upper bound of VMs backed up in parallel by one fleet run.
     fleet_batch_size: int = 10
     # Seconds between polls of a long-running Azure operation when Azure gives no Retry-After.
@@ -80,6 +82,9 @@ class Settings:
             drtest_subnet=env.get("BACKUPDR_DRTEST_SUBNET", defaults.drtest_subnet),
             manual_limit_per_hour=_positive_int(
                 env, "BACKUPDR_MANUAL_LIMIT_PER_HOUR", defaults.manual_limit_per_hour
+            ),
+            rto_target_seconds=_positive_int(
+                env, "BACKUPDR_RTO_TARGET_SECONDS", defaults.rto_target_seconds
             ),
             fleet_batch_size=_positive_int(
                 env, "BACKUPDR_FLEET_BATCH_SIZE", defaults.fleet_batch_size

@@ -20,8 +20,6 @@ from shared.services import Services
 TEST_TTL = timedelta(hours=4)
 FIRST_REPLICA_GRACE = timedelta(days=1)
 CADENCE_DAYS = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
-# A test slower than this is a failed recovery objective even if the VM came up.
-DEFAULT_RTO_TARGET_SECONDS = 4 * 3600.0
 
 
 def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
@@ -199,7 +197,7 @@ def check_dr_guest(payload: Payload, svc: Services) -> Payload:
 def record_dr_test(payload: Payload, svc: Services) -> Payload:
     """Write the DR test row (success or failure, phases, RTO) and its telemetry."""
     phases: dict[str, float] = payload.get("phases", {})
-    target = float(payload.get("rto_target_seconds") or DEFAULT_RTO_TARGET_SECONDS)
+    target = float(payload.get("rto_target_seconds") or svc.settings.rto_target_seconds)
     rto = payload.get("rto_seconds")
     error = payload.get("error")
     if rto is not None and rto > target:

@@ -34,6 +34,18 @@ from shared.report import REPORT_DAYS, render_report
 START = datetime(2026, 11, 10, tzinfo=UTC)
 WEB = "rg-app-eastus~web-01"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Headless, no sandbox (we run as root in CI), nothing fetched in the background, DevTools on.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+)
 FLEET_ROWS = """JSON.stringify([...document.querySelectorAll("#fleet tbody tr")].map(tr => [
   tr.dataset.vm,
   Object.fromEntries([...tr.querySelectorAll("[data-metric]")].map(
@@ -178,14 +190,11 @@ async def _open_in_chromium(path: Path, expressions: dict[str, str]) -> PageRun:
     with tempfile.TemporaryDirectory() as profile:
         log = Path(profile) / "stderr.log"
         with log.open("w") as stderr:
-            browser = subprocess.Popen(
-                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={profile}/data", "--remote-debugging-port=0",
-                 "about:blank"],
+            browser = subprocess.Popen(  # noqa: S603 - a fixed local executable and our own arguments
+                [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}/data", "about:blank"],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
-            )  # fmt: skip
+            )
         try:
             async with aiohttp.ClientSession() as session:
                 ws = await session.ws_connect(_devtools_url(log, browser), max_msg_size=0)
