@@ -66,6 +66,24 @@ DR_TESTS = "drtests"
 AUDIT_LOG = "auditlog"
 
 FLEET = "*"
+# What a fleet run needs of each VM's newest backup; the snapshot list is the bulk of a row.
+SUMMARY_COLUMNS = [
+    "backup_id",
+    "vm_key",
+    "vm_id",
+    "vm_name",
+    "region",
+    "slot",
+    "taken_at",
+    "tier",
+    "state",
+    "manual",
+    "replica_region",
+    "replication_status",
+    "verification",
+    "verified_at",
+    "size_gb",
+]
 # A table transaction holds at most 100 operations, all in one partition.
 BATCH_LIMIT = 100
 # Attempts of one update_backup before it gives up on a row that keeps changing under it.
@@ -198,10 +216,15 @@ class TableCatalog:
         )
 
     def latest_backups(self) -> dict[str, Backup]:
-        """The newest completed backup of every VM (their RPO)."""
+        """The newest completed backup of every VM (their RPO), without its snapshot list.
+
+        Every fleet run reads this, so it reads only the summary columns."""
         latest: dict[str, Backup] = {}
         completed = BackupState.COMPLETED.value
-        for backup in self._query(Backup, BACKUPS, "state eq @state", state=completed):
+        rows = self._query(
+            Backup, BACKUPS, "state eq @state", select=SUMMARY_COLUMNS, state=completed
+        )
+        for backup in rows:
             known = latest.get(backup.vm_key)
             if known is None or _backup_age(backup) > _backup_age(known):
                 latest[backup.vm_key] = backup
@@ -253,7 +276,8 @@ class TableCatalog:
         self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
     ) -> list[ReplicationJob]:
         """Replication jobs, optionally of one status and one VM, newest started first."""
-        clauses, parameters = [], {}
+        clauses: list[str] = []
+        parameters: dict[str, Any] = {}
         if status is not None:
             clauses.append("status eq @status")
             parameters["status"] = ReplicationStatus(status).value
@@ -417,14 +441,23 @@ class TableCatalog:
         except NotFoundError:
             return None
 
-    def _query(self, cls: type[R], table: str, query: str, **parameters: Any) -> list[R]:
-        """Every row matching `query` (all pages), with values only ever passed as parameters."""
+    def _query(
+        self,
+        cls: type[R],
+        table: str,
+        query: str,
+        *,
+        select: list[str] | None = None,
+        **parameters: Any,
+    ) -> list[R]:
+        """Every row matching `query` (all pages), with values only ever passed as parameters;
+        `select` limits the columns read (the rest take their defaults)."""
         client = self._table(table)
         with _azure_errors(f"query {table}"):
             pages = (
-                client.query_entities(query, parameters=parameters)
+                client.query_entities(query, parameters=parameters, select=select)
                 if query
-                else client.list_entities()
+                else client.list_entities(select=select)
             )
             return [from_entity(cls, entity) for entity in pages]
 
