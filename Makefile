@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit clean check-infra
+.PHONY: test demo lint typecheck pytest clean check-infra
 
 $(STAMP): pyproject.toml requirements.txt package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements.txt package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: lint typecheck unit check-infra
+test: lint typecheck pytest check-infra
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -22,13 +22,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+pytest: $(STAMP)
 	$(BIN)/pytest
 
 # The report's browser test drives Debian's chromium headless; installed once when it is missing.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-unit: $(CHROMIUM)
+pytest: $(CHROMIUM)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

@@ -51,7 +51,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
                 "rpo_target_seconds": target,
                 "rpo_ok": rpo is not None and rpo <= target * 1.5,
                 "replica_region": policy.replicate,
-                "replica_lag_seconds": _lag(now, policy.replicate, replicated),
+                "replica_lag_seconds": _lag(policy.replicate, completed, replicated),
                 "last_verified": _iso(verification.last_verified if verification else None),
                 "verification_rate": verification.success_rate if verification else None,
                 "dr_success_rate": dr.rate if dr else None,
@@ -99,10 +99,12 @@ def find_vm(vms: list[VM], name: str, resource_group: str | None = None) -> list
     ]
 
 
-def _lag(now: datetime, target: str | None, replicated: list[Backup]) -> float | None:
-    if not target or not replicated:
+def _lag(target: str | None, completed: list[Backup], replicated: list[Backup]) -> float | None:
+    """How far the newest complete replica is behind the newest backup (0: current; None: no
+    replica yet). Both lists are newest first."""
+    if not target or not completed or not replicated:
         return None
-    return (now - replicated[0].taken_at).total_seconds()
+    return (completed[0].taken_at - replicated[0].taken_at).total_seconds()
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -229,7 +229,7 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
             policy = parse_policy(payload["policy"])
         except PolicyError as error:
             policy_error = str(error)
-    backups = svc.catalog.list_backups(vm_key, include_deleted=True)
+    backups = svc.catalog.list_backups(vm_key)  # the plan never looks at deleted ones
     plan = plan_retention(
         backups, policy, now, in_use=_in_use(svc, backups), policy_error=policy_error
     )

@@ -76,7 +76,7 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
         if disks is None or disks["error"]:
             raise DrTestFailed(f"restore: {disks['error'] if disks else 'disks timed out'}")
         outcome["restore_succeeded"] = True
-        clock.lap("restore")
+        clock.lap()
         vm = yield context.call_activity_with_retry(
             "begin_dr_vm", RETRY, {**step, "plan": plan, "restore": restore}
         )
@@ -90,7 +90,7 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
         )
         if created is None or created["provisioning_state"] != "succeeded":
             raise DrTestFailed("create VM: " + ("timed out" if created is None else "failed"))
-        clock.lap("create_vm")
+        clock.lap()
         running = yield from poll(
             context,
             "check_dr_vm",
@@ -102,17 +102,18 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
         if running is None:
             raise DrTestFailed(f"boot: VM not running within {BOOT_TIMEOUT}")
         outcome["boot_succeeded"] = True
-        clock.lap("boot")
+        clock.lap()
         guest = yield context.call_activity_with_retry(
             "check_dr_guest", RETRY, {"vm_id": vm["vm_id"], "os_type": plan["os_type"]}
         )
-        clock.lap("guest_check")
+        clock.lap()
         if not guest["succeeded"]:
             raise DrTestFailed(f"guest check: {guest['output'][:200] or 'no answer'}")
         outcome["connectivity_succeeded"] = True
         rto = (context.current_utc_datetime - started).total_seconds()
     except Exception as failure:
         error = failure_text(failure)
+        clock.lap()  # the phase that failed, up to its failure
     cleanup_ok = yield from clean_up_test(
         context, item["test_region"], test_id, item["vm_key"], "dr_test"
     )
@@ -137,14 +138,20 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
 
 
 class _PhaseClock:
-    """Seconds between phase ends, on the orchestration's replay-safe clock."""
+    """Seconds spent in each phase, in order, on the orchestration's replay-safe clock."""
+
+    PHASES = ("restore", "create_vm", "boot", "guest_check")
 
     def __init__(self, context: Context, phases: dict[str, float]) -> None:
         self._context = context
         self._phases = phases
         self._last: datetime = context.current_utc_datetime
 
-    def lap(self, phase: str) -> None:
+    def lap(self, phase: str | None = None) -> None:
+        """End `phase` now; by default the next one of PHASES not yet ended (if any is left)."""
+        name = phase or next((p for p in self.PHASES if p not in self._phases), None)
+        if name is None:
+            return
         now: datetime = self._context.current_utc_datetime
-        self._phases[phase] = (now - self._last).total_seconds()
+        self._phases[name] = (now - self._last).total_seconds()
         self._last = now

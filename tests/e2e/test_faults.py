@@ -101,6 +101,7 @@ def test_a_restored_vm_that_never_boots_fails_the_dr_test_and_is_cleaned_up(
     assert (test.success, test.restore_succeeded, test.boot_succeeded) == (False, True, False)
     assert test.cleanup_succeeded
     assert "boot" in (test.error_message or "")
+    assert test.phase_seconds["boot"] >= 15 * 60, "the failed boot wait counts as boot time"
     assert [r for r in stack.simulator.vms() if "drtest" in r["id"]] == []
     assert [r for r in stack.simulator.disks() if "drtest" in r["id"]] == []
     assert [r for r in stack.simulator.nics() if "drtest" in r["id"]] == []

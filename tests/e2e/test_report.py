@@ -29,6 +29,7 @@ from local.armsim import FaultRule
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
 from shared.domain.models import BackupState, VerificationState
+from shared.health import fleet_status
 from shared.report import REPORT_DAYS, render_report
 
 START = datetime(2026, 11, 10, tzinfo=UTC)
@@ -143,6 +144,19 @@ def test_backup_and_verification_counts_match_the_catalog(stack: Stack, page: Pa
         assert rows[name]["verifications_passed"][1] == str(summary.passed), name
         assert summary.total > 0
         assert any(b.verification is VerificationState.PASSED for b in live), name
+
+
+def test_rpo_and_replica_lag_match_the_fleet_status(stack: Stack, page: PageRun) -> None:
+    rows = dict(json.loads(page.results["rows"]))
+    status = fleet_status(stack.services.gateway, stack.services.catalog, stack.clock.now())
+    for vm in status["vms"]:
+        shown = rows[vm["vm"]]
+        assert float(shown["rpo_seconds"][0]) == vm["rpo_seconds"], vm["vm"]
+        assert shown["rpo_seconds"][1] == f"{vm['rpo_seconds'] / 3600:.1f} h"
+        lag = vm["replica_lag_seconds"]
+        assert shown["replica_lag_seconds"][0] == ("" if lag is None else repr(float(lag)))
+    assert rows["web-01"]["replica_lag_seconds"][1].startswith("westus2, ")
+    assert rows["db-01"]["replica_lag_seconds"][1] == "none"
 
 
 def test_dr_success_rate_and_last_rto_match_the_catalog(stack: Stack, page: PageRun) -> None:
