@@ -136,7 +136,7 @@ def test_an_activity_that_crashes_after_its_snapshot_is_retried_without_a_duplic
         Services(
             svc.settings, _CrashAfter(svc.gateway, "begin_snapshot", 2), svc.catalog, svc.clock
         )
-    )  # type: ignore[arg-type]
+    )
     stack.host.run_timers(until=START + timedelta(hours=1))
     backups = _one_backup_per_slot(stack, DB)
     assert [b.state for b in backups] == [BackupState.COMPLETED]
