@@ -276,6 +276,10 @@ class BackupCatalog(Protocol):
 
     def get_replication_job(self, vm_key: str, job_id: str) -> ReplicationJob | None: ...
 
+    def copies_in_progress(self, target_region: str) -> int:
+        """How many copy jobs into a region are running (Azure allows 100 per subscription)."""
+        ...
+
     def list_replication_jobs(
         self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
     ) -> list[ReplicationJob]: ...

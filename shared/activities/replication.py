@@ -116,8 +116,7 @@ def _older_copy_running(svc: Services, backup: Backup) -> bool:
 
 
 def _region_full(svc: Services, region: str, wanted: int) -> bool:
-    running = svc.catalog.list_replication_jobs(status=ReplicationStatus.IN_PROGRESS)
-    return sum(1 for j in running if j.target_region == region) + wanted > MAX_PARALLEL_COPIES
+    return svc.catalog.copies_in_progress(region) + wanted > MAX_PARALLEL_COPIES
 
 
 def _job(

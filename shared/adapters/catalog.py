@@ -272,6 +272,16 @@ class TableCatalog:
         entity = self._get(REPLICATION_JOBS, vm_key, job_id)
         return None if entity is None else from_entity(ReplicationJob, entity)
 
+    def copies_in_progress(self, target_region: str) -> int:
+        """How many copy jobs into `target_region` are running now (Azure allows 100)."""
+        rows = self._table(REPLICATION_JOBS).query_entities(
+            "status eq @status and target_region eq @region",
+            parameters={"status": ReplicationStatus.IN_PROGRESS.value, "region": target_region},
+            select=["RowKey"],
+        )
+        with _azure_errors(f"query {REPLICATION_JOBS}"):
+            return sum(1 for _ in rows)
+
     def list_replication_jobs(
         self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
     ) -> list[ReplicationJob]:

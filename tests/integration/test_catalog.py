@@ -384,6 +384,21 @@ class TestReplicationJobs:
         assert catalog.list_replication_jobs(status=running, vm_key=DB) == [db_running]
         assert catalog.list_replication_jobs() == [web_running, db_running, web_done]
 
+    def test_copies_in_progress_count_running_jobs_into_one_region(
+        self, catalog: TableCatalog
+    ) -> None:
+        running = [
+            job(WEB, f"b{i}", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1)) for i in range(3)
+        ]
+        done = job(DB, "b9", "os", ReplicationStatus.COMPLETED, ago(hours=2))
+        elsewhere = dataclasses.replace(
+            job(DB, "b8", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1)), target_region="eastus"
+        )
+        catalog.save_replication_jobs([*running, done, elsewhere])
+        assert catalog.copies_in_progress("westus2") == 3
+        assert catalog.copies_in_progress("eastus") == 1
+        assert catalog.copies_in_progress("northeurope") == 0
+
     def test_a_retried_job_rewrites_its_row(self, catalog: TableCatalog) -> None:
         started = job(WEB, "b1", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1))
         done = job(WEB, "b1", "os", ReplicationStatus.COMPLETED, ago(hours=1))
