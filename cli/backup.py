@@ -17,7 +17,7 @@ from cli.context import GroupOption, OutputOption, Run, checked, options
 from cli.errors import FAILED, BadInput
 from cli.output import cell, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
-from shared.activities.backup import _in_use
+from shared.activities.backup import backups_in_use
 from shared.domain import names
 from shared.domain.models import (
     AuditEntry,
@@ -590,7 +590,7 @@ def plan(
     target = run.vm(vm, resource_group)
     policy = checked(valid_policy, target)
     backups = run.services.catalog.list_backups(target.key, include_deleted=True)
-    planned = plan_retention(backups, policy, run.now, in_use=_in_use(run.services, backups))
+    planned = plan_retention(backups, policy, run.now, in_use=backups_in_use(run.services, backups))
     taken = {b.backup_id: b.taken_at for b in backups}
     rows = [
         {

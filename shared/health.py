@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.domain.models import VM, Backup, BackupState, ReplicationStatus
+from shared.domain.models import Backup, BackupState, ReplicationStatus
 from shared.domain.policy import PolicyError, policy_for
 from shared.domain.schedule import interval_seconds
 from shared.ports import BackupCatalog, ComputeGateway
@@ -87,16 +87,6 @@ def _known_snapshots(catalog: BackupCatalog, vm_keys: set[str]) -> set[str]:
         for snapshot_id in (ref.snapshot_id, ref.replica_id)
         if snapshot_id
     }
-
-
-def find_vm(vms: list[VM], name: str, resource_group: str | None = None) -> list[VM]:
-    """VMs named `name` (Azure names are case-insensitive), optionally in one resource group."""
-    return [
-        vm
-        for vm in vms
-        if vm.name.lower() == name.lower()
-        and (resource_group is None or vm.resource_group.lower() == resource_group.lower())
-    ]
 
 
 def _lag(target: str | None, completed: list[Backup], replicated: list[Backup]) -> float | None:

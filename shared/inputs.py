@@ -14,7 +14,6 @@ from typing import Any
 from shared.domain import names
 from shared.domain.models import VM
 from shared.domain.policy import BackupPolicy, PolicyError, format_policy, policy_for
-from shared.health import find_vm
 
 VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}$")
@@ -31,6 +30,16 @@ class InputError(ValueError):
         super().__init__(message)
         self.code = code
         self.not_found = not_found
+
+
+def find_vm(vms: list[VM], name: str, resource_group: str | None = None) -> list[VM]:
+    """VMs named `name` (Azure names are case-insensitive), optionally in one resource group."""
+    return [
+        vm
+        for vm in vms
+        if vm.name.lower() == name.lower()
+        and (resource_group is None or vm.resource_group.lower() == resource_group.lower())
+    ]
 
 
 def one_vm(vms: list[VM], name: str, resource_group: str | None = None) -> VM:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from shared.adapters.arm import gateway_from_settings
+from shared.adapters.catalog import catalog_from_settings
 from shared.clock import Clock, SystemClock
 from shared.ports import BackupCatalog, ComputeGateway
 from shared.settings import Settings
@@ -44,9 +46,6 @@ def install(current: Services | None) -> None:
 
 
 def _from_settings(settings: Settings) -> Services:
-    from shared.adapters.arm import gateway_from_settings
-    from shared.adapters.catalog import catalog_from_settings
-
     return Services(
         settings=settings,
         gateway=gateway_from_settings(settings),

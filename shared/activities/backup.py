@@ -231,7 +231,7 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
             policy_error = str(error)
     backups = svc.catalog.list_backups(vm_key)  # the plan never looks at deleted ones
     plan = plan_retention(
-        backups, policy, now, in_use=_in_use(svc, backups), policy_error=policy_error
+        backups, policy, now, in_use=backups_in_use(svc, backups), policy_error=policy_error
     )
     by_id = {backup.backup_id: backup for backup in backups}
     deleted = 0
@@ -252,7 +252,7 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
     return {"kept": len(plan.decisions) - deleted, "deleted": deleted, "halted": plan.halted}
 
 
-def _in_use(svc: Services, backups: list[Backup]) -> set[str]:
+def backups_in_use(svc: Services, backups: list[Backup]) -> set[str]:
     """Backups a running verification or DR test restored from (their disks carry the tag)."""
     regions = {b.region for b in backups} | {b.replica_region for b in backups if b.replica_region}
     in_use: set[str] = set()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.domain.models import AuditEntry, Backup
-from shared.errors import BackupDrError, NotFoundError, sanitise
+from shared.errors import NotFoundError, sanitise
 from shared.services import Services
 
 MANAGED_BY = "managed-by"
@@ -80,12 +80,6 @@ def _audit(
             detail=detail,
         )
     )
-
-
-def error_text(error: BaseException) -> str:
-    """A stored, shown error message: sanitised, and without Python's wrapper noise."""
-    text = str(error) if isinstance(error, BackupDrError) else f"{type(error).__name__}: {error}"
-    return sanitise(text, limit=500)
 
 
 def load_backup(svc: Services, payload: Payload) -> Backup:
