@@ -390,7 +390,9 @@ class TestBadInput:
         assert len(seeded.world.sim.snapshots()) == snapshots
 
 
-def test_demo_runs_the_seeded_fleet_and_prints_its_health() -> None:
-    result = CliRunner().invoke(app, ["demo", "--days", "0.05"])
+def test_demo_runs_the_seeded_fleet_and_prints_its_health(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["demo", "--days", "2", "--report", str(report)])
     assert result.exit_code == 0, result.stderr
-    assert "unprotected:" in result.stdout
+    assert "no backup policy:" in result.stdout
+    assert report.read_text().lower().startswith("<!doctype html>")
