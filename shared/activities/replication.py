@@ -8,7 +8,7 @@ still copying and the target region has room.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup, parse_time
@@ -27,10 +27,17 @@ from shared.services import Services
 
 COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
 MAX_PARALLEL_COPIES = 100  # per subscription and target region (Azure's limit)
+RETRY_BACKOFF = timedelta(minutes=30)
+MAX_RETRY_BACKOFF = timedelta(hours=12)
 
 
 def list_pending_replications(payload: Payload, svc: Services) -> Payload:
-    """The oldest backup per VM whose replica is missing or failed (the next one in order)."""
+    """The oldest backup per VM whose replica is missing or failed (the next one in order).
+
+    A backup whose copies failed waits out a backoff that doubles with each failed attempt, so
+    a long region outage costs a few attempts (and alerts), not one every catch-up run.
+    """
+    now = parse_time(payload["now"])
     oldest: dict[str, Backup] = {}
     for backup in svc.catalog.backups_needing_replication():
         current = oldest.get(backup.vm_key)
@@ -40,8 +47,27 @@ def list_pending_replications(payload: Payload, svc: Services) -> Payload:
         "pending": [
             {"vm_key": b.vm_key, "backup_id": b.backup_id, "target_region": b.replica_region}
             for b in sorted(oldest.values(), key=lambda b: b.taken_at)
+            if _retry_due(svc, b, now)
         ]
     }
+
+
+def _retry_due(svc: Services, backup: Backup, now: datetime) -> bool:
+    if backup.replication_status is not ReplicationStatus.FAILED:
+        return True
+    failed = [
+        job
+        for job in svc.catalog.list_replication_jobs(
+            status=ReplicationStatus.FAILED, vm_key=backup.vm_key
+        )
+        if job.backup_id == backup.backup_id
+    ]
+    if not failed:
+        return True
+    attempts = len({job.id.rsplit("-", 1)[-1] for job in failed})  # one stamp per attempt
+    last = max(job.completed_at or job.started_at for job in failed)
+    backoff: timedelta = min(RETRY_BACKOFF * 2 ** (attempts - 1), MAX_RETRY_BACKOFF)
+    return now >= last + backoff
 
 
 def start_replication(payload: Payload, svc: Services) -> Payload:

@@ -61,7 +61,10 @@ def replicate_backup(context: Context) -> Generator[Any, Any, Payload]:
 
 def replicate_pending(context: Context) -> Generator[Any, Any, Payload]:
     """Catch up: replicate the oldest unreplicated or failed backup of each VM."""
-    found = yield context.call_activity_with_retry("list_pending_replications", RETRY, {})
+    now = context.current_utc_datetime
+    found = yield context.call_activity_with_retry(
+        "list_pending_replications", RETRY, {"now": now.isoformat()}
+    )
     outcome: Payload = yield from fan_out(
         context,
         "replicate_backup",

@@ -89,6 +89,18 @@ def test_a_region_outage_during_replication_fails_the_copy_then_catches_up(stack
     assert _backups(stack, WEB)[-1].replication_status is ReplicationStatus.COMPLETED
 
 
+def test_a_long_region_outage_costs_a_few_backed_off_attempts_not_one_per_run(
+    stack: Stack,
+) -> None:
+    stack.simulator.add_fault(FaultRule(kind="region-outage", region="westus2"))
+    stack.host.run_timers(until=START + timedelta(hours=12))
+    first = _backups(stack, WEB)[-1]
+    jobs = stack.services.catalog.list_replication_jobs(vm_key=WEB)
+    attempts = {j.id.rsplit("-", 1)[-1] for j in jobs if j.backup_id == first.backup_id}
+    assert all(j.status is ReplicationStatus.FAILED for j in jobs)
+    assert 3 <= len(attempts) <= 6, "24 catch-up runs, backoff 30 min doubling"
+
+
 def test_a_restored_vm_that_never_boots_fails_the_dr_test_and_is_cleaned_up(
     stack: Stack,
 ) -> None:
