@@ -10,7 +10,6 @@ from shared.orchestrations.durable import RETRY, Context, Payload, failure_text,
 
 # How long a backup waits for an older one of the same VM to finish copying (creation order).
 ORDER_TIMEOUT = timedelta(hours=6)
-ORDER_WAIT_SECONDS = 300.0
 COPY_TIMEOUT = timedelta(hours=24)
 PENDING_BATCH = 20
 
