@@ -6,10 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo lint typecheck pytest clean check-infra
 
-$(STAMP): pyproject.toml requirements.txt package.json package-lock.json
+$(STAMP): pyproject.toml requirements.txt package.json package-lock.json Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The Functions Python worker's own indexing code, for tests/unit/test_worker_indexing.py. It
+# declares Python >=3.13 but is pure Python and the code the test runs works on 3.11, so it is
+# installed pinned and apart from '.[dev]' (whose resolve would refuse it). --no-deps: its one
+# other dependency, azurefunctions-extensions-base, is imported only by apps that use deferred
+# bindings or HTTP streaming, and this one uses neither; azure-functions is requirements.txt's.
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python azure-functions-runtime==1.3.0
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

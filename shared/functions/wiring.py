@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,9 @@ import azure.functions as func
 
 from shared.services import Services, services
 
-Payload = dict[str, Any]
+# typing.Dict, not dict: the Functions worker refuses a PEP 585 generic on a bound parameter
+# ("invalid non-type annotation") and then loads none of the app's functions.
+Payload = typing.Dict[str, Any]  # noqa: UP006
 Step = Callable[[Payload, Services], Payload]
 Orchestrator = Callable[[Any], Generator[Any, Any, Any]]
 
