@@ -10,6 +10,7 @@ from shared.functions import (
     backup,
     drtest,
     http_api,
+    purge,
     replication,
     restore,
     sweeper,
@@ -21,7 +22,16 @@ def build_app() -> df.DFApp:
     """A fresh app with every capability (the local host needs one per run: the SDK indexes an
     app's functions only once)."""
     app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for capability in (backup, replication, verification, drtest, restore, sweeper, http_api):
+    for capability in (
+        backup,
+        replication,
+        verification,
+        drtest,
+        restore,
+        sweeper,
+        purge,
+        http_api,
+    ):
         app.register_functions(capability.bp)
     return app
 

@@ -111,7 +111,7 @@ def configure(
         policy_for(dataclasses.replace(target, tags={**target.tags, POLICY_TAG: value}))
     except PolicyError as error:
         raise BadInput(f"{target.name}: {error}") from None
-    run.services.gateway.set_policy_tag(target.id, value)
+    run.operator.gateway.set_policy_tag(target.id, value)
     _audit_tag(run, target.id, target.key, value)
     document = {"vm": target.name, "tag": value, "policy": policy.describe()}
     emit(opts.format(output), document, lambda: [f"{target.name}: {policy.describe()}", value])
@@ -125,7 +125,7 @@ def disable(
     opts = options(ctx)
     run = opts.run()
     target = run.vm(vm, resource_group)
-    run.services.gateway.set_policy_tag(target.id, None)
+    run.operator.gateway.set_policy_tag(target.id, None)
     _audit_tag(run, target.id, target.key, None)
     emit(
         opts.format(output),
@@ -314,7 +314,7 @@ def restore(
         "subnet": subnet,
     }
     (status,) = run_workflows(
-        run,
+        run.as_operator(),  # it writes the VM's own group, which the app's roles do not reach
         [Start("restore_backup", restore_id, payload)],
         label=f"restoring {target.name}",
     )

@@ -2,13 +2,18 @@
 
 Real Azure: settings from the environment (`--subscription` overrides AZURE_SUBSCRIPTION_ID),
 DefaultAzureCredential, and the system clock; durable timers then wait real time. Simulator
-(`--simulator URL` or BACKUPDR_SIMULATOR): ARM at URL with a static token, its CA bundle, and the
-simulator's virtual clock, read and moved through its admin endpoints, so the workflows' timers
-move the simulator's time exactly as the local stack does in tests.
+(`--simulator URL` or BACKUPDR_SIMULATOR): ARM at URL with its CA bundle, and the simulator's
+virtual clock, read and moved through its admin endpoints, so the workflows' timers move the
+simulator's time exactly as the local stack does in tests.
+
+Two identities: the app's workflows run as the app (in Azure, its managed identity), which the
+simulator holds to infra/'s roles; what only an operator does (writing the policy tag, restoring
+into the VM's own group) runs as the operator. On real Azure both are the `az login` identity.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -22,8 +27,9 @@ import typer
 
 from cli.errors import BadInput, Failed
 from local.stack import app_settings
-from shared.adapters.arm import gateway_from_settings
+from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
 from shared.adapters.catalog import catalog_from_settings
+from shared.adapters.credentials import OPERATOR_TOKEN, StaticTokenCredential, arm_clients
 from shared.clock import SettableClock, SystemClock
 from shared.domain.models import VM
 from shared.inputs import InputError, one_vm
@@ -71,7 +77,8 @@ class Options:
 
 @dataclass(frozen=True)
 class Run:
-    services: Services
+    services: Services  # as the app's identity: what the workflows run with
+    operator: Services  # as the operator's own identity
     clock: SettableClock
     # The app settings handed to the local durable host (timer schedules, hub name).
     host_settings: dict[str, str]
@@ -83,6 +90,10 @@ class Run:
     def vm(self, name: str, resource_group: str | None = None) -> VM:
         """The VM an argument names; an unknown or ambiguous name is bad input."""
         return checked(one_vm, self.services.gateway.list_vms(), name, resource_group)
+
+    def as_operator(self) -> Run:
+        """This run with the operator's services, for workflows only an operator may run."""
+        return dataclasses.replace(self, services=self.operator)
 
 
 def options(ctx: typer.Context) -> Options:
@@ -119,9 +130,14 @@ def open_run(opts: Options) -> Run:
             catalog=catalog_from_settings(settings),
             clock=clock,
         )
+        operator = services
+        if opts.simulator:
+            credential = StaticTokenCredential(OPERATOR_TOKEN)
+            gateway = ArmComputeGateway(arm_clients(settings, credential), settings.subscription_id)
+            operator = dataclasses.replace(services, gateway=gateway)
     except ValueError as error:
         raise BadInput(str(error)) from None
-    return Run(services=services, clock=clock, host_settings=app_settings(env))
+    return Run(services=services, operator=operator, clock=clock, host_settings=app_settings(env))
 
 
 class WallClock(SystemClock):

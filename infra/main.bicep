@@ -41,6 +41,11 @@ param replicateSchedule string = '0 7,37 * * * *'
 param verifySchedule string = '0 20 */6 * * *'
 param drTestSchedule string = '0 0 3 * * *'
 param sweeperSchedule string = '0 45 * * * *'
+param purgeSchedule string = '0 30 4 * * *'
+
+@minValue(1)
+@description('Days a finished workflow instance stays in the task hub before the purge timer deletes it.')
+param historyRetentionDays int = 30
 
 @minValue(1)
 @description('Manual backups allowed per VM per hour.')
@@ -193,6 +198,8 @@ module function 'app/function.bicep' = {
       BACKUPDR_VERIFY_SCHEDULE: verifySchedule
       BACKUPDR_DRTEST_SCHEDULE: drTestSchedule
       BACKUPDR_SWEEPER_SCHEDULE: sweeperSchedule
+      BACKUPDR_PURGE_SCHEDULE: purgeSchedule
+      BACKUPDR_HISTORY_RETENTION_DAYS: string(historyRetentionDays)
       BACKUPDR_MANUAL_LIMIT_PER_HOUR: string(manualLimitPerHour)
       BACKUPDR_RTO_TARGET_SECONDS: string(rtoTargetSeconds)
     }

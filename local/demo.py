@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Azurite and the ARM simulator are up: {args.fleet.name}, {len(vms)} VMs in "
             f"{' and '.join(sorted({vm.location for vm in vms}))}.\n"
             "Demo timers: fleet backup hourly 00:00-03:00 UTC, when the fleet's slots fall;\n"
-            "  replication catch-up, verification, DR tests and sweeper once a day.\n"
+            "  replication catch-up, verification, DR tests, sweeper and purge once a day.\n"
             f"Faults: DR restores of {FAILING_DR_VM} never boot; {THROTTLED_CALLS} snapshot calls "
             f"throttled (429) on {throttled_on:%Y-%m-%d}."
         )

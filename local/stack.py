@@ -16,8 +16,9 @@ from typing import Any
 
 from local.armsim import ArmSimulator, Durations
 from local.azurite import Azurite, running_azurite
-from shared.adapters.arm import gateway_from_settings
+from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
 from shared.adapters.catalog import catalog_from_settings
+from shared.adapters.credentials import OPERATOR_TOKEN, StaticTokenCredential, arm_clients
 from shared.clock import VirtualClock
 from shared.runner import LocalDurableHost
 from shared.services import Services, install
@@ -35,6 +36,9 @@ class Stack:
     services: Services
     host: LocalDurableHost
     settings_env: dict[str, str]
+    # The operator's own identity (README's operator roles), for what the app may not do, such as
+    # writing a VM's policy tag: the app's services hold only infra/'s roles.
+    operator: ArmComputeGateway
 
 
 def app_settings(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -85,4 +89,7 @@ def local_stack(
         host = stack.enter_context(
             LocalDurableHost(build_app(), clock, host_json=ROOT / "host.json", settings=env)
         )
-        yield Stack(clock, simulator, tables, services, host, env)
+        operator = ArmComputeGateway(
+            arm_clients(config, StaticTokenCredential(OPERATOR_TOKEN)), config.subscription_id
+        )
+        yield Stack(clock, simulator, tables, services, host, env, operator)

@@ -84,10 +84,23 @@ class VmRuntime(JsonRecord):
 
 @dataclasses.dataclass(frozen=True)
 class GuestCheck(JsonRecord):
-    """What Run Command said from inside the guest."""
+    """What Run Command said from inside the guest, once it finished."""
 
     succeeded: bool
     output: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandRun(JsonRecord):
+    """A Run Command Azure accepted and still runs: read its result again after the delay.
+
+    `result_url` is the operation's Location, where Azure leaves the result; it names an
+    operation and carries no secret, so it may sit in the durable history.
+    """
+
+    vm_id: str
+    result_url: str
+    poll_after_seconds: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +139,10 @@ class ComputeGateway(Protocol):
         ...
 
     def delete_snapshot(self, snapshot_id: str) -> bool:
-        """Delete a snapshot and wait until Azure is done; False when it was already gone."""
+        """Delete a snapshot and wait until Azure is done; False when it was already gone.
+
+        The one delete waited on inside the call: a snapshot delete is quick in Azure.
+        """
         ...
 
     def begin_copy(
@@ -156,14 +172,25 @@ class ComputeGateway(Protocol):
         """A managed disk's state and size; NotFoundError when it is gone."""
         ...
 
-    def delete_disk(self, disk_id: str) -> bool:
-        """Delete a managed disk and wait; False when it was already gone."""
+    def begin_delete(self, resource_id: str) -> Accepted | None:
+        """Start deleting a VM, NIC or disk; None when Azure said it was already gone.
+
+        The resource stays listed (deleting) until Azure is done: read it again after the delay.
+        A VM holds its NIC and disks until it is gone, so delete those only after it.
+        """
         ...
 
-    def create_nic(
+    def begin_nic(
         self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
-    ) -> str:
-        """Create a NIC on `subnet` ("vnet/subnet" in the same group) and return its id."""
+    ) -> Accepted:
+        """Start creating a NIC on `subnet` ("vnet/subnet" in the same group).
+
+        The name is deterministic: a retry PUTs the same NIC.
+        """
+        ...
+
+    def nic_state(self, nic_id: str) -> str:
+        """A NIC's provisioning state (Updating | Succeeded | Failed); NotFoundError if gone."""
         ...
 
     def begin_vm_from_disks(
@@ -186,19 +213,23 @@ class ComputeGateway(Protocol):
         """Provisioning and power state from the VM's instance view."""
         ...
 
-    def run_guest_check(self, vm_id: str, os_type: str) -> GuestCheck:
-        """Run a trivial command in the guest (Run Command) and report whether it answered."""
+    def begin_guest_check(self, vm_id: str, os_type: str) -> GuestCheck | CommandRun:
+        """Start a trivial command in the guest (Run Command): its answer, or the run to read.
+
+        Sending it again after it finished runs the same harmless echo once more; Azure
+        refuses a second one while the first still runs.
+        """
+        ...
+
+    def read_guest_check(self, run: CommandRun) -> GuestCheck | CommandRun:
+        """The guest's answer once the command finished, else the run with Azure's new hint.
+
+        A command Azure accepted but the guest never ran is a failed check, not an error.
+        """
         ...
 
     def list_tagged(self, resource_group: str, tag: str) -> list[TaggedResource]:
         """Resources in a group that carry the tag `tag` (any value)."""
-        ...
-
-    def delete_tagged(self, resource_group: str, tag: str, value: str) -> list[str]:
-        """Delete every VM, NIC and disk in the group tagged `tag=value`, in dependency order.
-
-        Returns the ids deleted; running it again deletes nothing more.
-        """
         ...
 
     def set_policy_tag(self, vm_id: str, value: str | None) -> None:

@@ -50,6 +50,9 @@ class Settings:
     fleet_batch_size: int = 10
     # Seconds between polls of a long-running Azure operation when Azure gives no Retry-After.
     lro_poll_seconds: float = 5.0
+    # Finished workflow instances older than this are purged from the task hub, which otherwise
+    # keeps every run's history for ever (the catalog, not the task hub, is the record).
+    history_retention_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +93,9 @@ class Settings:
                 env, "BACKUPDR_FLEET_BATCH_SIZE", defaults.fleet_batch_size
             ),
             lro_poll_seconds=float(env.get("BACKUPDR_LRO_POLL_SECONDS", defaults.lro_poll_seconds)),
+            history_retention_days=_positive_int(
+                env, "BACKUPDR_HISTORY_RETENTION_DAYS", defaults.history_retention_days
+            ),
         )
 
     def backup_group(self, region: str) -> str:

@@ -1,7 +1,8 @@
 // backupdr's custom roles. Built-in roles are too wide (Reader reads everything, Disk Snapshot
 // Contributor and Virtual Machine Contributor write anywhere they are assigned), so each role
-// lists exactly the operations the ComputeGateway adapter performs. Only the reader is assigned
-// at subscription scope; the two writers are assigned per resource group by rbac-group.bicep.
+// lists exactly the operations the ComputeGateway adapter performs and the linked actions Azure
+// checks on the resources those operations name. The reader and the snapshot source are assigned
+// at subscription scope; the two writers per resource group by rbac-group.bicep.
 targetScope = 'subscription'
 
 param environmentName string
@@ -11,19 +12,40 @@ resource fleetReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'backupdr-fleet-reader')
   properties: {
     roleName: 'backupdr fleet reader (${environmentName})'
-    description: 'List VMs, disks and snapshots across the subscription, and poll the long-running operations the app started.'
+    description: 'List VMs and snapshots across the subscription, and poll the long-running operations the app started.'
     type: 'CustomRole'
     assignableScopes: [subscription().id]
     permissions: [
       {
         actions: [
           'Microsoft.Compute/virtualMachines/read'
-          'Microsoft.Compute/disks/read'
+          // the fleet status lists every snapshot in the subscription, to find unknown ones
           'Microsoft.Compute/snapshots/read'
-          'Microsoft.Compute/locations/DiskOperations/read'
+          // polls: Run Command (operations) and snapshot deletes (DiskRP answers DiskOperations)
           'Microsoft.Compute/locations/operations/read'
-          'Microsoft.Network/locations/operations/read'
-          'Microsoft.Network/locations/operationResults/read'
+          'Microsoft.Compute/locations/DiskOperations/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+// Azure authorizes a snapshot of a disk as a read-access grant on that disk (linked access
+// check on the snapshot's creationData.sourceResourceId), and the VMs' disks may be in any group.
+resource snapshotSource 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'backupdr-snapshot-source')
+  properties: {
+    roleName: 'backupdr snapshot source (${environmentName})'
+    description: 'Take incremental snapshots of the managed disks of VMs anywhere in the subscription (the linked disks/beginGetAccess/action).'
+    type: 'CustomRole'
+    assignableScopes: [subscription().id]
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Compute/disks/beginGetAccess/action'
         ]
         notActions: []
         dataActions: []
@@ -37,15 +59,16 @@ resource snapshotWriter 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'backupdr-snapshot-writer')
   properties: {
     roleName: 'backupdr snapshot writer (${environmentName})'
-    description: 'Create, copy (CopyStart) and delete snapshots in a backupdr backup resource group.'
+    description: 'Create, copy (CopyStart) and delete snapshots in a backupdr backup resource group, and use them as the source of copies and restored disks.'
     type: 'CustomRole'
     assignableScopes: [subscription().id]
     permissions: [
       {
         actions: [
-          'Microsoft.Compute/snapshots/read'
           'Microsoft.Compute/snapshots/write'
           'Microsoft.Compute/snapshots/delete'
+          // linked: a copy (CopyStart) or a restored disk reads its source snapshot, which is here
+          'Microsoft.Compute/snapshots/beginGetAccess/action'
         ]
         notActions: []
         dataActions: []
@@ -66,9 +89,8 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
       {
         actions: [
           'Microsoft.Compute/disks/read'
-          'Microsoft.Compute/disks/write'
+          'Microsoft.Compute/disks/write' // also linked: the VM attaches the restored disks
           'Microsoft.Compute/disks/delete'
-          'Microsoft.Compute/virtualMachines/read'
           'Microsoft.Compute/virtualMachines/write'
           'Microsoft.Compute/virtualMachines/delete'
           'Microsoft.Compute/virtualMachines/instanceView/read'
@@ -76,10 +98,8 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Network/networkInterfaces/read'
           'Microsoft.Network/networkInterfaces/write'
           'Microsoft.Network/networkInterfaces/delete'
-          'Microsoft.Network/networkInterfaces/join/action'
-          'Microsoft.Network/virtualNetworks/read'
-          'Microsoft.Network/virtualNetworks/subnets/read'
-          'Microsoft.Network/virtualNetworks/subnets/join/action'
+          'Microsoft.Network/networkInterfaces/join/action' // linked: the VM's NIC
+          'Microsoft.Network/virtualNetworks/subnets/join/action' // linked: the NIC's subnet
           'Microsoft.Resources/subscriptions/resourceGroups/resources/read'
         ]
         notActions: []
@@ -94,6 +114,15 @@ resource fleetReaderAssignment 'Microsoft.Authorization/roleAssignments@2022-04-
   name: guid(subscription().id, principalId, fleetReader.id)
   properties: {
     roleDefinitionId: fleetReader.id
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource snapshotSourceAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, principalId, snapshotSource.id)
+  properties: {
+    roleDefinitionId: snapshotSource.id
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

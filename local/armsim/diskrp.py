@@ -6,6 +6,7 @@ import copy
 import re
 from typing import Any
 
+from local.armsim import copystart
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
 from local.armsim.lro import delete_reply, injected_failure, location_reply
@@ -111,13 +112,11 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
             facts["changed_gib"] = source.changed_gib
         seconds = world.durations.snapshot_seconds
     elif option == "CopyStart":
+        # Within a region too: CopyStart copies across zones as well as regions (copystart.py).
         source = _source(world, source_id, (SNAPSHOT_TYPE,))
-        if source.location == region:
-            raise bad_request("CopyStart copies a snapshot to another region; use Copy instead.")
-        if source.copy_done_at is not None and (
-            source.copy_failed or source.copy_done_at > world.now()
-        ):
-            raise ArmError(409, "Conflict", f"The source '{source.id}' is still being copied.")
+        copystart.refuse(world, source, ref, region, body)
+        properties["incremental"] = True
+        facts.update(copystart.facts(source))
         facts["changed_gib"] = source.changed_gib
         seconds = world.durations.snapshot_seconds
         facts["copy_done_at"] = world.later(
@@ -153,7 +152,6 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
 def render_snapshot(world: World, resource: Resource) -> dict[str, Any]:
     body = _render_common(world, resource)
     properties = body["properties"]
-    now = world.now()
     ready = properties["provisioningState"] == "Succeeded"
     if properties.get("incremental"):
         properties["incrementalSnapshotFamilyId"] = properties["creationData"].get(
@@ -161,17 +159,8 @@ def render_snapshot(world: World, resource: Resource) -> dict[str, Any]:
         )
     access = "Available" if ready else "Pending"
     if resource.copy_done_at is not None:
-        total = (resource.copy_done_at - resource.created_at).total_seconds()
-        done = min(1.0, (now - resource.created_at).total_seconds() / total) if total else 1.0
-        if resource.copy_failed:
-            done = min(done, 0.5)
-            if done >= 0.5:
-                properties["copyCompletionError"] = {
-                    "errorCode": "CopySourceNotFound",
-                    "errorMessage": "The source snapshot was deleted before the copy completed.",
-                }
-        properties["completionPercent"] = round(done * 100.0, 1)
-        if done < 1.0:
+        properties.update(copystart.progress(world, resource))
+        if copystart.state(world, resource) is not copystart.CopyState.DONE:
             access = "Pending"
     properties["snapshotAccessState"] = access
     return body
@@ -208,9 +197,7 @@ def put_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
             raise bad_request(
                 f"The source '{source.name}' is in '{source.location}', not '{region}'."
             )
-        if source.copy_done_at is not None and (
-            source.copy_failed or source.copy_done_at > world.now()
-        ):
+        if copystart.unfinished(world, source):
             raise ArmError(409, "Conflict", f"The snapshot '{source.id}' copy is not complete.")
         properties["diskSizeGB"] = max(int(properties.get("diskSizeGB") or 0), size_gb(source))
         properties["creationData"]["sourceUniqueId"] = source.uid
@@ -273,7 +260,8 @@ def get(type_: str) -> Any:
 def delete_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
     ref = _ref(args, SNAPSHOT_TYPE)
     world.group(ref.subscription, ref.resource_group)
-    return delete_reply(request, world, world.find(str(ref)), "Microsoft.Compute")
+    seconds = world.durations.snapshot_delete_seconds
+    return delete_reply(request, world, world.find(str(ref)), "Microsoft.Compute", seconds)
 
 
 def delete_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
@@ -286,7 +274,8 @@ def delete_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
             "OperationNotAllowed",
             f"Disk {disk.name} is attached to VM {disk.body['managedBy']}.",
         )
-    return delete_reply(request, world, disk, "Microsoft.Compute")
+    seconds = world.durations.disk_delete_seconds
+    return delete_reply(request, world, disk, "Microsoft.Compute", seconds)
 
 
 def patch_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:

@@ -41,9 +41,14 @@ def delete_reply(
     world: World,
     resource: Resource | None,
     namespace: str,
+    seconds: float,
     on_deleted: Callable[[], None] | None = None,
 ) -> Reply:
-    """204 when the resource does not exist; else 202 + Location, gone when the clock allows."""
+    """204 when the resource does not exist; else 202 + Location, gone when the clock allows.
+
+    A delete that takes time is varied (see `Durations`); the resource shows `Deleting` until
+    it is gone.
+    """
     if resource is None:
         return Reply(204)
     error = injected_failure() if _fault(world, request, resource, "fail-operation") else None
@@ -61,9 +66,10 @@ def delete_reply(
         namespace,
         resource.location,
         request.api_version,
-        world.durations.delete_seconds,
+        world.varied(seconds, f"delete:{resource.id.lower()}") if seconds else 0.0,
         on_done=finish,
         error=error,
+        expected_seconds=seconds or None,
     )
     return location_reply(request, world, operation)
 

@@ -77,17 +77,25 @@ def put_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
     properties.setdefault("enableIPForwarding", False)
     properties.setdefault("enableAcceleratedNetworking", False)
     properties.setdefault("vnetEncryptionSupported", False)
-    seconds = world.durations.nic_seconds
-    if existing is not None:
+    if existing is not None:  # the same NIC: its create goes on, or it is done
         if "virtualMachine" in existing.properties:
             properties["virtualMachine"] = existing.properties["virtualMachine"]
         existing.body = body
         existing.body["location"] = existing.location or normalise_region(group.location)
         nic, status = existing, 200
+        expected = None
+        seconds = max(0.0, (existing.ready_at - world.now()).total_seconds())
     else:
+        expected = world.durations.nic_seconds
+        seconds = world.varied(expected, f"nic:{nic_id.lower()}")
         nic, status = world.new_resource(ref, body, seconds), 201
     operation = world.start_operation(
-        ref.subscription, "Microsoft.Network", nic.location, request.api_version, seconds
+        ref.subscription,
+        "Microsoft.Network",
+        nic.location,
+        request.api_version,
+        seconds,
+        expected_seconds=expected,
     )
     return Reply(status, world.render(nic), async_headers(request, world, operation))
 
@@ -118,7 +126,9 @@ def delete_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
     if nic is not None and nic.properties.get("virtualMachine"):
         owner = nic.properties["virtualMachine"].get("id")
         raise bad_request(f"Network interface {nic.id} is used by existing VM {owner}.", "NicInUse")
-    return delete_reply(request, world, nic, "Microsoft.Network")
+    return delete_reply(
+        request, world, nic, "Microsoft.Network", world.durations.nic_delete_seconds
+    )
 
 
 def put_vnet(world: World, request: Request, args: dict[str, str]) -> Reply:
@@ -162,7 +172,7 @@ def delete_vnet(world: World, request: Request, args: dict[str, str]) -> Reply:
                         f"Subnet {subnet_id} is in use by {nic.id} and cannot be deleted.",
                         "InUseSubnetCannotBeDeleted",
                     )
-    return delete_reply(request, world, vnet, "Microsoft.Network")
+    return delete_reply(request, world, vnet, "Microsoft.Network", world.durations.vnet_seconds)
 
 
 def get_subnet(world: World, request: Request, args: dict[str, str]) -> Reply:

@@ -1,4 +1,4 @@
-"""HTTPS front door: auth, routing, api-version, throttling, faults, request log, admin."""
+"""HTTPS front door: authorization, routing, api-version, throttling, faults, request log, admin."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local.armsim.authz import Authorization
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import IMMEDIATE_KINDS, FaultRule, normalise_region
 from local.armsim.protocol import Reply, Request
@@ -75,6 +76,7 @@ def _region(world: World, request: Request, args: dict[str, str]) -> str | None:
 
 def dispatch(
     world: World,
+    authz: Authorization,
     throttle: bool,
     method: str,
     target: str,
@@ -91,10 +93,7 @@ def dispatch(
     with world.lock:
         world.settle()
         try:
-            if not headers.get("authorization", "").lower().startswith("bearer "):
-                raise ArmError(
-                    401, "AuthenticationFailed", "Authentication failed: no Bearer token."
-                )
+            principal = authz.authenticate(headers.get("authorization", ""))
             found = match(method, path)
             if found is None:
                 raise ArmError(404, "NotFound", f"No ARM route for {method} {path}.")
@@ -113,16 +112,23 @@ def dispatch(
                 )
             if "sub" in args:
                 world.require_subscription(args["sub"])
-                if throttle:
-                    remaining, wait = world.throttle.take(args["sub"], kind, world.now())
-                    if wait:
-                        raise ArmError(
-                            429,
-                            "TooManyRequests",
-                            f"Number of {kind} requests for subscription '{args['sub']}' "
-                            "exceeded the limit.",
-                            {"Retry-After": str(wait)},
-                        )
+            authz.authorize(
+                principal,
+                method,
+                path,
+                request.body,
+                lambda sub, rg: (sub.lower(), rg.lower()) in world.groups,
+            )
+            if "sub" in args and throttle:
+                remaining, wait = world.throttle.take(args["sub"], kind, world.now())
+                if wait:
+                    raise ArmError(
+                        429,
+                        "TooManyRequests",
+                        f"Number of {kind} requests for subscription '{args['sub']}' "
+                        "exceeded the limit.",
+                        {"Retry-After": str(wait)},
+                    )
             if route.operation == "snapshots.create" and _create_option(request) == "CopyStart":
                 request.operation = "snapshots.copy"
             region = _region(world, request, args)
@@ -207,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {k.lower(): v for k, v in self.headers.items()}
             reply, _ = dispatch(
                 self.server.sim.world,
+                self.server.sim.authorization,
                 self.server.sim.throttle_enabled,
                 self.command,
                 self.path,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from local.armsim import diskrp, network, vms
+from local.armsim.authz import Authorization
 from local.armsim.durations import Durations
 from local.armsim.faults import FaultRule, normalise_region
 from local.armsim.protocol import (
@@ -54,6 +55,8 @@ class ArmSimulator:
             }
         )
         self.throttle_enabled = throttle
+        # Every request over HTTPS is authorized; seeding in-process (below, fleet files) is not.
+        self.authorization = Authorization()
         if fleet is not None:
             from local.armsim.fleet import load_fleet  # fleet builds on this class
 

@@ -24,6 +24,7 @@ from local.armsim.throttle import RequestClass, Throttle
 from shared.clock import VirtualClock
 
 HOURS_PER_MONTH = 730.0  # Azure bills storage per GiB-month of 730 hours
+HINT_STEP = 5  # seconds: a varied operation's Retry-After is its expected time left, rounded up
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,14 @@ class Resource:
     changed_gib: float = 0.0
     copy_done_at: datetime | None = None
     copy_failed: bool = False
+    # CopyStart copies: the source's disk lineage and when the source was taken (copy order).
+    copy_family: str = ""
+    copy_source_at: datetime | None = None
     # VMs: when the guest is up, and the boot/guest faults.
     boots_at: datetime | None = None
     never_boots: bool = False
     guest_silent: bool = False
+    command_until: datetime | None = None  # a Run Command runs in the guest until then
 
     @property
     def ref(self) -> ResourceId:
@@ -114,6 +119,7 @@ class Operation:
     result: Callable[[], Any] | None = None  # the final body of a Location poll
     on_done: Callable[[], None] | None = None
     settled: bool = False
+    expected_at: datetime | None = None  # a varied operation's expected end, for its hints
 
     def url(self, base_url: str, monitor: bool) -> str:
         path = (
@@ -128,7 +134,12 @@ class Operation:
         return f"{base_url}{path}?{query}"
 
     def retry_after(self, now: datetime) -> int:
-        return max(0, math.ceil((self.done_at - now).total_seconds()))
+        """Seconds worth waiting: the time left, or for a varied operation its *expected* time
+        left rounded up to HINT_STEP (never less): a hint, which is sometimes early."""
+        if self.expected_at is None:
+            return max(0, math.ceil((self.done_at - now).total_seconds()))
+        left = (self.expected_at - now).total_seconds()
+        return max(HINT_STEP, HINT_STEP * math.ceil(left / HINT_STEP))
 
 
 @dataclass
@@ -158,10 +169,12 @@ class World:
         self.subscription_ids: dict[str, str] = {}  # lower -> as written
         self.groups: dict[tuple[str, str], Group] = {}
         self.resources: dict[str, Resource] = {}
+        self.removals: dict[str, datetime] = {}  # id (lower) -> when it was last removed
         self.operations: dict[str, Operation] = {}
         self.bill_entries: dict[str, BillEntry] = {}  # snapshot id (lower) -> its storage
         self.requests: list[RequestRecord] = []
         self.renderers: dict[str, Renderer] = {}
+        self.seed = seed
         self._random = random.Random(seed)
 
     # -- time and ids -------------------------------------------------------------------------
@@ -173,6 +186,15 @@ class World:
 
     def new_uuid(self) -> str:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+
+    def varied(self, seconds: float, key: str) -> float:
+        """`seconds` give or take `durations.jitter` of it, drawn from (seed, key, now).
+
+        Keyed rather than drawn in sequence, so the time of one operation does not depend on
+        the order in which concurrent activities happened to send theirs.
+        """
+        draw = random.Random(f"{self.seed}:{key}:{self.now().isoformat()}").random()
+        return seconds * (1.0 + self.durations.jitter * (2.0 * draw - 1.0))
 
     # -- subscriptions and groups -------------------------------------------------------------
     def add_subscription(self, subscription: str) -> None:
@@ -225,10 +247,15 @@ class World:
         return resource
 
     def remove(self, resource_id: str) -> None:
-        self.resources.pop(_key(resource_id), None)
+        if self.resources.pop(_key(resource_id), None) is not None:
+            self.removals[_key(resource_id)] = self.now()
         entry = self.bill_entries.get(_key(resource_id))
         if entry is not None and entry.end is None:
             entry.end = self.now()
+
+    def removed_at(self, resource_id: str) -> datetime | None:
+        """When a resource of this id was last removed (a copy fails if its source goes)."""
+        return self.removals.get(_key(resource_id))
 
     def new_resource(
         self, ref: ResourceId, body: dict[str, Any], seconds: float, **facts: Any
@@ -280,8 +307,12 @@ class World:
         result: Callable[[], Any] | None = None,
         on_done: Callable[[], None] | None = None,
         error: ArmError | None = None,
+        expected_seconds: float | None = None,
     ) -> Operation:
+        """An operation done after `seconds`; `expected_seconds` (a varied one's undisturbed
+        duration) is what its Retry-After hints at."""
         now = self.now()
+        expected = None if expected_seconds is None else now + timedelta(seconds=expected_seconds)
         operation = Operation(
             self.new_uuid(),
             subscription,
@@ -293,6 +324,7 @@ class World:
             error,
             result,
             on_done,
+            expected_at=expected,
         )
         self.operations[operation.id] = operation
         return operation

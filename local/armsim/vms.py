@@ -23,7 +23,13 @@ from local.armsim.protocol import (
 )
 from local.armsim.state import Resource, World
 
-RUN_COMMANDS = {"RunShellScript", "RunPowerShellScript", "ifconfig", "ipconfig"}
+# The Run Command ids served, and the OS each one runs on.
+RUN_COMMANDS = {
+    "RunShellScript": "Linux",
+    "ifconfig": "Linux",
+    "RunPowerShellScript": "Windows",
+    "ipconfig": "Windows",
+}
 
 
 def _ref(args: dict[str, str]) -> ResourceId:
@@ -168,8 +174,23 @@ def _nics(world: World, properties: dict[str, Any], vm_id: str) -> list[Resource
         owner = (nic.properties.get("virtualMachine") or {}).get("id")
         if owner and str(owner).lower() != vm_id.lower():
             raise bad_request(f"NIC '{nic.name}' is used by VM '{owner}'.", "NicInUse")
+        state = nic.provisioning_state(world.now())
+        if state != "Succeeded":
+            raise _not_provisioned(nic, vm_id, state)
         nics.append(nic)
     return nics
+
+
+def _not_provisioned(nic: Resource, vm_id: str, state: str) -> ArmError:
+    """What ARM answers a write that uses a resource still being written (terraform#7986 shows
+    it from Microsoft.Network: 429 RetryableError, detail ReferencedResourceNotProvisioned)."""
+    return ArmError(
+        429,
+        "RetryableError",
+        f"ReferencedResourceNotProvisioned: Cannot proceed with operation because resource "
+        f"{nic.id} used by resource {vm_id} is not in Succeeded state. Resource is in {state} "
+        "state.",
+    )
 
 
 def put_vm(world: World, request: Request, args: dict[str, str]) -> Reply:
@@ -276,7 +297,8 @@ def delete_vm(world: World, request: Request, args: dict[str, str]) -> Reply:
             if nic is not None:
                 nic.properties.pop("virtualMachine", None)
 
-    return delete_reply(request, world, vm, "Microsoft.Compute", release)
+    seconds = world.durations.vm_delete_seconds
+    return delete_reply(request, world, vm, "Microsoft.Compute", seconds, release)
 
 
 def power_state(world: World, vm: Resource) -> str:
@@ -366,54 +388,94 @@ def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply
 
 
 def run_command(world: World, request: Request, args: dict[str, str]) -> Reply:
+    """POST runCommand: 202 with Location and Azure-AsyncOperation (as Azure answers it,
+    azure-powershell#8848); the result is readable at the Location after a varied time."""
     vm = world.get(_ref(args))
     command = request.json_object()
-    if command.get("commandId") not in RUN_COMMANDS:
+    command_id = str(command.get("commandId"))
+    if command_id not in RUN_COMMANDS:
         raise bad_request(
-            f"commandId '{command.get('commandId')}' is not one of "
-            f"{', '.join(sorted(RUN_COMMANDS))}."
+            f"commandId '{command_id}' is not one of {', '.join(sorted(RUN_COMMANDS))}."
         )
-    power = power_state(world, vm)
-    if vm.provisioning_state(world.now()) != "Succeeded" or power != "running":
-        raise ArmError(409, "Conflict", f"Run Command needs a running VM; '{vm.name}' is {power}.")
-    error = None
-    if vm.guest_silent or world.faults.take(
-        request.operation, [request.path], vm.location, frozenset({"guest-silent"})
-    ):
-        error = ArmError(
-            400,
-            "VMAgentStatusCommunicationError",
-            f"VM '{vm.name}' has not reported status for VM agent or extensions.",
-        )
-    elif world.faults.take(
-        request.operation, [request.path], vm.location, frozenset({"fail-operation"})
-    ):
-        error = injected_failure()
+    _check_runnable(world, vm, RUN_COMMANDS[command_id])
     script = [str(line) for line in command.get("script") or []]
-    stdout = "\n".join(line[5:].strip("'\"") for line in script if line.startswith("echo "))
-    result = {
-        "value": [
-            {
-                "code": "ComponentStatus/StdOut/succeeded",
-                "level": "Info",
-                "displayStatus": "Provisioning succeeded",
-                "message": stdout,
-            },
-            {
-                "code": "ComponentStatus/StdErr/succeeded",
-                "level": "Info",
-                "displayStatus": "Provisioning succeeded",
-                "message": "",
-            },
-        ]
-    }
+    echoed = [line[5:].strip("'\"") for line in script if line.startswith("echo ")]
+    result = _command_result(RUN_COMMANDS[command_id], echoed)
+    expected = world.durations.run_command_seconds
     operation = world.start_operation(
         args["sub"],
         "Microsoft.Compute",
         vm.location,
         request.api_version,
-        world.durations.run_command_seconds,
+        world.varied(expected, f"runcommand:{vm.id.lower()}"),
         result=lambda: result,
-        error=error,
+        error=_command_error(world, request, vm),
+        expected_seconds=expected,
     )
-    return location_reply(request, world, operation)
+    vm.command_until = operation.done_at
+    reply = location_reply(request, world, operation)
+    reply.headers["Azure-AsyncOperation"] = operation.url(request.base_url, monitor=False)
+    return reply
+
+
+def _check_runnable(world: World, vm: Resource, command_os: str) -> None:
+    """Azure's 409s: the VM is not running, the command is for the other OS
+    (MicrosoftDocs/azure-docs#116419), or a command still runs in the guest (azure-cli#19137)."""
+    now = world.now()
+    power = power_state(world, vm)
+    if vm.provisioning_state(now) != "Succeeded" or power != "running":
+        raise ArmError(409, "Conflict", f"Run command needs a running VM; '{vm.name}' is {power}.")
+    vm_os = ((vm.properties.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
+    if vm_os != command_os:
+        raise ArmError(
+            409,
+            "Conflict",
+            f"Run command OS type '{command_os}' does not match the target OS {vm_os}.",
+        )
+    if vm.command_until is not None and now < vm.command_until:
+        raise ArmError(
+            409,
+            "Conflict",
+            "Run command extension execution is in progress. Please wait for completion before "
+            "invoking a run command.",
+        )
+
+
+def _command_error(world: World, request: Request, vm: Resource) -> ArmError | None:
+    """How an accepted command ends when the guest never runs it (silent agent, injected)."""
+    if vm.guest_silent or world.faults.take(
+        request.operation, [request.path], vm.location, frozenset({"guest-silent"})
+    ):
+        return ArmError(
+            400,
+            "VMAgentStatusCommunicationError",
+            f"VM '{vm.name}' has not reported status for VM agent or extensions.",
+        )
+    if world.faults.take(
+        request.operation, [request.path], vm.location, frozenset({"fail-operation"})
+    ):
+        return injected_failure()
+    return None
+
+
+def _command_result(command_os: str, echoed: list[str]) -> dict[str, Any]:
+    """Run Command's answer in the shape Azure gives for each OS.
+
+    Linux (RunShellScript): ONE status, `ProvisioningState/succeeded`, whose message holds both
+    streams, "Enable succeeded: \n[stdout]\n...\n[stderr]\n..." (real answers quoted in
+    azure-cli issues #32286 and #25948; the docs have no official Linux example). Windows
+    (RunPowerShellScript): one status per stream, `ComponentStatus/StdOut/succeeded` and
+    `ComponentStatus/StdErr/succeeded` (the official example VirtualMachineRunCommand.json,
+    ComputeRP 2025-04-01, in ../shared/azure-rest-examples).
+    """
+    done = {"level": "Info", "displayStatus": "Provisioning succeeded"}
+    if command_os == "Linux":
+        stdout = "".join(f"{line}\n" for line in echoed)
+        message = f"Enable succeeded: \n[stdout]\n{stdout}\n[stderr]\n"
+        return {"value": [{"code": "ProvisioningState/succeeded", **done, "message": message}]}
+    return {
+        "value": [
+            {"code": "ComponentStatus/StdOut/succeeded", **done, "message": "\n".join(echoed)},
+            {"code": "ComponentStatus/StdErr/succeeded", **done, "message": ""},
+        ]
+    }

@@ -1,49 +1,100 @@
-"""Cleanup steps: remove a test's resources now, and sweep what crashed tests left behind."""
+"""Cleanup steps: delete what a test created, one kind at a time, and find what crashes left.
+
+Everything a DR test or verification creates sits in the region's DR-test group, tagged with the
+test id. Deleting a VM takes Azure minutes, so these steps only send the deletes and look again;
+the clean-up workflow (`shared/orchestrations/cleanup.py`) waits between them on durable timers.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from datetime import datetime
 from functools import partial
+from typing import Literal
 
 from shared.activities.common import EXPIRES_TAG, TEST_TAG, Payload, audited, parse_time
+from shared.ports import Accepted, TaggedResource
 from shared.services import Services
 
-
-def cleanup_test_resources(payload: Payload, svc: Services) -> Payload:
-    """Delete everything tagged with this test id in the region's DR-test group, and confirm."""
-    group = svc.settings.drtest_group(payload["region"])
-    test_id = payload["test_id"]
-    deleted = audited(
-        svc,
-        "delete",
-        f"{group}/{TEST_TAG}={test_id}",
-        partial(svc.gateway.delete_tagged, group, TEST_TAG, test_id),
-        vm_key=payload.get("vm_key"),
-        operation=payload.get("operation", "cleanup"),
-    )
-    left = [
-        r.id for r in svc.gateway.list_tagged(group, TEST_TAG) if r.tags.get(TEST_TAG) == test_id
-    ]
-    return {"deleted": deleted, "clean": not left, "left": left}
+# What a test creates, in the order it must go: a VM holds its NIC and disks until it is gone.
+DELETE_ORDER = (
+    "Microsoft.Compute/virtualMachines",
+    "Microsoft.Network/networkInterfaces",
+    "Microsoft.Compute/disks",
+)
+RECHECK_SECONDS = 10.0  # once the first wait is over, how soon to look whether a kind is gone
 
 
-def sweep_expired(payload: Payload, svc: Services) -> Payload:
-    """Delete test resources whose expiry has passed, in every region the fleet touches."""
+def begin_test_cleanup(payload: Payload, svc: Services) -> Payload:
+    """Start deleting the first kind (in DELETE_ORDER) of which the test left something.
+
+    Answers that kind and when to look again, or kind None and whether the test is clean once
+    none of those kinds is left. Deleting again what is being deleted is harmless, so a retried
+    or repeated step converges.
+    """
+    left = _left(svc, payload)
+    kind = next((k for k in DELETE_ORDER if any(_is(r, k) for r in left)), None)
+    if kind is None:
+        return {"kind": None, "clean": not left, "left": [r.id for r in left]}
+    poll_after = 0.0
+    for resource in (r for r in left if _is(r, kind)):
+        accepted = audited(
+            svc,
+            "delete",
+            resource.id,
+            partial(_begin_delete, svc, resource.id),
+            vm_key=payload.get("vm_key"),
+            operation=payload.get("operation", "cleanup"),
+        )
+        if accepted:
+            poll_after = max(poll_after, accepted.poll_after_seconds)
+    return {"kind": kind, "poll_after": poll_after}
+
+
+def check_test_cleanup(payload: Payload, svc: Services) -> Payload:
+    """What is left of the kind being deleted (one list of the group, however many there are)."""
+    left = [r.id for r in _left(svc, payload) if _is(r, payload["kind"])]
+    return {"left": left, "poll_after": RECHECK_SECONDS}
+
+
+def list_expired_tests(payload: Payload, svc: Services) -> Payload:
+    """Tests whose resources' expiry has passed, in every region the fleet touches."""
     now = parse_time(payload["now"])
-    regions: set[str] = set()
-    for vm in svc.gateway.list_vms():
-        regions.add(vm.location)
+    regions = {vm.location for vm in svc.gateway.list_vms()}
     regions |= {b.replica_region for b in svc.catalog.latest_backups().values() if b.replica_region}
-    swept: dict[str, list[str]] = defaultdict(list)
-    for region in sorted(regions):
-        group = svc.settings.drtest_group(region)
-        expired = {
+    return {
+        "expired": [
+            {"region": region, "test_id": test_id}
+            for region in sorted(regions)
+            for test_id in _expired_tests(svc, region, now)
+        ]
+    }
+
+
+def _expired_tests(svc: Services, region: str, now: datetime) -> list[str]:
+    tagged = svc.gateway.list_tagged(svc.settings.drtest_group(region), EXPIRES_TAG)
+    return sorted(
+        {
             r.tags[TEST_TAG]
-            for r in svc.gateway.list_tagged(group, EXPIRES_TAG)
+            for r in tagged
             if TEST_TAG in r.tags and parse_time(r.tags[EXPIRES_TAG]) <= now
         }
-        for test_id in sorted(expired):
-            swept[region] += cleanup_test_resources(
-                {"region": region, "test_id": test_id, "operation": "sweeper"}, svc
-            )["deleted"]
-    return {"swept": dict(swept)}
+    )
+
+
+def _left(svc: Services, payload: Payload) -> list[TaggedResource]:
+    """Everything in the region's DR-test group still tagged with the test id (deleting too)."""
+    group = svc.settings.drtest_group(payload["region"])
+    return [
+        r
+        for r in svc.gateway.list_tagged(group, TEST_TAG)
+        if r.tags.get(TEST_TAG) == payload["test_id"]
+    ]
+
+
+def _is(resource: TaggedResource, kind: str) -> bool:
+    return resource.type.lower() == kind.lower()
+
+
+def _begin_delete(svc: Services, resource_id: str) -> Accepted | Literal[False]:
+    """The delete, started; False (audited as not-found) when Azure had nothing to delete."""
+    return svc.gateway.begin_delete(resource_id) or False

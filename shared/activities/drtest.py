@@ -1,7 +1,9 @@
 """DR test steps: restore a VM from its replicated backup in the DR region, boot it, check it.
 
 Everything a test creates (disks, NIC, VM) sits in the region's pre-provisioned DR-test group,
-tagged with the test id and an expiry; `cleanup_test_resources` removes it whatever happened.
+tagged with the test id and an expiry; the clean-up steps (`cleanup.py`) remove it whatever
+happened. Steps that Azure takes a while over (the NIC, disks, VM, Run Command) are started here
+and read again by a `check_*` step after a durable timer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from shared.domain import names
 from shared.domain.models import Backup, DrTest, ReplicationStatus
 from shared.domain.policy import Cadence, PolicyError, policy_for
 from shared.errors import NotFoundError, PermanentError, sanitise
+from shared.ports import CommandRun, GuestCheck
 from shared.services import Services
 
 TEST_TTL = timedelta(hours=4)
@@ -103,16 +106,16 @@ def _restorable_backup(svc: Services, vm_key: str, region: str, backup_id: str |
 
 
 def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
-    """Create the NIC on the isolated subnet and start restoring every disk from its replica."""
+    """Start the NIC on the isolated subnet and the restore of every disk from its replica."""
     plan, region, test_id = payload["plan"], payload["test_region"], payload["test_id"]
     tags = test_tags(test_id, plan["backup_id"], svc.clock.now(), TEST_TTL)
     group = plan["group"]
-    nic_id = audited(
+    nic = audited(
         svc,
         "create",
         f"{group}/networkInterfaces/{plan['nic_name']}",
         partial(
-            svc.gateway.create_nic,
+            svc.gateway.begin_nic,
             name=plan["nic_name"],
             resource_group=group,
             region=region,
@@ -122,7 +125,7 @@ def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
         vm_key=payload["vm_key"],
         operation="dr_test",
     )
-    disks, poll_after = [], 0.0
+    disks, poll_after = [], nic.poll_after_seconds
     for disk in plan["disks"]:
         accepted = audited(
             svc,
@@ -143,16 +146,19 @@ def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
         )
         poll_after = max(poll_after, accepted.poll_after_seconds)
         disks.append({"lun": disk["lun"], "disk_id": accepted.resource_id})
-    return {"nic_id": nic_id, "disks": disks, "poll_after": poll_after}
+    return {"nic_id": nic.resource_id, "disks": disks, "poll_after": poll_after}
 
 
 def check_dr_disks(payload: Payload, svc: Services) -> Payload:
-    """Whether every restored disk is provisioned (done) and whether any failed."""
+    """Whether every restored disk, and the NIC when there is one, is provisioned (done), and
+    whether any failed: the VM can be created on them only then."""
     disks = [svc.gateway.get_disk(d["disk_id"]) for d in payload["disks"]]
-    failed = [
-        f"{d.name}: {d.provisioning_state}" for d in disks if d.provisioning_state == "Failed"
-    ]
-    done = all(d.provisioning_state in ("Succeeded", "Failed") for d in disks)
+    states = [(d.name, d.provisioning_state) for d in disks]
+    if payload.get("nic_id"):
+        nic_id = payload["nic_id"]
+        states.append((nic_id.rsplit("/", 1)[-1], svc.gateway.nic_state(nic_id)))
+    failed = [f"{name}: {state}" for name, state in states if state == "Failed"]
+    done = all(state in ("Succeeded", "Failed") for _, state in states)
     return {"done": done, "error": "; ".join(failed) or None}
 
 
@@ -189,9 +195,20 @@ def check_dr_vm(payload: Payload, svc: Services) -> Payload:
     return svc.gateway.vm_runtime(payload["vm_id"]).to_dict()
 
 
+def begin_dr_guest_check(payload: Payload, svc: Services) -> Payload:
+    """Ask the guest to answer through Run Command; `check_dr_guest` reads the answer."""
+    return _guest(svc.gateway.begin_guest_check(payload["vm_id"], payload["os_type"]))
+
+
 def check_dr_guest(payload: Payload, svc: Services) -> Payload:
-    """Ask the guest to answer through Run Command."""
-    return svc.gateway.run_guest_check(payload["vm_id"], payload["os_type"]).to_dict()
+    """The guest's answer to the Run Command `begin_dr_guest_check` started, once there is one."""
+    return _guest(svc.gateway.read_guest_check(CommandRun.from_dict(payload["run"])))
+
+
+def _guest(state: GuestCheck | CommandRun) -> Payload:
+    if isinstance(state, CommandRun):
+        return {"done": False, "run": state.to_dict(), "poll_after": state.poll_after_seconds}
+    return {"done": True, **state.to_dict()}
 
 
 def record_dr_test(payload: Payload, svc: Services) -> Payload:

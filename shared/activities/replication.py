@@ -1,8 +1,8 @@
 """Replication steps: CopyStart each disk's snapshot into the DR region and track the copy jobs.
 
 Azure copies one snapshot per disk at a time, in creation order, and at most 100 at once per
-subscription and region: a backup's copies start only when no older backup of the same VM is
-still copying and the target region has room.
+subscription and region: a backup's copies start only when every older backup of the same VM is
+copied (or deleted, or given up for good) and the target region has room.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
 MAX_PARALLEL_COPIES = 100  # per subscription and target region (Azure's limit)
 RETRY_BACKOFF = timedelta(minutes=30)
 MAX_RETRY_BACKOFF = timedelta(hours=12)
+# Failed attempts after which a backup's replication no longer holds back the VM's newer ones:
+# with the backoff above, about 18 hours of retries, so a daily backup never waits on a dead one.
+MAX_REPLICATION_ATTEMPTS = 6
 
 
 def list_pending_replications(payload: Payload, svc: Services) -> Payload:
@@ -79,7 +82,7 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
         return {"state": "skipped", "reason": f"backup is {backup.state}"}
     if backup.replication_status is ReplicationStatus.COMPLETED:
         return {"state": "completed"}
-    if _older_copy_running(svc, backup) or _region_full(svc, target, len(backup.snapshots)):
+    if _held_back(svc, backup) or _region_full(svc, target, len(backup.snapshots)):
         return {"state": "waiting"}
     group = svc.settings.backup_group(target)
     now = svc.clock.now()
@@ -133,12 +136,40 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
     return {"state": "in_progress", "poll_after": poll_after}
 
 
-def _older_copy_running(svc: Services, backup: Backup) -> bool:
-    return any(
-        other.taken_at < backup.taken_at
-        and other.replication_status is ReplicationStatus.IN_PROGRESS
+def _held_back(svc: Services, backup: Backup) -> bool:
+    """Whether an older backup of the VM must be copied first.
+
+    Azure copies a disk's snapshots one at a time and in creation order, and never an older one
+    after a newer ("Copy an incremental snapshot to a new region", Restrictions,
+    https://learn.microsoft.com/en-us/azure/virtual-machines/disks-copy-incremental-snapshot-across-regions):
+    a newer copy started while an older backup waits to be retried would make that one
+    uncopyable. So a backup waits for every older one still to copy (not started, copying, or
+    failed and to be retried). Only older ones that cannot hold it for ever stop counting: those
+    deleted by retention (not listed) and those given up for good.
+    """
+    older = [
+        other
         for other in svc.catalog.list_backups(backup.vm_key)
-    )
+        if (other.taken_at, other.backup_id) < (backup.taken_at, backup.backup_id)
+        and other.state is BackupState.COMPLETED
+        and other.replica_region
+        and other.replication_status is not ReplicationStatus.COMPLETED
+    ]
+    if any(other.replication_status is not ReplicationStatus.FAILED for other in older):
+        return True
+    return bool(older) and not _given_up(svc, backup.vm_key, {o.backup_id for o in older})
+
+
+def _given_up(svc: Services, vm_key: str, backup_ids: set[str]) -> bool:
+    """Whether each of these failed replications failed MAX_REPLICATION_ATTEMPTS times.
+
+    Attempts are counted as the catch-up's backoff counts them: one job id stamp per attempt.
+    """
+    stamps: dict[str, set[str]] = {backup_id: set() for backup_id in backup_ids}
+    for job in svc.catalog.list_replication_jobs(status=ReplicationStatus.FAILED, vm_key=vm_key):
+        if job.backup_id in stamps:
+            stamps[job.backup_id].add(job.id.rsplit("-", 1)[-1])
+    return all(len(attempts) >= MAX_REPLICATION_ATTEMPTS for attempts in stamps.values())
 
 
 def _region_full(svc: Services, region: str, wanted: int) -> bool:
@@ -207,6 +238,7 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
     if changed:
         svc.catalog.save_replication_jobs(changed)
     if any(ref.replica_status is ReplicationStatus.FAILED for ref in refs):
+        _end_attempt(svc, backup, attempt, "; ".join(errors))
         _delete_failed_replicas(svc, backup, refs)
         return _failed(svc, backup, backup.replica_region or "", "; ".join(errors))
     if any(ref.replica_status is not ReplicationStatus.COMPLETED for ref in refs):
@@ -267,8 +299,17 @@ def fail_replication(payload: Payload, svc: Services) -> Payload:
     backup = load_backup(svc, payload)
     if backup.replication_status is ReplicationStatus.COMPLETED:
         return {"state": "completed"}
+    _end_attempt(svc, backup, parse_time(payload["attempt"]), payload["error"])
+    return _failed(svc, backup, payload["target_region"], payload["error"])
+
+
+def _end_attempt(svc: Services, backup: Backup, attempt: datetime, error: str) -> None:
+    """Record the attempt's jobs still copying as failed with it.
+
+    The next attempt tracks those copies under its own jobs; left running here, they would count
+    against the region's 100 parallel copies for ever.
+    """
     now = svc.clock.now()
-    attempt = parse_time(payload["attempt"])
     jobs = [
         svc.catalog.get_replication_job(
             backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
@@ -276,11 +317,10 @@ def fail_replication(payload: Payload, svc: Services) -> Payload:
         for ref in backup.snapshots
     ]
     svc.catalog.save_replication_jobs(
-        _ended(job, ReplicationStatus.FAILED, now, payload["error"])
+        _ended(job, ReplicationStatus.FAILED, now, error)
         for job in jobs
         if job is not None and job.status in COPYING
     )
-    return _failed(svc, backup, payload["target_region"], payload["error"])
 
 
 def _delete_failed_replicas(svc: Services, backup: Backup, refs: list[SnapshotRef]) -> None:

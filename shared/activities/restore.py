@@ -13,6 +13,7 @@ from shared.activities.common import APP, MANAGED_BY, SOURCE_TAG, Payload, audit
 from shared.domain import names
 from shared.domain.models import BackupState
 from shared.errors import PermanentError
+from shared.ports import Accepted
 from shared.services import Services
 
 RESTORE_TAG = "backupdr-restore"
@@ -23,12 +24,14 @@ def _tags(payload: Payload) -> dict[str, str]:
 
 
 def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
-    """Start one new managed disk per snapshot of the backup, in the VM's own group and region."""
+    """Start one new managed disk per snapshot of the backup, in the VM's own group and region,
+    and the new VM's NIC on `subnet` alongside when a VM is wanted."""
     backup = load_backup(svc, payload)
     if backup.state is not BackupState.COMPLETED:
         raise PermanentError(f"backup {backup.backup_id} is {backup.state}, not restorable")
     group = payload["resource_group"]
-    disks, poll_after = [], 0.0
+    nic = _begin_nic(svc, payload, backup.region) if payload.get("new_vm") else None
+    disks, poll_after = [], nic.poll_after_seconds if nic else 0.0
     for ref in backup.snapshots:
         name = names.dr_resource_name("disk", backup.vm_name, payload["restore_id"], ref.disk_role)
         accepted = audited(
@@ -52,6 +55,7 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
         disks.append({"lun": ref.lun, "role": ref.disk_role, "disk_id": accepted.resource_id})
     return {
         "disks": disks,
+        "nic_id": nic.resource_id if nic else None,
         "poll_after": poll_after,
         "vm_size": backup.vm_size,
         "os_type": backup.os_type,
@@ -59,26 +63,29 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
     }
 
 
-def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
-    """Start a new VM named by the operator on the restored disks, with a NIC on `subnet`."""
-    restore, group, name = payload["restore"], payload["resource_group"], payload["new_vm"]
-    tags = _tags(payload)
-    nic_name = names.dr_resource_name("nic", name, payload["restore_id"])
-    nic_id = audited(
+def _begin_nic(svc: Services, payload: Payload, region: str) -> Accepted:
+    group = payload["resource_group"]
+    name = names.dr_resource_name("nic", payload["new_vm"], payload["restore_id"])
+    return audited(
         svc,
         "create",
-        f"{group}/networkInterfaces/{nic_name}",
+        f"{group}/networkInterfaces/{name}",
         partial(
-            svc.gateway.create_nic,
-            name=nic_name,
+            svc.gateway.begin_nic,
+            name=name,
             resource_group=group,
-            region=restore["region"],
+            region=region,
             subnet=payload["subnet"],
-            tags=tags,
+            tags=_tags(payload),
         ),
         vm_key=payload["vm_key"],
         operation="restore",
     )
+
+
+def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
+    """Start a new VM named by the operator on the restored disks and the NIC made with them."""
+    restore, group, name = payload["restore"], payload["resource_group"], payload["new_vm"]
     disks = restore["disks"]
     accepted = audited(
         svc,
@@ -93,8 +100,8 @@ def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
             os_type=restore["os_type"],
             os_disk_id=next(d["disk_id"] for d in disks if d["lun"] is None),
             data_disks=[(d["lun"], d["disk_id"]) for d in disks if d["lun"] is not None],
-            nic_id=nic_id,
-            tags=tags,
+            nic_id=restore["nic_id"],
+            tags=_tags(payload),
         ),
         vm_key=payload["vm_key"],
         operation="restore",

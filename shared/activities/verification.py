@@ -1,7 +1,8 @@
 """Verification steps: restore each snapshot of a backup to a test disk, check it, record it.
 
 Test disks live in the region's DR-test group, tagged with the test id and an expiry, and are
-deleted by `cleanup_test_resources` whatever happened (the sweeper catches what a crash left).
+deleted by the clean-up steps (`cleanup.py`) whatever happened (the sweeper catches what a crash
+left).
 """
 
 from __future__ import annotations

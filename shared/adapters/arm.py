@@ -1,31 +1,38 @@
 """The Compute gateway: `ComputeGateway` on azure-mgmt-compute, -network and -resource.
 
-Creates that take minutes (snapshots, copies, disks, VMs) are only *started* here and answered
-with `Accepted`: the workflows wait on durable timers and read the state again, because an
-activity that blocks on a create would stall the virtual clock locally and burn a worker in
-Azure. Deletes, the NIC, Run Command and tag writes are quick, so they wait on the SDK poller,
-paced by Retry-After (the app's poll interval when Azure sends none).
+Operations that take Azure seconds to minutes (snapshots, copies, disks, NICs, VMs, their
+deletes, Run Command) are only *started* here and answered with a hint of when to look again:
+the workflows wait on durable timers and read the state again. An activity that blocks on a
+poller stalls the virtual clock locally, and in Azure one that outlives host.json's
+functionTimeout is killed with its worker. Only snapshot deletes (retention) and tag writes (the
+CLI), quick in Azure, wait on the SDK poller, paced by Retry-After.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.core.polling import LROPoller
-from azure.core.rest import HttpResponse
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.compute import models as compute
+from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.tools import parse_resource_id, resource_id
 from azure.mgmt.network import models as network
 from azure.mgmt.resource.resources import models as resources
 
-from shared.adapters.arm_errors import retry_after_seconds, translated
+from shared.adapters.arm_errors import retry_after_seconds, translate, translated
 from shared.adapters.credentials import ArmClients, arm_clients
 from shared.domain.models import VM, Disk
-from shared.errors import NotFoundError, PermanentError
+from shared.errors import NotFoundError, PermanentError, TransientError
 from shared.ports import (
     Accepted,
+    CommandRun,
     GuestCheck,
     ManagedDisk,
     Snapshot,
@@ -39,13 +46,24 @@ VM_TYPE: Final = "Microsoft.Compute/virtualMachines"
 DISK_TYPE: Final = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE: Final = "Microsoft.Compute/snapshots"
 NIC_TYPE: Final = "Microsoft.Network/networkInterfaces"
-# The order `delete_tagged` deletes in: a VM holds its NIC and disks until it is gone.
-DELETE_ORDER: Final = (VM_TYPE, NIC_TYPE, DISK_TYPE)
-# Seconds until a started create is worth reading again, when Azure sends no Retry-After.
-EXPECTED_SECONDS: Final = {"snapshot": 15.0, "copy": 60.0, "disk": 30.0, "vm": 60.0}
+# Seconds until a started operation is worth reading again, when Azure sends no Retry-After.
+EXPECTED_SECONDS: Final = {
+    "snapshot": 15.0,
+    "copy": 60.0,
+    "disk": 30.0,
+    "vm": 60.0,
+    "nic": 10.0,
+    "run command": 30.0,
+}
+# The same for deletes, by the type deleted.
+DELETE_SECONDS: Final = {VM_TYPE: 60.0, NIC_TYPE: 10.0, DISK_TYPE: 15.0}
 # Run Command per OS: a trivial script whose echo proves the guest agent and shell answered.
 GUEST_MARKER: Final = "backupdr-guest-ok"
 GUEST_COMMANDS: Final = {"linux": "RunShellScript", "windows": "RunPowerShellScript"}
+# Where Compute leaves an operation's result (a Run Command's Location), in our subscription.
+_OPERATION_PATH: Final = (
+    r"/subscriptions/{}/providers/Microsoft\.Compute/locations/[^/]+/operations/[^/]+"
+)
 
 
 class ResponseLog:
@@ -150,8 +168,18 @@ class ArmComputeGateway:
             return [_snapshot(s) for s in snapshots.list()]
 
     def delete_snapshot(self, snapshot_id: str) -> bool:
-        """Delete a snapshot and wait until Azure is done; False when it was already gone."""
-        return self._start_delete(snapshot_id, SNAPSHOT_TYPE)()
+        """Delete a snapshot and wait until Azure is done; False when it was already gone.
+
+        Waited on here: retention deletes inside its activity, and a snapshot delete is quick.
+        """
+        group, name = _locate(snapshot_id, SNAPSHOT_TYPE)
+        log = ResponseLog()
+        try:
+            with translated(f"delete snapshot {group}/{name}"):
+                self._compute.snapshots.begin_delete(group, name, raw_response_hook=log).result()
+        except NotFoundError:
+            return False
+        return not _already_gone(log)
 
     # --- disks -----------------------------------------------------------------------------
 
@@ -193,16 +221,12 @@ class ArmComputeGateway:
         with translated(f"get disk {group}/{name}"):
             return _managed_disk(self._compute.disks.get(group, name))
 
-    def delete_disk(self, disk_id: str) -> bool:
-        """Delete a managed disk and wait; False when it was already gone."""
-        return self._start_delete(disk_id, DISK_TYPE)()
-
     # --- DR: network, VM, guest --------------------------------------------------------------
 
-    def create_nic(
+    def begin_nic(
         self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
-    ) -> str:
-        """Create a NIC on `subnet` ("vnet/subnet" in the same group) and return its id."""
+    ) -> Accepted:
+        """Start creating a NIC on `subnet` ("vnet/subnet" in the same group)."""
         vnet, _, subnet_name = subnet.partition("/")
         if not vnet or not subnet_name or "/" in subnet_name:
             raise PermanentError(f"subnet {subnet!r} is not in the form vnet/subnet")
@@ -230,13 +254,21 @@ class ArmComputeGateway:
                 ]
             ),
         )
-        with translated(f"create NIC {resource_group}/{name}"):
-            nic = self._network.network_interfaces.begin_create_or_update(
-                resource_group, name, body
-            ).result()
-        return nic.id or self._resource_id(
-            resource_group, "Microsoft.Network", "networkInterfaces", name
+        return self._begin(
+            "nic",
+            self._resource_id(resource_group, "Microsoft.Network", "networkInterfaces", name),
+            lambda **kw: self._network.network_interfaces.begin_create_or_update(
+                resource_group, name, body, **kw
+            ),
         )
+
+    def nic_state(self, nic_id: str) -> str:
+        """A NIC's provisioning state (Updating | Succeeded | Failed); NotFoundError if gone."""
+        group, name = _locate(nic_id, NIC_TYPE)
+        with translated(f"get NIC {group}/{name}"):
+            nic = self._network.network_interfaces.get(group, name)
+        props = nic.properties or network.NetworkInterfacePropertiesFormat()
+        return _text(props.provisioning_state) or ""
 
     def begin_vm_from_disks(
         self,
@@ -305,30 +337,57 @@ class ArmComputeGateway:
             power_state=_status(codes, "PowerState/"),
         )
 
-    def run_guest_check(self, vm_id: str, os_type: str) -> GuestCheck:
-        """Run a trivial command in the guest (Run Command) and report whether it answered.
+    def begin_guest_check(self, vm_id: str, os_type: str) -> GuestCheck | CommandRun:
+        """POST a trivial Run Command without waiting: its answer (a 200), or the run to read.
 
-        A command Azure accepted but the guest never ran (its operation failed, as when the
-        agent is silent) or ran without echoing the marker is a failed check, not an error;
-        a refused request, a missing VM and transient failures raise.
+        A refused request (the VM is not running, another command still runs), a missing VM
+        and transient failures raise.
         """
         group, name = _locate(vm_id, VM_TYPE)
         command = GUEST_COMMANDS.get(os_type.lower())
         if command is None:
             raise PermanentError(f"os type {os_type!r} is not Linux or Windows")
         body = compute.RunCommandInput(command_id=command, script=[f"echo {GUEST_MARKER}"])
-        operation = f"run guest check on VM {group}/{name}"
+        log = ResponseLog()
+        with translated(f"start guest check on VM {group}/{name}"):
+            self._compute.virtual_machines.begin_run_command(
+                group, name, body, polling=False, raw_response_hook=log
+            )
+        response = log.last("POST")
+        if response is None:
+            raise PermanentError(f"Azure did not answer the guest check on VM {group}/{name}")
+        if response.status_code == 200:
+            return _guest_check(response.json())
+        location = response.headers.get("Location")
+        if not location:
+            raise PermanentError(f"Azure gave no Location for the guest check on VM {name}")
+        run = CommandRun(vm_id=vm_id, result_url=location, poll_after_seconds=0.0)
+        return _hinted(run, response)
+
+    def read_guest_check(self, run: CommandRun) -> GuestCheck | CommandRun:
+        """Read the run's Location, as the SDK poller's final GET does for this POST.
+
+        Azure answers 202 while the command runs, 200 with its RunCommandResult, or the
+        operation's error: a command the guest never ran (VMAgentStatusCommunicationError, an
+        operation that failed) is a failed check; a missing operation and transient failures
+        raise. The request goes through the Compute client's pipeline (auth, retries), to the
+        configured endpoint only: just the path and query of the stored URL are sent.
+        """
+        group, name = _locate(run.vm_id, VM_TYPE)
+        operation = f"read guest check on VM {group}/{name}"
+        request = HttpRequest("GET", self._operation_path(run.result_url))
         with translated(operation):
-            poller = self._compute.virtual_machines.begin_run_command(group, name, body)
-        try:
-            with translated(operation):
-                result = poller.result()
-        except NotFoundError:
-            raise
-        except PermanentError as silent:  # e.g. VMAgentStatusCommunicationError
-            return GuestCheck(succeeded=False, output=str(silent))
-        output = "\n".join(s.message or "" for s in result.value or () if s.message)
-        return GuestCheck(succeeded=GUEST_MARKER in output, output=output[:1000])
+            response = self._compute.send_request(request)
+        if response.status_code == 202:
+            return _hinted(run, response)
+        if response.status_code == 200:
+            return _guest_check(response.json())
+        error = translate(
+            HttpResponseError(response=response, error_format=ARMErrorFormat), operation
+        )
+        if isinstance(error, NotFoundError | TransientError):
+            raise error
+        return GuestCheck(succeeded=False, output=str(error))  # e.g. the agent never answered
 
     # --- tagged resources ------------------------------------------------------------------
 
@@ -345,21 +404,29 @@ class ArmComputeGateway:
                 if item.tags and tag in item.tags
             ]
 
-    def delete_tagged(self, resource_group: str, tag: str, value: str) -> list[str]:
-        """Delete every VM, NIC and disk in the group tagged `tag=value`, in dependency order.
-
-        Each kind's deletes run side by side and all finish before the next kind starts.
-        """
-        tagged = [r for r in self.list_tagged(resource_group, tag) if r.tags[tag] == value]
-        deleted: list[str] = []
-        for kind in DELETE_ORDER:
-            started = [
-                (r.id, self._start_delete(r.id, kind))
-                for r in tagged
-                if r.type.lower() == kind.lower()
-            ]
-            deleted += [rid for rid, wait in started if wait()]
-        return deleted
+    def begin_delete(self, resource_id: str) -> Accepted | None:
+        """Send the DELETE of a VM, NIC or disk without waiting; None when Azure said it was
+        already gone (204 or 404), so a repeat after success converges."""
+        kind = _deletable_type(resource_id)
+        group, name = _locate(resource_id, kind)
+        deleters: dict[str, Callable[..., LROPoller[None]]] = {
+            VM_TYPE: self._compute.virtual_machines.begin_delete,
+            NIC_TYPE: self._network.network_interfaces.begin_delete,
+            DISK_TYPE: self._compute.disks.begin_delete,
+        }
+        log = ResponseLog()
+        try:
+            with translated(f"delete {kind.rsplit('/', 1)[-1]} {group}/{name}"):
+                deleters[kind](group, name, polling=False, raw_response_hook=log)
+        except NotFoundError:
+            return None
+        response = log.last("DELETE")
+        if response is None or response.status_code == 200:  # done at once
+            return Accepted(resource_id=resource_id, poll_after_seconds=0.0)
+        if response.status_code == 204:
+            return None
+        delay = retry_after_seconds(response.headers)
+        return Accepted(resource_id, DELETE_SECONDS[kind] if delay is None else delay)
 
     def set_policy_tag(self, vm_id: str, value: str | None) -> None:
         """Merge the `backup-policy` tag onto a VM (None removes it) through the Tags API.
@@ -391,43 +458,22 @@ class ArmComputeGateway:
         with translated(f"start {kind} {rid}"):
             start(polling=False, raw_response_hook=log)
         response = log.last("PUT")
+        if _provisioned(response):  # Microsoft.Network sends Retry-After even on a done 200
+            return Accepted(resource_id=rid, poll_after_seconds=0.0)
         delay = retry_after_seconds(response.headers) if response is not None else None
-        if delay is None:
-            delay = 0.0 if _provisioned(response) else EXPECTED_SECONDS[kind]
-        return Accepted(resource_id=rid, poll_after_seconds=delay)
+        return Accepted(resource_id=rid, poll_after_seconds=delay or EXPECTED_SECONDS[kind])
 
-    def _start_delete(self, rid: str, kind: str) -> Callable[[], bool]:
-        """Send the DELETE of a resource of `kind`; the answer waits for it to finish.
+    def _operation_path(self, url: str) -> str:
+        """The path and query of a Compute operation URL in this subscription, or a clear error.
 
-        The wait is True when this delete removed the resource, False when Azure said it was
-        already gone (204 or 404), so callers can tell a repeat run from real work.
+        Sending only these keeps the bearer token on the configured endpoint, whatever the
+        stored URL names.
         """
-        group, name = _locate(rid, kind)
-        deleters: dict[str, Callable[..., LROPoller[None]]] = {
-            VM_TYPE: self._compute.virtual_machines.begin_delete,
-            NIC_TYPE: self._network.network_interfaces.begin_delete,
-            DISK_TYPE: self._compute.disks.begin_delete,
-            SNAPSHOT_TYPE: self._compute.snapshots.begin_delete,
-        }
-        begin = deleters[kind]
-        operation = f"delete {kind.rsplit('/', 1)[-1]} {group}/{name}"
-        log = ResponseLog()
-        try:
-            with translated(operation):
-                poller = begin(group, name, raw_response_hook=log)
-        except NotFoundError:
-            return lambda: False
-
-        def wait() -> bool:
-            try:
-                with translated(operation):
-                    poller.result()
-            except NotFoundError:
-                return False
-            initial = log.last("DELETE")
-            return initial is None or initial.status_code != 204
-
-        return wait
+        parts = urllib.parse.urlsplit(url)
+        pattern = _OPERATION_PATH.format(re.escape(self._subscription))
+        if not re.fullmatch(pattern, parts.path, re.IGNORECASE):
+            raise PermanentError("the guest check's result URL is not a Compute operation here")
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
     def _compute_id(self, resource_group: str, kind: str, name: str) -> str:
         return self._resource_id(resource_group, "Microsoft.Compute", kind, name)
@@ -553,6 +599,65 @@ def _text(value: object | None) -> str | None:
 def _status(codes: Iterable[str], prefix: str) -> str:
     """The lower-case state after `prefix` in instance-view status codes ("unknown" if none)."""
     return next((c[len(prefix) :].lower() for c in codes if c.startswith(prefix)), "unknown")
+
+
+def _deletable_type(rid: str) -> str:
+    """The type of a VM, NIC or disk id (those `begin_delete` deletes); bad input fails clearly."""
+    parts = parse_resource_id(rid)
+    found = f"{parts.get('namespace', '')}/{parts.get('type', '')}".lower()
+    kind = next((t for t in DELETE_SECONDS if t.lower() == found), None)
+    if kind is None:
+        raise PermanentError(f"{rid!r} is not a VM, NIC or disk resource id")
+    return kind
+
+
+def _already_gone(log: ResponseLog) -> bool:
+    """Whether a DELETE was answered 204: Azure had nothing to delete."""
+    initial = log.last("DELETE")
+    return initial is not None and initial.status_code == 204
+
+
+def _hinted(run: CommandRun, response: HttpResponse) -> CommandRun:
+    """The run, to be read again after Azure's Retry-After (or the expected time)."""
+    delay = retry_after_seconds(response.headers)
+    return dataclasses.replace(
+        run, poll_after_seconds=EXPECTED_SECONDS["run command"] if delay is None else delay
+    )
+
+
+def _guest_check(body: Any) -> GuestCheck:
+    """The verdict on a finished Run Command: did the guest echo the marker on stdout?"""
+    result = compute.RunCommandResult(body)
+    stdout, stderr = _streams(result.value or ())
+    answered = any(line.strip() == GUEST_MARKER for line in stdout.splitlines())
+    output = "\n".join(text for text in (stdout.strip(), stderr.strip()) if text)
+    return GuestCheck(succeeded=answered, output=output[:1000])
+
+
+def _streams(statuses: Iterable[compute.InstanceViewStatus]) -> tuple[str, str]:
+    """(stdout, stderr) of a Run Command result, in either of the shapes Azure answers.
+
+    Windows (RunPowerShellScript) gives one status per stream, `ComponentStatus/StdOut/succeeded`
+    and `ComponentStatus/StdErr/succeeded` (the official example VirtualMachineRunCommand.json).
+    Linux (RunShellScript) gives one `ProvisioningState/succeeded` status whose message holds
+    both: "Enable succeeded: \n[stdout]\n...\n[stderr]\n..." (azure-cli issues #32286, #25948).
+    """
+    out: list[str] = []
+    err: list[str] = []
+    for status in statuses:
+        code, message = (status.code or "").lower(), status.message or ""
+        if code.startswith("componentstatus/stdout/"):
+            out.append(message)
+        elif code.startswith("componentstatus/stderr/"):
+            err.append(message)
+        elif "[stdout]\n" in message:
+            streams = message.partition("[stdout]\n")[2]
+            text, _, error = streams.partition("\n[stderr]\n")
+            out.append(text)
+            err.append(error)
+        else:
+            err.append(message)
+    return "\n".join(out), "\n".join(err)
 
 
 def _provisioned(response: HttpResponse | None) -> bool:

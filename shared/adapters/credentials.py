@@ -26,7 +26,10 @@ RETRY_BACKOFF_MAX_SECONDS = 4
 CONNECTION_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 
-SIMULATOR_TOKEN = "backupdr-local-simulator-token"  # noqa: S105 - not a secret, the simulator's fixed token
+# Not secrets: the local ARM simulator's fixed tokens. SIMULATOR_TOKEN is the app's identity, held
+# to infra/'s roles; OPERATOR_TOKEN is the operator's own (the CLI's tag writes and restores).
+SIMULATOR_TOKEN = "backupdr-local-simulator-token"  # noqa: S105
+OPERATOR_TOKEN = "backupdr-local-operator-token"  # noqa: S105
 
 
 class StaticTokenCredential:

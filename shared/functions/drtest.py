@@ -17,6 +17,7 @@ register_activities(
     drtest.check_dr_disks,
     drtest.begin_dr_vm,
     drtest.check_dr_vm,
+    drtest.begin_dr_guest_check,
     drtest.check_dr_guest,
     drtest.record_dr_test,
 )

@@ -8,15 +8,16 @@ or 429 (manual requests over the hourly limit, with Retry-After).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared.activities.drtest import TEST_TTL
 from shared.domain import names
-from shared.domain.models import VM, AuditEntry
+from shared.domain.models import VM, AuditEntry, BackupState
 from shared.functions.wiring import RUNNING, utc_now
 from shared.health import fleet_status
 from shared.inputs import (
@@ -63,7 +64,7 @@ async def start_backup(
         vm = _one_vm(svc, req, body)
         now = utc_now().replace(microsecond=0)
         instance_id, payload = _checked(manual_backup, vm, now)
-        await _refuse_if_running(client, vm.key, ("backup", "manual-backup"))
+        await _refuse_if_running(client, _backups_under_way(svc, vm.key, now))
         _admit(svc, vm.key, "manual-backup", now)
         await client.start_new("vm_backup", instance_id=instance_id, client_input=payload)
     except ApiError as error:
@@ -91,8 +92,11 @@ async def start_dr_test(
             not isinstance(target, int | float) or isinstance(target, bool) or target <= 0
         ):
             raise ApiError(400, "InvalidRtoTarget", "rtoTargetSeconds must be a positive number")
-        await _refuse_if_running(client, vm.key, ("dr",))
         now = utc_now().replace(microsecond=0)
+        # No DR test outlives its resources' expiry (TEST_TTL). A test the timer started is not
+        # among these: its id is the moment its `dr_tests` run began, recorded nowhere else.
+        requested = _requested(svc, vm.key, "manual-drtest", "dr", now - TEST_TTL)
+        await _refuse_if_running(client, requested)
         _admit(svc, vm.key, "manual-drtest", now)
         test_id, payload = dr_test_request(
             vm, now, test_region=region, backup_id=backup_id, rto_target_seconds=target
@@ -168,14 +172,39 @@ def _checked(check: Callable[..., T], *args: Any) -> T:
 
 
 async def _refuse_if_running(
-    client: df.DurableOrchestrationClient, vm_key: str, kinds: tuple[str, ...]
+    client: df.DurableOrchestrationClient, instance_ids: Iterable[str]
 ) -> None:
-    prefixes = tuple(names.orchestration_prefix(kind, vm_key) for kind in kinds)
-    for instance in await client.get_status_by(runtime_status=list(RUNNING)):
-        if instance.instance_id and instance.instance_id.startswith(prefixes):
-            raise ApiError(
-                409, "AlreadyRunning", f"{instance.instance_id} is already running for this VM"
-            )
+    """409 if any of these workflow instances is still pending or running.
+
+    Each is asked for by id: a status query answers one page (100 instances) and the SDK reads
+    no further, so in a busy task hub it would miss the very instance that is running.
+    """
+    for instance_id in dict.fromkeys(instance_ids):
+        status = await client.get_status(instance_id)
+        if status.runtime_status in RUNNING:
+            raise ApiError(409, "AlreadyRunning", f"{instance_id} is already running for this VM")
+
+
+def _backups_under_way(svc: Services, vm_key: str, now: datetime) -> list[str]:
+    """The workflows that may be taking a backup of the VM: that of each backup the catalog shows
+    being created (scheduled or manual; the workflow may have died since, so it is asked), and
+    that of each manual request this hour, which may not have reached the catalog yet."""
+    creating = [
+        names.orchestration_id("manual-backup" if b.manual else "backup", vm_key, b.slot)
+        for b in svc.catalog.list_backups(vm_key)
+        if b.state is BackupState.CREATING
+    ]
+    return creating + _requested(svc, vm_key, "manual-backup", "manual-backup", now - RATE_WINDOW)
+
+
+def _requested(svc: Services, vm_key: str, operation: str, kind: str, since: datetime) -> list[str]:
+    """The instance ids of the VM's manual requests since `since`: each request is audited with
+    the moment that names its instance (see `_admit`)."""
+    return [
+        names.orchestration_id(kind, vm_key, entry.at)
+        for entry in svc.catalog.audit_entries(since=since, vm_key=vm_key)
+        if entry.action == "request" and entry.operation == operation
+    ]
 
 
 def _admit(svc: Services, vm_key: str, operation: str, now: datetime) -> None:

@@ -1,4 +1,5 @@
-"""Sweeper: the hourly timer that removes expired test resources a crash left behind."""
+"""Sweeper: the hourly timer that removes expired test resources a crash left behind, and the
+clean-up steps it shares with every DR test and verification."""
 
 import azure.durable_functions as df
 
@@ -9,4 +10,6 @@ from shared.orchestrations.sweeper import sweeper
 bp = df.Blueprint()
 register_timer(bp, "sweeper", "BACKUPDR_SWEEPER_SCHEDULE")
 register_orchestrators(bp, sweeper)
-register_activities(bp, cleanup.sweep_expired)
+register_activities(
+    bp, cleanup.list_expired_tests, cleanup.begin_test_cleanup, cleanup.check_test_cleanup
+)

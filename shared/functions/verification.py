@@ -1,8 +1,8 @@
-"""Verification: the timer, the orchestrations, and their steps (test-disk cleanup included)."""
+"""Verification: the timer, the orchestrations, and their steps (clean-up's are the sweeper's)."""
 
 import azure.durable_functions as df
 
-from shared.activities import cleanup, verification
+from shared.activities import verification
 from shared.functions.wiring import register_activities, register_orchestrators, register_timer
 from shared.orchestrations.verification import verify_backup, verify_backups
 
@@ -15,5 +15,4 @@ register_activities(
     verification.begin_verification,
     verification.check_verification,
     verification.record_verification,
-    cleanup.cleanup_test_resources,
 )

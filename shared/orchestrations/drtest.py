@@ -7,19 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain import names
-from shared.orchestrations.durable import (
-    RETRY,
-    Context,
-    Payload,
-    clean_up_test,
-    failure_text,
-    fan_out,
-    poll,
-)
+from shared.orchestrations.cleanup import clean_up_test
+from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
 
 DISK_TIMEOUT = timedelta(hours=1)
 CREATE_TIMEOUT = timedelta(minutes=30)
 BOOT_TIMEOUT = timedelta(minutes=15)
+GUEST_TIMEOUT = timedelta(minutes=10)
 PARALLEL = 2
 
 
@@ -68,7 +62,7 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
         disks = yield from poll(
             context,
             "check_dr_disks",
-            {"disks": restore["disks"]},
+            {"disks": restore["disks"], "nic_id": restore["nic_id"]},
             first_wait=restore["poll_after"],
             timeout=DISK_TIMEOUT,
             done=lambda r: bool(r["done"]),
@@ -103,10 +97,10 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
             raise DrTestFailed(f"boot: VM not running within {BOOT_TIMEOUT}")
         outcome["boot_succeeded"] = True
         clock.lap()
-        guest = yield context.call_activity_with_retry(
-            "check_dr_guest", RETRY, {"vm_id": vm["vm_id"], "os_type": plan["os_type"]}
-        )
+        guest = yield from _guest_check(context, vm["vm_id"], plan["os_type"])
         clock.lap()
+        if guest is None:
+            raise DrTestFailed(f"guest check: no answer within {GUEST_TIMEOUT}")
         if not guest["succeeded"]:
             raise DrTestFailed(f"guest check: {guest['output'][:200] or 'no answer'}")
         outcome["connectivity_succeeded"] = True
@@ -135,6 +129,24 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
         },
     )
     return {"state": "completed" if recorded["success"] else "failed", **recorded}
+
+
+def _guest_check(context: Context, vm_id: str, os_type: str) -> Generator[Any, Any, Payload | None]:
+    """Run Command in the guest, its answer read on durable timers; None if none came in time."""
+    started: Payload = yield context.call_activity_with_retry(
+        "begin_dr_guest_check", RETRY, {"vm_id": vm_id, "os_type": os_type}
+    )
+    if started["done"]:
+        return started
+    answer: Payload | None = yield from poll(
+        context,
+        "check_dr_guest",
+        {"run": started["run"]},
+        first_wait=started["poll_after"],
+        timeout=GUEST_TIMEOUT,
+        done=lambda r: bool(r["done"]),
+    )
+    return answer
 
 
 class _PhaseClock:

@@ -15,8 +15,9 @@ CREATE_TIMEOUT = timedelta(minutes=30)
 def restore_backup(context: Context) -> Generator[Any, Any, Payload]:
     """New disks from every snapshot -> provisioned -> (a new VM on them, running).
 
-    Input: {vm_key, backup_id, restore_id, resource_group, new_vm?, subnet?}. The original
-    disks are never touched; what was created stays for the operator, even after a failure.
+    Input: {vm_key, backup_id, restore_id, resource_group, new_vm?, subnet?}. The new VM's NIC
+    is made with the disks, and the VM only once both are provisioned. The original disks are
+    never touched; what was created stays for the operator, even after a failure.
     """
     item: Payload = context.get_input()
     created: Payload = {"disks": [], "vm_id": None}
@@ -26,7 +27,7 @@ def restore_backup(context: Context) -> Generator[Any, Any, Payload]:
         disks = yield from poll(
             context,
             "check_dr_disks",
-            {"disks": restore["disks"]},
+            {"disks": restore["disks"], "nic_id": restore["nic_id"]},
             first_wait=restore["poll_after"],
             timeout=DISK_TIMEOUT,
             done=lambda r: bool(r["done"]),

@@ -6,15 +6,8 @@ from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
-from shared.orchestrations.durable import (
-    RETRY,
-    Context,
-    Payload,
-    clean_up_test,
-    failure_text,
-    fan_out,
-    poll,
-)
+from shared.orchestrations.cleanup import clean_up_test
+from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
 
 DISK_TIMEOUT = timedelta(hours=1)
 PARALLEL = 4

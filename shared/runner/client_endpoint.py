@@ -7,6 +7,7 @@ code runs unchanged against the local host.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -31,6 +32,16 @@ _RAISE = re.compile(r"/instances/(?P<id>[^/]+)/raiseEvent/(?P<event>[^/]+)/?")
 _TERMINATE = re.compile(r"/instances/(?P<id>[^/]+)/terminate/?")
 
 Reply = tuple[int, Any]
+
+# An instance query is answered one page at a time, as the extension does
+# (Azure/azure-functions-durable-extension, HttpApiHandler.HandleGetStatusRequestAsync): at most
+# `top` instances (default 100, OrchestrationStatusQueryCondition.PageSize), and while more remain
+# the response header x-ms-continuation-token, which the caller sends back as a request header of
+# the same name for the next page. Azure Storage keys instance rows by instance id
+# (Azure/durabletask, AzureTableTrackingStore), so pages follow instance-id order; the token here
+# is the id the next page starts at. The Python SDK reads the first page only.
+PAGE_SIZE = 100
+CONTINUATION_HEADER = "x-ms-continuation-token"
 
 
 class ClientEndpoint:
@@ -106,6 +117,7 @@ def status_payload(status: InstanceStatus, show_input: bool = True) -> dict[str,
 
 class _Handler(BaseHTTPRequestHandler):
     host: LocalDurableHost
+    reply_headers: dict[str, str]  # extra headers of the reply being built
 
     def do_GET(self) -> None:
         self._answer("GET")
@@ -120,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the host's callers read statuses, not access logs."""
 
     def _answer(self, method: str) -> None:
+        self.reply_headers = {}
         parts = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
@@ -132,6 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in self.reply_headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -187,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         return code, payload
 
     def _query(self, method: str, query: dict[str, str]) -> Reply:
-        """Instances matching the extension's filters: prefix, created time range, statuses."""
+        """Instances matching the extension's filters (prefix, created time range, statuses): a
+        page of them (GET), or their histories purged (DELETE)."""
         prefix = query.get("instanceIdPrefix", "")
         wanted = {s for s in query.get("runtimeStatus", "").split(",") if s}
         since = _moment(query.get("createdTimeFrom"))
@@ -201,12 +217,39 @@ class _Handler(BaseHTTPRequestHandler):
             and (until is None or status.created_at <= until)
         ]
         if method == "GET":
-            return 200, [status_payload(status) for status in found]
+            return 200, self._page(found, query)
         if since is None:
             return 400, "Please provide value for 'createdTimeFrom' parameter."
         for status in found:
             self.host.purge(status.instance_id)
         return (200, {"instancesDeleted": len(found)}) if found else (404, None)
+
+    def _page(self, found: list[InstanceStatus], query: dict[str, str]) -> list[dict[str, Any]]:
+        """One page of the query's instances, from the continuation token the caller sent; the
+        token of the next page goes in the reply headers while more remain."""
+        size = _page_size(query.get("top"))
+        ordered = sorted(found, key=lambda status: status.instance_id)
+        token = self.headers.get(CONTINUATION_HEADER)
+        if token:
+            start = base64.urlsafe_b64decode(token.encode()).decode()
+            ordered = [status for status in ordered if status.instance_id >= start]
+        page, rest = ordered[:size], ordered[size:]
+        if rest:
+            next_id = rest[0].instance_id.encode()
+            self.reply_headers[CONTINUATION_HEADER] = base64.urlsafe_b64encode(next_id).decode()
+        show_input = query.get("showInput", "true").lower() != "false"
+        return [status_payload(status, show_input) for status in page]
+
+
+def _page_size(top: str | None) -> int:
+    """`top` as the extension reads it: a whole number, else the default page size."""
+    try:
+        size = PAGE_SIZE if top is None else int(top)
+    except ValueError:
+        return PAGE_SIZE
+    if size < 1:
+        raise ValueError(f"top={top!r}: a page holds at least one instance")
+    return size
 
 
 def _api_path(path: str) -> str:

@@ -95,7 +95,7 @@ class TestManualBackup:
 
     def test_a_vm_with_a_malformed_policy_tag_is_refused(self, stack: Stack) -> None:
         vm = next(v for v in stack.services.gateway.list_vms() if v.key == WEB)
-        stack.services.gateway.set_policy_tag(vm.id, "daily=x")
+        stack.operator.set_policy_tag(vm.id, "daily=x")  # the operator tags; the app cannot
         response = _call(stack, "start_backup", "POST", "backups/web-01")
         assert _error(response) == (400, "InvalidPolicyTag")
         assert "daily='x'" in json.loads(response.get_body())["error"]["message"]

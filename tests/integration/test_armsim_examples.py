@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from local.armsim import ArmServer, ArmSimulator
+from local.armsim.authz import OWNER_TOKEN
 from local.armsim.protocol import ResourceId
 from local.armsim.routes import COMPUTE, DISKS, NETWORK, RESOURCES
 from shared.clock import VirtualClock
@@ -275,9 +276,13 @@ def _prepare(sim: ArmSimulator, name: str, example: dict[str, Any]) -> None:
     rg = f"/subscriptions/{SUB}/resourceGroups/{params.get('resourceGroupName')}"
     copy_snapshot = {"createOption": "Copy", "sourceResourceId": f"{rg}/providers/x/y/z"}
     if source:
-        far = "eastus" if "CopyStart" in json.dumps(body) else location
+        copying = "CopyStart" in json.dumps(body)
+        far = "eastus" if copying else location
         kind = "disks" if "/disks/" in source else "snapshots"
-        sim.seed(source, _doc(far, diskSizeGB=128, creationData=copy_snapshot) | {"kind": kind})
+        # CopyStart copies only an incremental snapshot (local/armsim/copystart.py).
+        extra = {"incremental": True} if copying else {}
+        document = _doc(far, diskSizeGB=128, creationData=copy_snapshot, **extra)
+        sim.seed(source, document | {"kind": kind})
     response = example["responses"].get("200", {}).get("body") or {}
     if name in {
         "Disk_Get",
@@ -313,7 +318,9 @@ def _prepare(sim: ArmSimulator, name: str, example: dict[str, Any]) -> None:
         "VirtualMachineRunCommand",
     }:
         sim.add_group(SUB, params["resourceGroupName"], "westus")
-        sim.add_vm(SUB, params["resourceGroupName"], params["vmName"])
+        windows = name == "VirtualMachineRunCommand"  # it runs RunPowerShellScript
+        os_type = "Windows" if windows else "Linux"
+        sim.add_vm(SUB, params["resourceGroupName"], params["vmName"], os_type=os_type)
     if name.startswith("VirtualMachine_Create"):
         for nic in body["properties"]["networkProfile"]["networkInterfaces"]:
             sim.seed(nic["id"], _doc(location, ipConfigurations=[]))
@@ -417,7 +424,7 @@ def _call(server: ArmServer, method: str, url: str, body: Any = None) -> request
         method,
         url,
         json=body,
-        headers={"Authorization": "Bearer example-replay"},
+        headers={"Authorization": f"Bearer {OWNER_TOKEN}"},  # the simulator's ARM surface
         verify=str(server.ca_path),
         timeout=10,
     )

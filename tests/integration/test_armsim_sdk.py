@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
+from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import Disk, RunCommandInput, Snapshot, VirtualMachine
 from azure.mgmt.network import NetworkManagementClient
@@ -18,6 +19,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.resources.models import TagsPatchResource
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule
+from local.armsim.authz import OWNER_TOKEN
 from local.armsim.protocol import VM_TYPE
 from shared.clock import VirtualClock
 
@@ -29,10 +31,10 @@ RG_BACKUP = "rg-backups-eastus"
 
 
 class FixedToken:
-    """The simulator accepts any bearer token."""
+    """The simulator's owner: these tests exercise its ARM surface, not the app's roles."""
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("simulated", int(time.time()) + 3600)
+        return AccessToken(OWNER_TOKEN, int(time.time()) + 3600)
 
 
 def _options(server: ArmServer) -> dict[str, Any]:
@@ -275,13 +277,14 @@ def _restore_vm(armsim: ArmServer, name: str) -> None:
     tags = {"backupdr-test": name}
     subnet = network.subnets.get(DR_RG, "vnet-backupdr-drtest", "snet-restore")
     ip = {"name": "ip1", "properties": {"subnet": {"id": doc(subnet)["id"]}}}
-    nic = network.network_interfaces.begin_create_or_update(
+    network.network_interfaces.begin_create_or_update(
         DR_RG,
         f"{name}-nic",
         NetworkInterface(
             {"location": "westus2", "tags": tags, "properties": {"ipConfigurations": [ip]}}
         ),
-    ).result(timeout=30)
+        polling=False,
+    )
     disk_body = Disk(
         {
             "location": "westus2",
@@ -290,7 +293,8 @@ def _restore_vm(armsim: ArmServer, name: str) -> None:
         }
     )
     disk = client.disks.begin_create_or_update(DR_RG, f"{name}-os", disk_body, polling=False)
-    sim.clock.advance(sim.durations.disk_seconds)
+    sim.clock.advance(max(sim.durations.disk_seconds, _longest(sim, sim.durations.nic_seconds)))
+    nic = network.network_interfaces.get(DR_RG, f"{name}-nic")
     os_disk = {
         "createOption": "Attach",
         "osType": "Linux",
@@ -310,40 +314,91 @@ def _restore_vm(armsim: ArmServer, name: str) -> None:
     client.virtual_machines.begin_create_or_update(DR_RG, name, vm_body, polling=False)
 
 
+def _longest(sim: ArmSimulator, seconds: float) -> float:
+    """The longest a varied operation of this duration can take."""
+    return seconds * (1 + sim.durations.jitter)
+
+
 def _statuses(armsim: ArmServer, name: str) -> list[str]:
     view = compute(armsim).virtual_machines.instance_view(DR_RG, name)
     return [status["code"] for status in doc(view)["statuses"]]
 
 
-def test_dr_restore_vm_boots_answers_run_command_and_cleans_up(armsim: ArmServer) -> None:
+SHELL_CHECK = RunCommandInput({"commandId": "RunShellScript", "script": ["echo ok"]})
+
+
+def _run_command(armsim: ArmServer, name: str) -> tuple[str, str]:
+    """Run Command started without a poller: the 202's Azure-AsyncOperation and Location."""
+    started = compute(armsim).virtual_machines.begin_run_command(
+        DR_RG, name, SHELL_CHECK, polling=False
+    )
+    accepted = started.polling_method()._initial_response.http_response  # type: ignore[attr-defined]
+    assert accepted.status_code == 202
+    assert accepted.headers["Retry-After"] == "30", "the expected 30 s, whatever it takes"
+    return accepted.headers["Azure-AsyncOperation"], accepted.headers["Location"]
+
+
+def _get(armsim: ArmServer, url: str) -> Any:
+    """A GET of an operation URL through the Compute client's pipeline, as its poller sends."""
+    return compute(armsim).send_request(HttpRequest("GET", url))
+
+
+def test_run_command_answers_after_its_virtual_time_in_the_linux_shape(
+    armsim: ArmServer,
+) -> None:
     sim = armsim.sim
     _restore_vm(armsim, "dr-vm")
     assert _statuses(armsim, "dr-vm") == ["ProvisioningState/creating", "PowerState/starting"]
     sim.clock.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
     assert _statuses(armsim, "dr-vm") == ["ProvisioningState/succeeded", "PowerState/running"]
-    output = (
-        compute(armsim)
-        .virtual_machines.begin_run_command(
-            DR_RG, "dr-vm", RunCommandInput({"commandId": "RunShellScript", "script": ["echo ok"]})
-        )
-        .result(timeout=30)
+    status_url, result_url = _run_command(armsim, "dr-vm")
+    assert _get(armsim, status_url).json()["status"] == "InProgress"
+    assert _get(armsim, result_url).status_code == 202
+    sim.clock.advance(_longest(sim, sim.durations.run_command_seconds))
+    assert _get(armsim, status_url).json()["status"] == "Succeeded"
+    [status] = _get(armsim, result_url).json()["value"]
+    assert (status["code"], status["message"]) == (
+        "ProvisioningState/succeeded",
+        "Enable succeeded: \n[stdout]\nok\n\n[stderr]\n",
     )
-    assert (doc(output)["value"][0]["code"], doc(output)["value"][0]["message"]) == (
-        "ComponentStatus/StdOut/succeeded",
-        "ok",
-    )
+
+
+def test_deletes_take_virtual_time_and_a_vm_holds_its_nic_and_disk_until_it_is_gone(
+    armsim: ArmServer,
+) -> None:
+    sim = armsim.sim
+    _restore_vm(armsim, "dr-vm")
+    sim.clock.advance(sim.durations.vm_create_seconds)
     resources = ResourceManagementClient(FixedToken(), SUB, **_options(armsim))
     tag_filter = "tagName eq 'backupdr-test' and tagValue eq 'dr-vm'"
-    tagged = list(resources.resources.list_by_resource_group(DR_RG, filter=tag_filter))
-    assert sorted(doc(r)["name"] for r in tagged) == ["dr-vm", "dr-vm-nic", "dr-vm-os"]
-    order = ["virtualMachines", "networkInterfaces", "disks"]  # dependants first
-    versions = {"virtualMachines": "2026-04-01", "networkInterfaces": "2026-03-01"}
-    for resource in sorted(tagged, key=lambda r: order.index(doc(r)["type"].split("/")[1])):
-        kind = doc(resource)["type"].split("/")[1]
-        resources.resources.begin_delete_by_id(
-            doc(resource)["id"], api_version=versions.get(kind, "2026-03-02")
-        ).result(timeout=30)
-    assert list(resources.resources.list_by_resource_group(DR_RG, filter=tag_filter)) == []
+
+    def tagged() -> dict[str, str]:
+        found = resources.resources.list_by_resource_group(DR_RG, filter=tag_filter)
+        return {doc(r)["type"].split("/")[1]: doc(r)["id"] for r in found}
+
+    def delete(kind: str) -> int:
+        versions = {"virtualMachines": "2026-04-01", "networkInterfaces": "2026-03-01"}
+        poller = resources.resources.begin_delete_by_id(
+            ids[kind], api_version=versions.get(kind, "2026-03-02"), polling=False
+        )
+        status: int = poller.polling_method()._initial_response.http_response.status_code  # type: ignore[attr-defined]
+        return status
+
+    ids = tagged()
+    assert sorted(ids) == ["disks", "networkInterfaces", "virtualMachines"]
+    assert delete("virtualMachines") == 202
+    with pytest.raises(HttpResponseError, match="NicInUse"):
+        delete("networkInterfaces")
+    with pytest.raises(HttpResponseError, match="is attached to VM"):
+        delete("disks")
+    sim.clock.advance(sim.durations.vm_delete_seconds * (1 - sim.durations.jitter) - 1)
+    assert "virtualMachines" in tagged(), "a VM delete takes minutes"
+    sim.clock.advance(_longest(sim, sim.durations.vm_delete_seconds))
+    assert sorted(tagged()) == ["disks", "networkInterfaces"]
+    assert (delete("networkInterfaces"), delete("disks")) == (202, 202)
+    sim.clock.advance(_longest(sim, sim.durations.disk_delete_seconds))
+    assert tagged() == {}
+    assert delete("virtualMachines") == 204
 
 
 @pytest.mark.parametrize(
@@ -360,12 +415,16 @@ def test_marked_disk_gives_a_vm_that_never_boots_or_never_answers(
     sim.clock.advance(3600)
     assert _statuses(armsim, "cursed")[1] == expected
     if kind == "guest-silent":
-        with pytest.raises(HttpResponseError, match="VMAgentStatusCommunicationError"):
-            compute(armsim).virtual_machines.begin_run_command(
-                DR_RG,
-                "cursed",
-                RunCommandInput({"commandId": "RunShellScript", "script": ["echo ok"]}),
-            ).result(timeout=30)
+        status_url, result_url = _run_command(armsim, "cursed")
+        sim.clock.advance(_longest(sim, sim.durations.run_command_seconds))
+        status = _get(armsim, status_url).json()
+        assert (status["status"], status["error"]["code"]) == (
+            "Failed",
+            "VMAgentStatusCommunicationError",
+        )
+        failed = _get(armsim, result_url)
+        assert failed.status_code == 400
+        assert failed.json()["error"]["code"] == "VMAgentStatusCommunicationError"
 
 
 def test_policy_tag_merges_through_the_tags_api(armsim: ArmServer) -> None:

@@ -7,11 +7,13 @@ polling) to the simulator, whose virtual clock the tests move the way durable ti
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule
-from shared.adapters.arm import gateway_from_settings
+from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
+from shared.adapters.credentials import OPERATOR_TOKEN, StaticTokenCredential, arm_clients
 from shared.clock import VirtualClock
 from shared.domain.models import VM
 from shared.errors import (
@@ -22,7 +24,7 @@ from shared.errors import (
     ThrottledError,
     TransientError,
 )
-from shared.ports import Accepted, ComputeGateway
+from shared.ports import Accepted, CommandRun, ComputeGateway, GuestCheck
 from shared.settings import Settings
 
 pytestmark = pytest.mark.armsim
@@ -40,19 +42,22 @@ def compute_id(group: str, kind: str, name: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/{kind}/{name}"
 
 
-def gateway_for(server: ArmServer) -> ComputeGateway:
-    """The production factory, pointed at the simulator with its CA and fixed token.
-
-    Typed as the port, so mypy checks that the adapter keeps the contract.
-    """
-    settings = Settings(
+def settings_for(server: ArmServer) -> Settings:
+    return Settings(
         subscription_id=SUB,
         arm_endpoint=server.url,
         ca_bundle=str(server.ca_path),
         credential="static",
         lro_poll_seconds=0.01,
     )
-    return gateway_from_settings(settings)
+
+
+def gateway_for(server: ArmServer) -> ComputeGateway:
+    """The production factory, pointed at the simulator with its CA and fixed token.
+
+    Typed as the port, so mypy checks that the adapter keeps the contract.
+    """
+    return gateway_from_settings(settings_for(server))
 
 
 @pytest.fixture
@@ -63,6 +68,13 @@ def sim(armsim: ArmServer) -> ArmSimulator:
 @pytest.fixture
 def gateway(armsim: ArmServer) -> ComputeGateway:
     return gateway_for(armsim)
+
+
+@pytest.fixture
+def operator(armsim: ArmServer) -> ComputeGateway:
+    """The gateway as the operator's identity: only operators write the policy tag."""
+    credential = StaticTokenCredential(OPERATOR_TOKEN)
+    return ArmComputeGateway(arm_clients(settings_for(armsim), credential), SUB)
 
 
 @pytest.fixture
@@ -282,7 +294,7 @@ class TestDisks:
         assert (disk.size_gb, disk.sku, disk.source_id) == (128, "Standard_LRS", snapshot_id)
         assert disk.tags == {TEST_TAG: "v1"}
 
-    def test_delete_disk_says_true_then_false_once_it_is_gone(
+    def test_begin_delete_of_a_disk_returns_at_once_and_a_repeat_once_it_is_gone_is_none(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
         snapshot_id = snapshot_of(gateway, sim, web)
@@ -297,10 +309,31 @@ class TestDisks:
         )
         settle(sim, accepted)
         assert gateway.get_disk(accepted.resource_id).zone == "1"
-        assert gateway.delete_disk(accepted.resource_id) is True
-        assert gateway.delete_disk(accepted.resource_id) is False
+        deleting = gateway.begin_delete(accepted.resource_id)
+        assert deleting is not None
+        assert deleting.poll_after_seconds == sim.durations.disk_delete_seconds
+        assert gateway.get_disk(accepted.resource_id).provisioning_state == "Deleting"
+        wait_out(sim, sim.durations.disk_delete_seconds)
         with pytest.raises(NotFoundError):
             gateway.get_disk(accepted.resource_id)
+        assert gateway.begin_delete(accepted.resource_id) is None
+        assert writes_to(sim, "/disks/verify-os") == [
+            ("PUT", 202),
+            ("DELETE", 202),
+            ("DELETE", 204),
+        ]
+
+    def test_begin_delete_refuses_what_it_does_not_delete_before_any_request(
+        self, gateway: ComputeGateway, sim: ArmSimulator
+    ) -> None:
+        with pytest.raises(PermanentError, match="is not a VM, NIC or disk"):
+            gateway.begin_delete(compute_id(BACKUPS, "snapshots", "snap"))
+        assert sim.requests == []
+
+
+def wait_out(sim: ArmSimulator, seconds: float) -> None:
+    """Wait out a varied operation however long it turns out (its longest possible time)."""
+    sim.advance(seconds * (1 + sim.durations.jitter))
 
 
 def restore(gateway: ComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
@@ -319,9 +352,10 @@ def restore(gateway: ComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
         )
         settle(sim, accepted)
         disks[disk.role] = accepted.resource_id
-    nic_id = gateway.create_nic(
+    nic = gateway.begin_nic(
         name="dr-1-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags=tags
     )
+    wait_out(sim, sim.durations.nic_seconds)
     return gateway.begin_vm_from_disks(
         name="dr-1-vm",
         resource_group=DRTEST,
@@ -330,9 +364,27 @@ def restore(gateway: ComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
         os_type=web.os_type,
         os_disk_id=disks["os"],
         data_disks=[(0, disks["lun0"])],
-        nic_id=nic_id,
+        nic_id=nic.resource_id,
         tags=tags,
     )
+
+
+def running(sim: ArmSimulator, restored: Accepted) -> str:
+    """The restored VM's id once it has been created and has booted."""
+    sim.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
+    return restored.resource_id
+
+
+def guest_answer(
+    gateway: ComputeGateway, sim: ArmSimulator, vm_id: str, os_type: str = "Linux"
+) -> GuestCheck:
+    """Start the guest check and read it after its time, the way a workflow's timer would."""
+    started = gateway.begin_guest_check(vm_id, os_type)
+    assert isinstance(started, CommandRun)
+    wait_out(sim, sim.durations.run_command_seconds)
+    answer = gateway.read_guest_check(started)
+    assert isinstance(answer, GuestCheck)
+    return answer
 
 
 @pytest.fixture
@@ -340,31 +392,168 @@ def restored(gateway: ComputeGateway, sim: ArmSimulator, web: VM) -> Accepted:
     return restore(gateway, sim, web)
 
 
-class TestDisasterRecovery:
-    """A VM restored from disks in the DR-test group: boot, guest check, cleanup by tag."""
+class TestNic:
+    """The NIC is started, not waited for; a PUT of the same name is the same NIC."""
 
-    def test_create_nic_joins_the_existing_isolated_subnet(
+    def test_begin_nic_returns_before_it_is_provisioned_on_the_isolated_subnet(
         self, gateway: ComputeGateway, sim: ArmSimulator
     ) -> None:
-        nic_id = gateway.create_nic(
+        accepted = gateway.begin_nic(
             name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
         )
-        assert nic_id.endswith(
+        assert accepted.resource_id.endswith(
             f"/resourceGroups/{DRTEST}/providers/Microsoft.Network/networkInterfaces/dr-nic"
         )
+        assert accepted.poll_after_seconds == 10  # the hint: expected 8 s, rounded up to 5 s
+        assert gateway.nic_state(accepted.resource_id) == "Updating"
+        wait_out(sim, sim.durations.nic_seconds)
+        assert gateway.nic_state(accepted.resource_id) == "Succeeded"
         nic = next(n for n in sim.nics() if n["name"] == "dr-nic")
         subnet = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]
         assert subnet.endswith("/virtualNetworks/vnet-backupdr-drtest/subnets/snet-restore")
 
-    def test_create_nic_refuses_a_subnet_not_named_vnet_slash_subnet(
+    def test_begin_nic_again_after_success_is_the_same_nic_with_nothing_to_wait_for(
+        self, gateway: ComputeGateway, sim: ArmSimulator
+    ) -> None:
+        first = gateway.begin_nic(
+            name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
+        )
+        wait_out(sim, sim.durations.nic_seconds)
+        again = gateway.begin_nic(
+            name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
+        )
+        assert (again.resource_id, again.poll_after_seconds) == (first.resource_id, 0.0)
+        assert [n["name"] for n in sim.nics() if DRTEST in n["id"]] == ["dr-nic"]
+        assert writes_to(sim, "/networkInterfaces/dr-nic") == [("PUT", 201), ("PUT", 200)]
+
+    def test_begin_nic_refuses_a_subnet_not_named_vnet_slash_subnet(
         self, gateway: ComputeGateway
     ) -> None:
         with pytest.raises(PermanentError, match="vnet/subnet"):
-            gateway.create_nic(
-                name="n", resource_group=DRTEST, region="eastus", subnet="x", tags={}
+            gateway.begin_nic(name="n", resource_group=DRTEST, region="eastus", subnet="x", tags={})
+
+    def test_a_vm_on_a_nic_still_being_provisioned_is_refused_until_it_is_ready(
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
+    ) -> None:
+        disk = gateway.begin_disk_from_snapshot(
+            name="dr-os",
+            resource_group=DRTEST,
+            region="eastus",
+            snapshot_id=snapshot_of(gateway, sim, web),
+            sku="Premium_LRS",
+            zone=None,
+            tags={},
+        )
+        settle(sim, disk)
+        nic = gateway.begin_nic(
+            name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
+        )
+
+        def create_vm() -> Accepted:
+            return gateway.begin_vm_from_disks(
+                name="dr-vm",
+                resource_group=DRTEST,
+                region="eastus",
+                vm_size=web.vm_size,
+                os_type=web.os_type,
+                os_disk_id=disk.resource_id,
+                data_disks=[],
+                nic_id=nic.resource_id,
+                tags={},
             )
 
-    def test_restored_vm_attaches_its_disks_boots_and_answers_the_guest_check(
+        with pytest.raises(ThrottledError, match="ReferencedResourceNotProvisioned"):
+            create_vm()
+        wait_out(sim, sim.durations.nic_seconds)
+        assert create_vm().resource_id.endswith("/virtualMachines/dr-vm")
+
+
+class TestGuestCheck:
+    """Run Command is started and its answer read later, in Linux's and Windows's shapes."""
+
+    def test_begin_guest_check_returns_at_once_and_the_answer_is_read_after_its_time(
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        vm_id = running(sim, restored)
+        started = gateway.begin_guest_check(vm_id, "Linux")
+        assert isinstance(started, CommandRun)
+        assert started.poll_after_seconds == sim.durations.run_command_seconds
+        assert "/providers/Microsoft.Compute/locations/eastus/operations/" in started.result_url
+        still = gateway.read_guest_check(started)
+        assert isinstance(still, CommandRun)
+        assert still.result_url == started.result_url
+        wait_out(sim, sim.durations.run_command_seconds)
+        answer = gateway.read_guest_check(started)
+        assert answer == GuestCheck(succeeded=True, output="backupdr-guest-ok")
+
+    def test_a_linux_answer_is_one_provisioning_status_holding_both_streams(
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        started = gateway.begin_guest_check(running(sim, restored), "Linux")
+        assert isinstance(started, CommandRun)
+        wait_out(sim, sim.durations.run_command_seconds)
+        [status] = raw_result(sim, started)["value"]
+        assert status["code"] == "ProvisioningState/succeeded"
+        assert status["message"] == "Enable succeeded: \n[stdout]\nbackupdr-guest-ok\n\n[stderr]\n"
+        assert gateway.read_guest_check(started) == GuestCheck(True, "backupdr-guest-ok")
+
+    def test_a_windows_answer_is_one_component_status_per_stream(
+        self, gateway: ComputeGateway, sim: ArmSimulator
+    ) -> None:
+        win = sim.add_vm(SUB, DRTEST, "win-01", os_type="Windows")
+        started = gateway.begin_guest_check(win["id"], "Windows")
+        assert isinstance(started, CommandRun)
+        wait_out(sim, sim.durations.run_command_seconds)
+        codes = [s["code"] for s in raw_result(sim, started)["value"]]
+        assert codes == ["ComponentStatus/StdOut/succeeded", "ComponentStatus/StdErr/succeeded"]
+        assert gateway.read_guest_check(started) == GuestCheck(True, "backupdr-guest-ok")
+
+    def test_a_repeat_after_success_runs_the_check_again_but_not_while_one_runs(
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        vm_id = running(sim, restored)
+        assert guest_answer(gateway, sim, vm_id).succeeded
+        assert guest_answer(gateway, sim, vm_id).succeeded
+        gateway.begin_guest_check(vm_id, "Linux")
+        with pytest.raises(PermanentError, match="Run command extension execution is in progress"):
+            gateway.begin_guest_check(vm_id, "Linux")
+
+    def test_a_command_for_the_other_os_is_refused(
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        with pytest.raises(PermanentError, match="OS type 'Windows' does not match"):
+            gateway.begin_guest_check(running(sim, restored), "Windows")
+
+    def test_a_silent_guest_fails_the_check_without_raising(
+        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
+    ) -> None:
+        vm_id = running(sim, restored)
+        sim.add_fault(FaultRule(operation="runcommand", kind="guest-silent", count=1))
+        check = guest_answer(gateway, sim, vm_id)
+        assert not check.succeeded
+        assert "VMAgentStatusCommunicationError" in check.output
+
+    def test_a_result_url_outside_this_subscriptions_operations_is_never_requested(
+        self, gateway: ComputeGateway, sim: ArmSimulator
+    ) -> None:
+        vm_id = compute_id(DRTEST, "virtualMachines", "dr-vm")
+        elsewhere = CommandRun(vm_id, "https://example.org/subscriptions/x/anything", 0.0)
+        with pytest.raises(PermanentError, match="not a Compute operation"):
+            gateway.read_guest_check(elsewhere)
+        assert sim.requests == []
+
+
+def raw_result(sim: ArmSimulator, run: CommandRun) -> Any:
+    """The result body Azure left at the run's Location, as the simulator answers it."""
+    operation = sim.world.operations[run.result_url.split("/operations/")[1].split("?")[0]]
+    assert operation.result is not None
+    return operation.result()
+
+
+class TestDisasterRecovery:
+    """A VM restored from disks in the DR-test group: boot, deletes in dependency order."""
+
+    def test_restored_vm_attaches_its_disks_and_boots(
         self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
     ) -> None:
         vm = next(v for v in sim.vms() if v["name"] == "dr-1-vm")
@@ -373,21 +562,8 @@ class TestDisasterRecovery:
         assert [d["lun"] for d in storage["dataDisks"]] == [0]
         assert "osProfile" not in vm["properties"]
         assert gateway.vm_runtime(restored.resource_id).provisioning_state == "creating"
-        sim.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
-        runtime = gateway.vm_runtime(restored.resource_id)
+        runtime = gateway.vm_runtime(running(sim, restored))
         assert (runtime.provisioning_state, runtime.power_state) == ("succeeded", "running")
-        check = gateway.run_guest_check(restored.resource_id, "Linux")
-        assert check.succeeded
-        assert "backupdr-guest-ok" in check.output
-
-    def test_a_silent_guest_fails_the_check_without_raising(
-        self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
-    ) -> None:
-        sim.advance(sim.durations.vm_create_seconds + sim.durations.vm_boot_seconds)
-        sim.add_fault(FaultRule(operation="runcommand", kind="guest-silent", count=1))
-        check = gateway.run_guest_check(restored.resource_id, "Linux")
-        assert not check.succeeded
-        assert "VMAgentStatusCommunicationError" in check.output
 
     def test_a_vm_that_never_boots_stays_starting(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
@@ -398,54 +574,53 @@ class TestDisasterRecovery:
         runtime = gateway.vm_runtime(restored.resource_id)
         assert (runtime.provisioning_state, runtime.power_state) == ("succeeded", "starting")
 
-    def test_delete_tagged_deletes_the_vm_before_its_nic_and_disks_and_then_nothing(
+    def test_deleting_a_vm_takes_minutes_and_holds_its_nic_and_disks_until_it_is_gone(
         self, gateway: ComputeGateway, sim: ArmSimulator, restored: Accepted
     ) -> None:
-        sim.advance(sim.durations.vm_create_seconds)
-        tagged = gateway.list_tagged(DRTEST, TEST_TAG)
-        assert {r.type for r in tagged} == {
-            "Microsoft.Compute/virtualMachines",
-            "Microsoft.Network/networkInterfaces",
-            "Microsoft.Compute/disks",
-        }
-        assert all(r.tags[TEST_TAG] == "dr-1" for r in tagged)
-
-        deleted = gateway.delete_tagged(DRTEST, TEST_TAG, "dr-1")
-
-        assert sorted(deleted) == sorted(r.id for r in tagged)
-        deletes = [r.path for r in sim.requests if r.method == "DELETE"]
-        assert "/virtualMachines/" in deletes[0]
+        vm_id = running(sim, restored)
+        tagged = {r.type: r.id for r in gateway.list_tagged(DRTEST, TEST_TAG)}
+        nic_id = tagged["Microsoft.Network/networkInterfaces"]
+        deleting = gateway.begin_delete(vm_id)
+        assert deleting == Accepted(vm_id, sim.durations.vm_delete_seconds)
+        assert gateway.vm_runtime(vm_id).provisioning_state == "deleting"
+        with pytest.raises(PermanentError, match="NicInUse"):
+            gateway.begin_delete(nic_id)
+        sim.advance(deleting.poll_after_seconds * (1 - sim.durations.jitter) - 1)
+        assert vm_id in [r.id for r in gateway.list_tagged(DRTEST, TEST_TAG)]
+        wait_out(sim, sim.durations.vm_delete_seconds)
+        assert vm_id not in [r.id for r in gateway.list_tagged(DRTEST, TEST_TAG)]
+        assert gateway.begin_delete(vm_id) is None
+        assert gateway.begin_delete(nic_id) is not None
+        wait_out(sim, sim.durations.nic_delete_seconds)
+        assert gateway.begin_delete(nic_id) is None
+        disks = [r.id for r in gateway.list_tagged(DRTEST, TEST_TAG)]
+        assert len(disks) == 2
+        assert all(gateway.begin_delete(disk) is not None for disk in disks)
+        wait_out(sim, sim.durations.disk_delete_seconds)
         assert gateway.list_tagged(DRTEST, TEST_TAG) == []
-        assert gateway.delete_tagged(DRTEST, TEST_TAG, "dr-1") == []
-
-    def test_delete_tagged_leaves_resources_with_another_value(
-        self, gateway: ComputeGateway, restored: Accepted
-    ) -> None:
-        assert gateway.delete_tagged(DRTEST, TEST_TAG, "dr-2") == []
-        assert len(gateway.list_tagged(DRTEST, TEST_TAG)) == 4
 
 
 class TestPolicyTag:
     """The CLI writes the policy tag through the Tags API, merging, never replacing."""
 
     def test_set_policy_tag_merges_and_keeps_other_tags(
-        self, gateway: ComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, operator: ComputeGateway, sim: ArmSimulator
     ) -> None:
         vm_id = compute_id(APP_RG, "virtualMachines", "db-01")
-        gateway.set_policy_tag(vm_id, "daily=3")
+        operator.set_policy_tag(vm_id, "daily=3")
         assert gateway.get_vm(APP_RG, "db-01").tags == {"backup-policy": "daily=3"}
         assert writes_to(sim, "/tags/default") == [("PATCH", 202)]
 
     def test_set_policy_tag_none_removes_only_the_policy_tag(
-        self, gateway: ComputeGateway, sim: ArmSimulator
+        self, gateway: ComputeGateway, operator: ComputeGateway, sim: ArmSimulator
     ) -> None:
         vm_id = compute_id(APP_RG, "virtualMachines", "web-01")
         vm = sim.world.find(vm_id)
         assert vm is not None
         vm.body["tags"]["owner"] = "team-a"  # a tag someone else set
-        gateway.set_policy_tag(vm_id, None)
+        operator.set_policy_tag(vm_id, None)
         assert gateway.get_vm(APP_RG, "web-01").tags == {"owner": "team-a"}
-        gateway.set_policy_tag(vm_id, None)  # already gone: nothing to write
+        operator.set_policy_tag(vm_id, None)  # already gone: nothing to write
         assert writes_to(sim, "/tags/default") == [("PATCH", 202)]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -326,6 +327,62 @@ class TestClient:
     def test_unknown_orchestrator_is_refused_with_its_name(self, host: LocalDurableHost) -> None:
         with pytest.raises(UnknownFunctionError, match="'nope' doesn't exist"):
             host.start("nope")
+
+
+PAGED = [f"i{n:03d}" for n in range(250)]
+
+
+class TestInstanceQueries:
+    """Status queries come a page at a time, as the extension answers them."""
+
+    @pytest.fixture(autouse=True)
+    def pending(self, host: LocalDurableHost) -> None:
+        for instance_id in reversed(PAGED):  # pages follow instance ids, not creation order
+            host.start("chain", input="x", instance_id=instance_id)
+
+    def test_pages_hold_100_instances_and_a_token_leads_to_the_next(
+        self, host: LocalDurableHost
+    ) -> None:
+        pages = read_pages(host, "instances/")
+        assert [len(page) for page in pages] == [100, 100, 50]
+        assert [i for page in pages for i in page] == PAGED
+
+    def test_top_sets_the_page_size_after_the_filters(self, host: LocalDurableHost) -> None:
+        pages = read_pages(host, "instances/?instanceIdPrefix=i1&runtimeStatus=Pending&top=40")
+        assert [len(page) for page in pages] == [40, 40, 20]
+        assert [i for page in pages for i in page] == PAGED[100:200]
+
+    def test_the_sdk_reads_the_first_page_only(self, host: LocalDurableHost) -> None:
+        client = df.DurableOrchestrationClient(host.client_binding())
+        every = run_to_completion(client.get_status_all())
+        pending = run_to_completion(
+            client.get_status_by(runtime_status=[df.OrchestrationRuntimeStatus.Pending])
+        )
+        assert [s.instance_id for s in every] == PAGED[:100]
+        assert [s.instance_id for s in pending] == PAGED[:100]
+
+    def test_a_purge_without_created_time_from_is_refused(self, host: LocalDurableHost) -> None:
+        url = json.loads(host.client_binding())["rpcBaseUrl"] + "instances/?runtimeStatus=Pending"
+        request = urllib.request.Request(url, method="DELETE")  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)  # noqa: S310
+        assert refused.value.code == 400
+        assert len(host.instances()) == len(PAGED)
+
+
+def read_pages(host: LocalDurableHost, query: str) -> list[list[str]]:
+    """Every page of an instance query over HTTP, following the continuation token."""
+    url = json.loads(host.client_binding())["rpcBaseUrl"] + query
+    pages: list[list[str]] = []
+    token = None
+    while token is not None or not pages:
+        request = urllib.request.Request(url)  # noqa: S310
+        if token:
+            request.add_header("x-ms-continuation-token", token)
+        with urllib.request.urlopen(request) as answer:  # noqa: S310
+            pages.append([status["instanceId"] for status in json.loads(answer.read())])
+            token = answer.headers.get("x-ms-continuation-token")
+    return pages
 
 
 timer_app = df.DFApp()

@@ -1,4 +1,4 @@
-"""The simulator's pure parts: token buckets, fault rules, fleet validation."""
+"""The simulator's pure parts: token buckets, fault rules, fleet validation, varied times."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from local.armsim import ArmSimulator, FaultRule, FleetError
+from local.armsim import ArmSimulator, Durations, FaultRule, FleetError
 from local.armsim.faults import KINDS, Faults
+from local.armsim.state import HINT_STEP, World
 from local.armsim.throttle import Throttle
+from shared.clock import VirtualClock
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -120,3 +122,55 @@ class TestFleet:
     def test_bad_fleet_says_where(self, fleet: dict[str, object], message: str) -> None:
         with pytest.raises(FleetError, match=message):
             ArmSimulator(fleet=fleet)
+
+
+class TestVariedDurations:
+    """Deletes, NIC creates and Run Command take varied virtual time, and hint at it roughly."""
+
+    @staticmethod
+    def world(seed: int = 0) -> World:
+        return World(VirtualClock(START), Durations(), page_size=100, seed=seed)
+
+    def test_a_varied_time_stays_within_the_jitter_and_repeats_for_the_same_seed(self) -> None:
+        def times(seed: int) -> list[float]:
+            return [self.world(seed).varied(120.0, f"delete:vm-{n}") for n in range(50)]
+
+        first = times(1)
+        assert all(120.0 * 0.7 <= t <= 120.0 * 1.3 for t in first)
+        assert len(set(first)) == 50
+        assert first == times(1)
+        assert first != times(2)
+
+    def test_the_retry_after_of_a_varied_operation_is_a_rounded_hint_that_is_sometimes_early(
+        self,
+    ) -> None:
+        world = self.world()
+        operations = [
+            world.start_operation(
+                "sub",
+                "Microsoft.Network",
+                "eastus",
+                "2026-03-01",
+                world.varied(13.0, f"delete:nic-{n}"),
+                expected_seconds=13.0,
+            )
+            for n in range(40)
+        ]
+        assert {op.retry_after(world.now()) for op in operations} == {15}
+        takes = [(op.done_at - op.started).total_seconds() for op in operations]
+        assert any(t > 15 for t in takes), "a client that trusts the hint sometimes polls early"
+        assert any(t < 15 for t in takes)
+
+    def test_a_varied_operation_past_its_expected_time_hints_one_step_more(self) -> None:
+        world = self.world()
+        late = world.start_operation(
+            "sub", "Microsoft.Compute", "eastus", "v", 39.0, expected_seconds=30.0
+        )
+        world.clock.advance(31)
+        assert late.retry_after(world.now()) == HINT_STEP
+
+    def test_an_operation_that_is_not_varied_hints_its_exact_time_left(self) -> None:
+        world = self.world()
+        exact = world.start_operation("sub", "Microsoft.Compute", "eastus", "v", 10.0)
+        world.clock.advance(3.5)
+        assert exact.retry_after(world.now()) == 7

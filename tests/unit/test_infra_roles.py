@@ -8,38 +8,34 @@ added below, which is where a reviewer sees it.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pycep import BicepParser
 
+from local.bicep import accessor, files, resources, template, unwrap, variable
 from shared.settings import Settings
 
-INFRA = Path(__file__).resolve().parents[2] / "infra"
-
-# Custom role (symbolic name in infra/app/roles.bicep) -> the only actions it may hold.
+# Custom role (symbolic name in infra/app/roles.bicep) -> the only actions it may hold: the least
+# that the app's workflows pass with under the simulator's authorization (and removing any one
+# fails one: tests/e2e/test_least_privilege.py).
 CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    # Subscription scope: reads only (list the fleet, poll operations the app started).
+    # Subscription scope: reads only (list the fleet and its snapshots, poll operations).
     "fleetReader": frozenset(
         {
             "Microsoft.Compute/virtualMachines/read",
-            "Microsoft.Compute/disks/read",
             "Microsoft.Compute/snapshots/read",
-            "Microsoft.Compute/locations/DiskOperations/read",
             "Microsoft.Compute/locations/operations/read",
-            "Microsoft.Network/locations/operations/read",
-            "Microsoft.Network/locations/operationResults/read",
+            "Microsoft.Compute/locations/DiskOperations/read",
         }
     ),
-    # Backup groups only: snapshots and their replicas.
+    # Subscription scope: the linked right Azure checks on a disk the app snapshots.
+    "snapshotSource": frozenset({"Microsoft.Compute/disks/beginGetAccess/action"}),
+    # Backup groups only: snapshots and their replicas, and the source of copies and restores.
     "snapshotWriter": frozenset(
         {
-            "Microsoft.Compute/snapshots/read",
             "Microsoft.Compute/snapshots/write",
             "Microsoft.Compute/snapshots/delete",
+            "Microsoft.Compute/snapshots/beginGetAccess/action",
         }
     ),
     # DR-test groups only: restored disks, the NIC and the VM, the guest check, cleanup.
@@ -48,7 +44,6 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Compute/disks/read",
             "Microsoft.Compute/disks/write",
             "Microsoft.Compute/disks/delete",
-            "Microsoft.Compute/virtualMachines/read",
             "Microsoft.Compute/virtualMachines/write",
             "Microsoft.Compute/virtualMachines/delete",
             "Microsoft.Compute/virtualMachines/instanceView/read",
@@ -57,14 +52,11 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Network/networkInterfaces/write",
             "Microsoft.Network/networkInterfaces/delete",
             "Microsoft.Network/networkInterfaces/join/action",
-            "Microsoft.Network/virtualNetworks/read",
-            "Microsoft.Network/virtualNetworks/subnets/read",
             "Microsoft.Network/virtualNetworks/subnets/join/action",
             "Microsoft.Resources/subscriptions/resourceGroups/resources/read",
         }
     ),
 }
-
 # Built-in data roles and the one resource (symbolic name in rbac-data.bicep) each may be on.
 BUILT_IN_ROLE_SCOPES: dict[str, str] = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "account",  # Storage Blob Data Owner
@@ -76,6 +68,7 @@ BUILT_IN_ROLE_SCOPES: dict[str, str] = {
 # Every role assignment in infra/: (file, symbolic name) -> what it grants.
 EXPECTED_ASSIGNMENTS: dict[tuple[str, str], str] = {
     ("app/roles.bicep", "fleetReaderAssignment"): "fleetReader at subscription scope",
+    ("app/roles.bicep", "snapshotSourceAssignment"): "snapshotSource at subscription scope",
     ("app/rbac-group.bicep", "assignment"): "a writer role on the group it is deployed to",
     ("app/rbac-data.bicep", "blobData"): "built-in data role",
     ("app/rbac-data.bicep", "queueData"): "built-in data role",
@@ -90,42 +83,8 @@ GROUP_ROLE_GRANTS = {
 }
 
 
-@functools.cache
 def parsed() -> dict[str, dict[str, Any]]:
-    parser = BicepParser(cache=False)
-    result: dict[str, dict[str, Any]] = {}
-    for path in sorted(INFRA.rglob("*.bicep")):
-        result[path.relative_to(INFRA).as_posix()] = dict(parser.parse(file_path=path))
-    return result
-
-
-def resources(of_type: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(file, symbolic name, config) of every resource of one type, loops unwrapped."""
-    for file, template in parsed().items():
-        for name, resource in template.get("resources", {}).items():
-            if resource["type"] == of_type:
-                yield file, name, unwrap(resource["config"])
-
-
-def unwrap(config: dict[str, Any]) -> dict[str, Any]:
-    inner = config.get("config")
-    return unwrap(inner) if "loop_type" in config and isinstance(inner, dict) else config
-
-
-def accessor(expression: Any) -> list[str]:
-    """`a.b.c` as ["a", "b", "c"]; a plain name as [name]."""
-    if isinstance(expression, str):
-        return [expression]
-    operator = expression["operator"]
-    assert operator["type"] in {"property_accessor", "index_accessor"}, expression
-    operands = operator["operands"]
-    head = accessor(operands["operand_1"])
-    return head if operator["type"] == "index_accessor" else head + accessor(operands["operand_2"])
-
-
-def variable(file: str, name: str) -> Any:
-    template = parsed()[file]
-    return template.get("variables", {})[name]["value"]
+    return {file: template(file) for file in files()}
 
 
 def test_every_bicep_file_parses() -> None:
@@ -173,12 +132,13 @@ class TestAssignments:
         found = {(f, n) for f, n, _ in resources("Microsoft.Authorization/roleAssignments")}
         assert found == set(EXPECTED_ASSIGNMENTS)
 
-    def test_subscription_scope_assignment_grants_only_the_fleet_reader(self) -> None:
+    @pytest.mark.parametrize("role", ["fleetReader", "snapshotSource"])
+    def test_subscription_scope_assignment_grants_only_its_role(self, role: str) -> None:
         template = parsed()["app/roles.bicep"]
         assert template["globals"]["scope"]["value"] == "subscription"
-        config = template["resources"]["fleetReaderAssignment"]["config"]
+        config = template["resources"][f"{role}Assignment"]["config"]
         assert "scope" not in config
-        assert accessor(config["properties"]["roleDefinitionId"]) == ["fleetReader", "id"]
+        assert accessor(config["properties"]["roleDefinitionId"]) == [role, "id"]
 
     @pytest.mark.parametrize("name", ["blobData", "queueData", "tableData", "telemetryPublisher"])
     def test_built_in_data_role_sits_on_its_one_resource(self, name: str) -> None:

@@ -1,0 +1,132 @@
+"""Long Azure operations run on durable timers: a DR test's guest check and cleanup take the
+virtual time the simulator gives them (no activity waits on them), deletes go in dependency
+order, and the sweeper cleans up what a crashed test left the same way."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from local.armsim.protocol import DISK_TYPE, NIC_TYPE, VM_TYPE, make_id
+from local.azurite import Azurite
+from local.stack import FLEETS, Stack, local_stack
+
+START = datetime(2026, 11, 10, tzinfo=UTC)
+WEB = "rg-app-eastus~web-01"  # tiny fleet: daily 02:00, replicates to westus2
+DRTEST_EASTUS = "rg-backupdr-drtest-eastus"
+_prefixes = (f"timing{n}" for n in itertools.count())
+
+
+@pytest.fixture
+def stack(azurite: Azurite) -> Iterator[Stack]:
+    with local_stack(
+        FLEETS / "tiny.json", start=START, azurite=azurite, table_prefix=next(_prefixes)
+    ) as running:
+        yield running
+
+
+def _deletes(stack: Stack, group: str) -> list[tuple[str, int]]:
+    """(type segment, status) of every DELETE sent into a resource group, in order."""
+    return [
+        (r.path.split("/")[-2], r.status)
+        for r in stack.simulator.requests
+        if r.method == "DELETE" and f"/resourcegroups/{group}/".lower() in r.path.lower()
+    ]
+
+
+def _in_order(deletes: list[tuple[str, int]]) -> bool:
+    """VMs, then NICs, then disks, each accepted (nothing refused for being still in use)."""
+    order = ["virtualMachines", "networkInterfaces", "disks"]
+    kinds = [order.index(kind) for kind, _ in deletes]
+    return kinds == sorted(kinds) and all(status == 202 for _, status in deletes)
+
+
+def test_a_dr_test_measures_its_guest_check_and_its_cleanup_in_virtual_time(
+    stack: Stack,
+) -> None:
+    stack.host.run_timers(until=START + timedelta(hours=2))  # a backup with a replica
+    instance = stack.host.start("dr_test", input={"vm_key": WEB, "test_region": "westus2"})
+    stack.host.run_until_idle()
+    [test] = stack.services.catalog.dr_history(WEB, now=stack.clock.now(), days=1)
+    assert stack.host.status(instance).output["id"] == test.id
+    assert test.success, test.error_message
+    assert test.cleanup_succeeded
+    phases = test.phase_seconds
+    assert all(seconds > 0 for seconds in phases.values()), phases
+    shortest = 1 - stack.simulator.durations.jitter
+    durations = stack.simulator.durations
+    assert phases["guest_check"] >= durations.run_command_seconds * shortest
+    deletes = durations.vm_delete_seconds + durations.nic_delete_seconds
+    assert phases["cleanup"] >= (deletes + durations.disk_delete_seconds) * shortest
+    assert test.rto_seconds is not None
+    assert test.rto_seconds >= sum(phases[p] for p in ("restore", "create_vm", "boot"))
+    deleted = _deletes(stack, "rg-backupdr-drtest-westus2")
+    assert [kind for kind, _ in deleted] == ["virtualMachines", "networkInterfaces"] + ["disks"] * 2
+    assert _in_order(deleted)
+    left = stack.simulator.vms() + stack.simulator.nics() + stack.simulator.disks()
+    assert [r["id"] for r in left if "drtest" in r["id"]] == []
+
+
+def _crashed_test(stack: Stack, test_id: str, expires: datetime) -> list[str]:
+    """What a test that died midway leaves: a VM holding its NIC and OS disk, all tagged."""
+    sim = stack.simulator
+    ids = [
+        make_id(sim.subscription, DRTEST_EASTUS, kind, f"{test_id}-{kind.rsplit('/', 1)[-1]}")
+        for kind in (VM_TYPE, NIC_TYPE, DISK_TYPE)
+    ]
+    vm_id, nic_id, disk_id = ids
+    tags = {"backupdr-test": test_id, "backupdr-expires": expires.isoformat()}
+    empty = {"createOption": "Empty"}
+    sim.seed(
+        disk_id,
+        {
+            "location": "eastus",
+            "tags": tags,
+            "managedBy": vm_id,
+            "properties": {"diskSizeGB": 30, "creationData": empty},
+        },
+    )
+    sim.seed(
+        nic_id,
+        {
+            "location": "eastus",
+            "tags": tags,
+            "properties": {"ipConfigurations": [], "virtualMachine": {"id": vm_id}},
+        },
+    )
+    storage = {"osDisk": {"osType": "Linux", "managedDisk": {"id": disk_id}}, "dataDisks": []}
+    sim.seed(
+        vm_id,
+        {
+            "location": "eastus",
+            "tags": tags,
+            "properties": {
+                "storageProfile": storage,
+                "networkProfile": {"networkInterfaces": [{"id": nic_id}]},
+            },
+        },
+    )
+    return ids
+
+
+def test_the_sweeper_deletes_an_expired_tests_leftovers_kind_by_kind_and_spares_the_rest(
+    stack: Stack,
+) -> None:
+    expired = _crashed_test(stack, "dr-crashed", START - timedelta(hours=1))
+    current = _crashed_test(stack, "dr-current", START + timedelta(hours=3))
+    instance = stack.host.start("sweeper")
+    stack.host.run_until_idle()
+    assert stack.host.status(instance).output == {
+        "swept": {"eastus": ["dr-crashed"]},
+        "not_clean": [],
+    }
+    remaining = {r.id for r in stack.services.gateway.list_tagged(DRTEST_EASTUS, "backupdr-test")}
+    assert remaining == set(current)
+    assert not remaining & set(expired)
+    assert _in_order(_deletes(stack, DRTEST_EASTUS))
+    assert stack.clock.now() - START >= timedelta(
+        seconds=stack.simulator.durations.vm_delete_seconds * (1 - stack.simulator.durations.jitter)
+    ), "the sweeper waited out the VM delete on durable timers"
