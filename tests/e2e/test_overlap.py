@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 
+from function_app import build_app
 from local.armsim import Durations
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
@@ -57,6 +58,9 @@ def ran(azurite: Azurite) -> Iterator[Stack]:
         host = stack.host
         for day in range(DAYS):
             midnight = START + timedelta(days=day)
+            if day == DAYS // 2:  # a deployment while copies and backups are in flight
+                host.run_timers(until=midnight + timedelta(hours=2, minutes=10))
+                host.redeploy(build_app())
             host.run_timers(until=midnight + timedelta(hours=2, minutes=20))
             host.start("fleet_backup", instance_id=f"catch-up-{day}")
             host.run_timers(until=midnight + timedelta(hours=2, minutes=40))
