@@ -56,8 +56,10 @@ def local_stack(
     azurite: Azurite | None = None,
     table_prefix: str = "",
     settings: Mapping[str, str] | None = None,
+    at_least_once: bool = False,
 ) -> Iterator[Stack]:
-    """Run the app against a seeded simulator and Azurite until the block ends."""
+    """Run the app against a seeded simulator and Azurite until the block ends
+    (`at_least_once`: the host runs every successful activity twice, as redelivery may)."""
     from function_app import build_app
 
     clock = VirtualClock(start)
@@ -87,7 +89,13 @@ def local_stack(
         install(services)
         stack.callback(install, None)
         host = stack.enter_context(
-            LocalDurableHost(build_app(), clock, host_json=ROOT / "host.json", settings=env)
+            LocalDurableHost(
+                build_app(),
+                clock,
+                host_json=ROOT / "host.json",
+                settings=env,
+                at_least_once=at_least_once,
+            )
         )
         operator = ArmComputeGateway(
             arm_clients(config, StaticTokenCredential(OPERATOR_TOKEN)), config.subscription_id

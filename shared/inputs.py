@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.domain import names
 from shared.domain.models import VM
-from shared.domain.policy import BackupPolicy, PolicyError, format_policy, policy_for
+from shared.domain.policy import BackupPolicy, PolicyError, policy_for
 
 VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}$")
@@ -101,11 +101,12 @@ def policy_region(vm: VM) -> str:
 
 def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
     """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand)."""
-    policy = valid_policy(vm)
+    valid_policy(vm)  # a malformed tag is refused before anything starts
     slot = now.replace(microsecond=0)
     payload = {
-        "vm": vm.to_dict(),
-        "policy": format_policy(policy) if policy else None,
+        "vm_key": vm.key,
+        "resource_group": vm.resource_group,
+        "name": vm.name,
         "slot": slot.isoformat(),
         "manual": True,
     }

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.models import (
     VM,
     AuditEntry,
     Backup,
+    Claim,
     Disk,
     DrTest,
     JsonRecord,
@@ -344,6 +345,19 @@ class BackupCatalog(Protocol):
         percentiles: Sequence[int] = (50, 90, 99),
     ) -> dict[int, float]:
         """RTO percentiles (seconds) of successful DR tests over the last `days`."""
+        ...
+
+    def claim(
+        self, vm_key: str, work: str, owner: str, *, now: datetime, stale_after: timedelta
+    ) -> Claim:
+        """Take `work` for `owner` unless someone else holds it; the claim as it now stands
+        (ours when `.owner == owner`). Released claims, and claims older than `stale_after`
+        (their owner died), are taken over with the next generation; taking it again as the
+        same owner returns the same claim (a retried step)."""
+        ...
+
+    def release(self, vm_key: str, work: str, owner: str) -> None:
+        """Let go of a claim `owner` holds (nothing if it holds none)."""
         ...
 
     def audit(self, entry: AuditEntry) -> None:

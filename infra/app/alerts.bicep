@@ -42,6 +42,14 @@ var rules = [
     query: loadTextContent('../monitor/alerts/verification-failed.kql')
   }
   {
+    name: 'backupdr-retention-failed'
+    description: 'Retention could not run for a VM: its expired backups are not pruned until it does.'
+    severity: 2
+    frequency: 'PT1H'
+    window: 'PT1H'
+    query: loadTextContent('../monitor/alerts/retention-failed.kql')
+  }
+  {
     name: 'backupdr-drtest-failed-or-slow'
     description: 'A DR test failed or its RTO exceeded the target.'
     severity: 1

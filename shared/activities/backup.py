@@ -10,6 +10,7 @@ import dataclasses
 from datetime import datetime
 from functools import partial
 
+from shared.activities import claims
 from shared.activities.common import (
     APP,
     MANAGED_BY,
@@ -21,12 +22,12 @@ from shared.activities.common import (
 )
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import VM, Backup, BackupState, ReplicationStatus, SnapshotRef
-from shared.domain.policy import PolicyError, format_policy, parse_policy, policy_for
+from shared.domain.models import Backup, BackupState, ReplicationStatus, SnapshotRef
+from shared.domain.policy import BackupPolicy, PolicyError, policy_for
 from shared.domain.retention import plan_retention
 from shared.domain.schedule import interval_seconds, is_due, slot_at
 from shared.domain.tiers import tier_for
-from shared.errors import sanitise
+from shared.errors import NotFoundError, sanitise
 from shared.services import Services
 
 SNAPSHOT_DONE = "Succeeded"
@@ -35,11 +36,14 @@ SNAPSHOT_FAILED = "Failed"
 
 
 def list_due_vms(payload: Payload, svc: Services) -> Payload:
-    """One paged list of the subscription's VMs -> those whose schedule is due at `now`.
+    """One paged list of the subscription's VMs -> those whose schedule is due at `now` and
+    whose slot this run (`owner`) claimed; a slot another run holds is under way, not due.
 
     Also reports each protected VM's RPO and every misconfigured policy tag (never backed up).
     """
     now = parse_time(payload["now"])
+    owner = payload["owner"]
+    under_way = 0
     latest = svc.catalog.latest_backups()
     due: list[Payload] = []
     misconfigured: list[Payload] = []
@@ -65,8 +69,29 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
         slot = slot_at(policy.schedule, now)
         if _gave_up(svc, vm.key, slot):
             continue
-        due.append({"vm": vm.to_dict(), "policy": format_policy(policy), "slot": slot.isoformat()})
-    return {"due": due, "misconfigured": misconfigured, "batch_size": svc.settings.fleet_batch_size}
+        work = names.backup_claim(names.backup_id(vm.key, slot))
+        claim = svc.catalog.claim(
+            vm.key, work, owner, now=svc.clock.now(), stale_after=claims.STALE_AFTER
+        )
+        if claim.owner != owner:
+            under_way += 1
+            continue
+        due.append(
+            {
+                "vm_key": vm.key,
+                "resource_group": vm.resource_group,
+                "name": vm.name,
+                "slot": slot.isoformat(),
+                "owner": owner,
+                "generation": claim.generation,
+            }
+        )
+    return {
+        "due": due,
+        "under_way": under_way,
+        "misconfigured": misconfigured,
+        "batch_size": svc.settings.fleet_batch_size,
+    }
 
 
 def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
@@ -82,12 +107,13 @@ def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
 def begin_backup(payload: Payload, svc: Services) -> Payload:
     """Start an incremental snapshot of every disk of the VM, tagged in the same PUT.
 
-    The tier is fixed here, once: a retry finds the row it wrote and keeps its tier and time.
+    The VM and its policy are read here, not taken from the input (which carries keys only).
+    The tier is fixed once: a retry finds the row it wrote and keeps its tier and time.
     """
-    vm = VM.from_dict(payload["vm"])
+    vm = svc.gateway.get_vm(payload["resource_group"], payload["name"])
     slot = parse_time(payload["slot"])
     manual = bool(payload.get("manual", False))
-    policy = parse_policy(payload["policy"]) if payload.get("policy") else None
+    policy = policy_for(vm)
     backup_id = names.backup_id(vm.key, slot, manual)
     existing = svc.catalog.get_backup(vm.key, backup_id)
     if existing is not None and existing.state is BackupState.COMPLETED:
@@ -170,6 +196,8 @@ def _earlier_backups(svc: Services, vm_key: str) -> list[datetime]:
 def check_backup(payload: Payload, svc: Services) -> Payload:
     """Read every snapshot of the backup; record it completed or failed once Azure is done."""
     backup = load_backup(svc, payload)
+    if backup.state is BackupState.COMPLETED:  # a repeat after success answers the same
+        return {"state": "completed", "replica_region": backup.replica_region}
     if backup.state is not BackupState.CREATING:
         return {"state": str(backup.state), "error": backup.error_message}
     snapshots = [svc.gateway.get_snapshot(ref.snapshot_id) for ref in backup.snapshots]
@@ -220,16 +248,14 @@ def _fail(svc: Services, backup: Backup, error: str) -> Payload:
 
 
 def apply_retention(payload: Payload, svc: Services) -> Payload:
-    """Plan retention for one VM and delete what the plan expires (snapshots, then replicas)."""
+    """Plan retention for one VM and delete what the plan expires (snapshots, then replicas).
+
+    The policy is the VM's tag as Azure has it now, never one handed in by the input.
+    """
     vm_key = payload["vm_key"]
     now = parse_time(payload["now"])
-    policy, policy_error = None, payload.get("policy_error")
-    if payload.get("policy"):
-        try:
-            policy = parse_policy(payload["policy"])
-        except PolicyError as error:
-            policy_error = str(error)
     backups = svc.catalog.list_backups(vm_key)  # the plan never looks at deleted ones
+    policy, policy_error = _current_policy(svc, backups)
     plan = plan_retention(
         backups, policy, now, in_use=backups_in_use(svc, backups), policy_error=policy_error
     )
@@ -250,6 +276,33 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
         halted=plan.halted,
     )
     return {"kept": len(plan.decisions) - deleted, "deleted": deleted, "halted": plan.halted}
+
+
+def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy | None, str | None]:
+    """The VM's policy from its tag (None, with why, when the VM or a valid tag is missing)."""
+    if not backups:
+        return None, "no backups"
+    newest = max(backups, key=lambda b: b.taken_at)
+    try:
+        vm = svc.gateway.get_vm(_resource_group_of(newest.vm_id), newest.vm_name)
+        return policy_for(vm), None
+    except NotFoundError:
+        return None, f"VM {newest.vm_name} not found"
+    except PolicyError as error:
+        return None, str(error)
+
+
+def _resource_group_of(resource_id: str) -> str:
+    parts = resource_id.split("/")
+    lowered = [part.lower() for part in parts]
+    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
+
+
+def fail_retention(payload: Payload, svc: Services) -> Payload:
+    """Retention could not run for a VM: an event (and its alert), never silence."""
+    message = sanitise(payload["error"], limit=500)
+    telemetry.emit("RetentionFailed", vm=payload["vm_key"], error=message)
+    return {"failed": message}
 
 
 def backups_in_use(svc: Services, backups: list[Backup]) -> set[str]:

@@ -212,7 +212,7 @@ def _guest(state: GuestCheck | CommandRun) -> Payload:
 
 
 def record_dr_test(payload: Payload, svc: Services) -> Payload:
-    """Write the DR test row (success or failure, phases, RTO) and its telemetry."""
+    """Write the DR test row (success or failure, phases, RTO) and, once, its telemetry."""
     phases: dict[str, float] = payload.get("phases", {})
     target = float(payload.get("rto_target_seconds") or svc.settings.rto_target_seconds)
     rto = payload.get("rto_seconds")
@@ -238,7 +238,10 @@ def record_dr_test(payload: Payload, svc: Services) -> Payload:
         phase_seconds=phases,
         rto_target_seconds=target,
     )
+    recorded = svc.catalog.dr_history(test.vm_key, now=test.started_at, days=1)
     svc.catalog.save_dr_test(test)
+    if any(earlier.id == test.id for earlier in recorded):
+        return test.to_dict()  # a repeat of this step: the same row, no second event
     telemetry.emit(
         "DrTestCompleted",
         vm=test.vm_key,

@@ -11,6 +11,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from functools import partial
 
+from shared.activities import claims
 from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup, parse_time
 from shared.adapters import telemetry
 from shared.domain import names
@@ -39,20 +40,30 @@ def list_pending_replications(payload: Payload, svc: Services) -> Payload:
 
     A backup whose copies failed waits out a backoff that doubles with each failed attempt, so
     a long region outage costs a few attempts (and alerts), not one every catch-up run.
+    A backup another instance is replicating (it holds the claim) is under way, not pending;
+    the ones listed are claimed for this run (`owner`).
     """
     now = parse_time(payload["now"])
+    owner = payload["owner"]
     oldest: dict[str, Backup] = {}
     for backup in svc.catalog.backups_needing_replication():
         current = oldest.get(backup.vm_key)
         if current is None or backup.taken_at < current.taken_at:
             oldest[backup.vm_key] = backup
-    return {
-        "pending": [
-            {"vm_key": b.vm_key, "backup_id": b.backup_id, "target_region": b.replica_region}
-            for b in sorted(oldest.values(), key=lambda b: b.taken_at)
-            if _retry_due(svc, b, now)
-        ]
-    }
+    pending = []
+    for b in sorted(oldest.values(), key=lambda b: b.taken_at):
+        if not _retry_due(svc, b, now):
+            continue
+        work = {"vm_key": b.vm_key, "work": names.replication_claim(b.backup_id), "owner": owner}
+        if claims.claim_work(work, svc)["claimed"]:
+            pending.append(
+                {**_ref(b), "target_region": b.replica_region, "owner": owner},
+            )
+    return {"pending": pending}
+
+
+def _ref(backup: Backup) -> Payload:
+    return {"vm_key": backup.vm_key, "backup_id": backup.backup_id}
 
 
 def _retry_due(svc: Services, backup: Backup, now: datetime) -> bool:

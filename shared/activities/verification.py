@@ -130,9 +130,11 @@ def check_verification(payload: Payload, svc: Services) -> Payload:
 
 
 def record_verification(payload: Payload, svc: Services) -> Payload:
-    """Write the verification row and the backup's verification state."""
+    """Write the verification row and the backup's verification state (once: a repeat of this
+    step at the same moment rewrites the same row and emits no second event)."""
     backup = load_backup(svc, payload)
     now = svc.clock.now()
+    repeat = backup.verified_at == now
     checks = payload.get("checks") or {}
     error = payload.get("error") or checks.get("error")
     success = bool(
@@ -165,13 +167,14 @@ def record_verification(payload: Payload, svc: Services) -> Payload:
         verification=VerificationState.PASSED if success else VerificationState.FAILED,
         verified_at=now,
     )
-    telemetry.emit(
-        "VerificationCompleted",
-        vm=backup.vm_key,
-        backup_id=backup.backup_id,
-        success=success,
-        size_matches=verification.size_matches,
-        duration_seconds=verification.verification_time_seconds,
-        error=verification.error_message,
-    )
+    if not repeat:
+        telemetry.emit(
+            "VerificationCompleted",
+            vm=backup.vm_key,
+            backup_id=backup.backup_id,
+            success=success,
+            size_matches=verification.size_matches,
+            duration_seconds=verification.verification_time_seconds,
+            error=verification.error_message,
+        )
     return verification.to_dict()

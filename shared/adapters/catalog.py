@@ -21,6 +21,7 @@ formatting a value into the text. SDK errors leave as the errors in `shared/erro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -46,6 +48,7 @@ from shared.domain.models import (
     AuditEntry,
     Backup,
     BackupState,
+    Claim,
     DrTest,
     JsonRecord,
     ReplicationJob,
@@ -64,6 +67,7 @@ REPLICATION_JOBS = "replicationjobs"
 VERIFICATIONS = "verifications"
 DR_TESTS = "drtests"
 AUDIT_LOG = "auditlog"
+CLAIMS = "claims"
 
 FLEET = "*"
 # What a fleet run needs of each VM's newest backup; the snapshot list is the bulk of a row.
@@ -385,6 +389,55 @@ class TableCatalog:
 
     # -- audit log ----------------------------------------------------------------------------
 
+    # -- claims -------------------------------------------------------------------------------
+
+    def claim(
+        self, vm_key: str, work: str, owner: str, *, now: datetime, stale_after: timedelta
+    ) -> Claim:
+        """Insert-if-absent, else take over a released or stale claim under its ETag."""
+        table = self._table(CLAIMS)
+        for _ in range(UPDATE_ATTEMPTS):
+            entity = self._get(CLAIMS, vm_key, work)
+            if entity is None:
+                fresh = Claim(vm_key, work, owner, 1, now)
+                try:
+                    with _azure_errors("claim work"):
+                        table.create_entity(to_entity(fresh, vm_key, work))
+                except ResourceExistsError:
+                    continue
+                return fresh
+            held = from_entity(Claim, entity)
+            if held.owner == owner or not (held.released or now - held.claimed_at > stale_after):
+                return held
+            taken = Claim(vm_key, work, owner, held.generation + 1, now)
+            try:
+                with _azure_errors("claim work"):
+                    table.update_entity(
+                        to_entity(taken, vm_key, work),
+                        mode=UpdateMode.REPLACE,
+                        etag=entity.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except ResourceModifiedError:
+                continue
+            return taken
+        raise TransientError(f"claim {work} of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
+
+    def release(self, vm_key: str, work: str, owner: str) -> None:
+        entity = self._get(CLAIMS, vm_key, work)
+        if entity is None:
+            return
+        held = from_entity(Claim, entity)
+        if held.owner != owner or held.released:
+            return
+        with contextlib.suppress(ResourceModifiedError), _azure_errors("release claim"):
+            self._table(CLAIMS).update_entity(
+                to_entity(dataclasses.replace(held, released=True), vm_key, work),
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+
     def audit(self, entry: AuditEntry) -> None:
         """Append one create/delete to the audit log.
 
@@ -541,10 +594,11 @@ def _jsonable(value: object) -> object:
 
 @contextlib.contextmanager
 def _azure_errors(what: str) -> Iterator[None]:
-    """Translate the SDK's exceptions into the port's errors, keeping 412 for ETag retries."""
+    """Translate the SDK's exceptions into the port's errors, keeping 412 (ETag) and 409
+    (insert of an existing row) for the callers that race on them."""
     try:
         yield
-    except ResourceModifiedError:
+    except (ResourceModifiedError, ResourceExistsError):
         raise
     except ResourceNotFoundError as error:
         raise NotFoundError(f"{what}: {_reason(error)}") from None

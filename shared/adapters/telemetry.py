@@ -63,6 +63,7 @@ EVENTS: Mapping[str, frozenset[str]] = {
         }
     ),
     "RetentionApplied": frozenset({"vm", "kept", "deleted", "halted"}),
+    "RetentionFailed": frozenset({"vm", "error"}),
     # One per protected VM per fleet run: what the "missed its backup window" alert reads.
     "RpoObserved": frozenset({"vm", "rpo_seconds", "target_seconds", "misconfigured"}),
 }

@@ -257,3 +257,17 @@ class AuditEntry(JsonRecord):
     operation: str | None = None  # the workflow step, e.g. "snapshot", "verify", "dr_test"
     identity: str | None = None
     detail: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim(JsonRecord):
+    """Who is doing a piece of work (a slot's backup, a backup's replication), so overlapping
+    runs start it once: Durable on Azure Storage deduplicates client starts, never
+    sub-orchestrations, so the app decides from the catalog, not the engine."""
+
+    vm_key: str
+    work: str  # e.g. "backup~<backup id>", "replicate~<backup id>"
+    owner: str  # the orchestration instance that took it
+    generation: int  # how many times it has been taken: part of the worker's instance id
+    claimed_at: datetime
+    released: bool = False

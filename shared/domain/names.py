@@ -112,6 +112,22 @@ def dr_resource_name(kind: str, vm_name: str, test_id: str, disk_role: str | Non
     return _fit(vm_name, f"{test}-{suffix}")
 
 
+def backup_claim(backup_id: str) -> str:
+    """The work a slot's backup is claimed under (see BackupCatalog.claim)."""
+    return f"backup~{backup_id}"
+
+
+def replication_claim(backup_id: str) -> str:
+    """The work a backup's replication is claimed under."""
+    return f"replicate~{backup_id}"
+
+
+def backup_instance_id(vm_key: str, slot: datetime, generation: int) -> str:
+    """A scheduled backup's instance id: per (VM, slot, claim generation), so a retry of the
+    slot (a later claim) is a new instance and never replaces a running one."""
+    return f"{orchestration_id('backup', vm_key, slot)}-g{generation}"
+
+
 def orchestration_prefix(kind: str, vm_key: str) -> str:
     """`<kind>-<vm hash>-`: what every durable instance id of one kind for one VM starts with."""
     _require(_KIND, kind, "kind", "lowercase letters, digits, '_' and '-' (like vm_backup)")

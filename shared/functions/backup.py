@@ -2,7 +2,7 @@
 
 import azure.durable_functions as df
 
-from shared.activities import backup
+from shared.activities import backup, claims
 from shared.functions.wiring import register_activities, register_orchestrators, register_timer
 from shared.orchestrations.backup import fleet_backup, vm_backup
 
@@ -16,4 +16,8 @@ register_activities(
     backup.check_backup,
     backup.fail_backup,
     backup.apply_retention,
+    backup.fail_retention,
+    # Claims are taken and released by the backup and replication workflows alike.
+    claims.claim_work,
+    claims.release_claim,
 )

@@ -189,11 +189,16 @@ def _backups_under_way(svc: Services, vm_key: str, now: datetime) -> list[str]:
     """The workflows that may be taking a backup of the VM: that of each backup the catalog shows
     being created (scheduled or manual; the workflow may have died since, so it is asked), and
     that of each manual request this hour, which may not have reached the catalog yet."""
-    creating = [
-        names.orchestration_id("manual-backup" if b.manual else "backup", vm_key, b.slot)
-        for b in svc.catalog.list_backups(vm_key)
-        if b.state is BackupState.CREATING
-    ]
+    creating = []
+    for b in svc.catalog.list_backups(vm_key):
+        if b.state is not BackupState.CREATING:
+            continue
+        if b.manual:
+            creating.append(names.orchestration_id("manual-backup", vm_key, b.slot))
+        else:  # each attempt of a slot ran under its own claim generation
+            creating += [
+                names.backup_instance_id(vm_key, b.slot, n) for n in range(1, b.attempts + 1)
+            ]
     return creating + _requested(svc, vm_key, "manual-backup", "manual-backup", now - RATE_WINDOW)
 
 

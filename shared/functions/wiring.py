@@ -45,8 +45,9 @@ def register_orchestrators(bp: df.Blueprint, *orchestrators: Orchestrator) -> No
 def register_timer(bp: df.Blueprint, orchestrator: str, schedule_setting: str) -> None:
     """A timer (NCRONTAB from an app setting) that starts `orchestrator` once per tick.
 
-    The instance id is the tick's minute, so a tick delivered twice starts one orchestration,
-    and a tick that finds the previous run still going leaves it alone.
+    The instance id is the tick's minute, so a tick delivered twice starts one orchestration.
+    Every tick starts its own run, even while an earlier tick's run is still going: the runs
+    claim their work in the catalog, so two of them never do the same work.
     """
 
     async def start(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:

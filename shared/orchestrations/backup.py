@@ -7,31 +7,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain import names
-from shared.domain.models import vm_key as make_vm_key
 from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
-from shared.orchestrations.replication import replication_instance_id
 
 SNAPSHOT_TIMEOUT = timedelta(hours=1)
 
 
 def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
-    """List the fleet once, then back up each due VM as its own sub-orchestration, in batches.
+    """List the fleet once, claim each due VM's slot, and back up what this run claimed as its
+    own sub-orchestrations, in batches.
 
-    Instance ids are deterministic per (VM, slot): an overlapping run for the same slot cannot
-    start a second backup of any VM; its start is refused and counted, not retried.
+    The claim (in the catalog, taken by `list_due_vms`) is what keeps an overlapping or
+    catch-up run from backing a slot up twice; the engine deduplicates nothing here. Only keys
+    and counts pass through this instance's history, whatever the fleet's size.
     """
     now = context.current_utc_datetime
-    found = yield context.call_activity_with_retry("list_due_vms", RETRY, {"now": now.isoformat()})
+    found = yield context.call_activity_with_retry(
+        "list_due_vms", RETRY, {"now": now.isoformat(), "owner": context.instance_id}
+    )
     outcome = yield from fan_out(
         context, "vm_backup", found["due"], _instance_id, found["batch_size"]
     )
-    return {**outcome, "misconfigured": found["misconfigured"]}
+    return {**outcome, "under_way": found["under_way"], "misconfigured": found["misconfigured"]}
 
 
 def _instance_id(item: Payload) -> str:
-    vm = item["vm"]
-    key = make_vm_key(vm["resource_group"], vm["name"])
-    return names.orchestration_id("backup", key, _slot(item))
+    """Per (VM, slot, claim): a later claim of the same slot (a retry) is a new instance."""
+    return names.backup_instance_id(item["vm_key"], _slot(item), item["generation"])
 
 
 def _slot(item: Payload) -> datetime:
@@ -39,15 +40,27 @@ def _slot(item: Payload) -> datetime:
 
 
 def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
-    """One VM: snapshot every disk -> record -> replicate (if the policy says) -> retention.
+    """One VM: snapshot every disk -> record -> replicate (if the policy says) -> retention,
+    then let go of the slot's claim.
 
-    Input: {vm, policy, slot, manual}. A failure at any step is recorded on the backup row.
+    Input: {vm_key, resource_group, name, slot, manual?, owner?}; `owner` is the fleet run
+    that claimed the slot. A failure at any step is recorded on the backup row.
     """
     item: Payload = context.get_input()
-    vm = item["vm"]
-    key = make_vm_key(vm["resource_group"], vm["name"])
+    key = item["vm_key"]
     backup_id = names.backup_id(key, _slot(item), bool(item.get("manual")))
     ref = {"vm_key": key, "backup_id": backup_id}
+    outcome = yield from _back_up(context, item, ref)
+    if item.get("owner"):
+        yield context.call_activity_with_retry(
+            "release_claim",
+            RETRY,
+            {"vm_key": key, "work": names.backup_claim(backup_id), "owner": item["owner"]},
+        )
+    return {**ref, **outcome}
+
+
+def _back_up(context: Context, item: Payload, ref: Payload) -> Generator[Any, Any, Payload]:
     try:
         begun = yield context.call_activity_with_retry("begin_backup", RETRY, item)
         result = begun
@@ -63,26 +76,27 @@ def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
             if result is None:
                 raise TimeoutError(f"snapshots not done within {SNAPSHOT_TIMEOUT}")
     except Exception as error:
-        failed = yield context.call_activity_with_retry(
+        failed: Payload = yield context.call_activity_with_retry(
             "fail_backup", RETRY, {**item, **ref, "error": failure_text(error)}
         )
-        return {**ref, **failed}
+        return failed
     if result["state"] != "completed":
-        return {**ref, **result}
+        return dict(result)
     target = result.get("replica_region")
     if target:
         yield context.call_sub_orchestrator(
             "replicate_backup",
             {**ref, "target_region": target},
-            replication_instance_id(backup_id),
+            f"{context.instance_id}:replicate",
         )
-    retention = yield context.call_activity_with_retry(
-        "apply_retention",
-        RETRY,
-        {
-            "vm_key": key,
-            "policy": item.get("policy"),
-            "now": context.current_utc_datetime.isoformat(),
-        },
-    )
-    return {**ref, "state": "completed", "retention": retention}
+    try:
+        retention = yield context.call_activity_with_retry(
+            "apply_retention",
+            RETRY,
+            {"vm_key": ref["vm_key"], "now": context.current_utc_datetime.isoformat()},
+        )
+    except Exception as error:
+        retention = yield context.call_activity_with_retry(
+            "fail_retention", RETRY, {"vm_key": ref["vm_key"], "error": failure_text(error)}
+        )
+    return {"state": "completed", "retention": retention}

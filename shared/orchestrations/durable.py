@@ -9,11 +9,13 @@ history events.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskState
 
 MIN_WAIT_SECONDS = 5.0
 MAX_WAIT_SECONDS = 900.0
@@ -53,34 +55,39 @@ def fan_out(
     context: Context,
     orchestrator: str,
     items: Sequence[Payload],
-    instance_id: Callable[[Payload], str],
+    key: Callable[[Payload], str],
     batch_size: int,
 ) -> Generator[Any, Any, Payload]:
-    """Run a sub-orchestration per item, `batch_size` at a time, and count the outcomes.
+    """Run a sub-orchestration per item, `batch_size` at a time, and count outcomes per item.
 
-    Instance ids are deterministic, so a start that collides with a running instance (the same
-    work already under way) is refused by the durable engine: counted, never retried.
+    A child's id is this instance's id and the item's key, so it is unique to this run: Azure
+    Storage does not deduplicate sub-orchestrations, and a start on a running id would replace
+    that instance and leave its parent waiting forever. Whether the work is already under way is
+    decided before (from the catalog's claims), never by the engine. One failed child counts as
+    failed; its siblings' outcomes stand.
     """
-    results: list[Payload] = []
-    refused = 0
-    for start in range(0, len(items), max(batch_size, 1)):
-        batch = items[start : start + batch_size]
+    counts: Counter[str] = Counter()
+    size = max(batch_size, 1)
+    for start in range(0, len(items), size):
         context.set_custom_status({"done": start, "total": len(items)})
         tasks = [
-            context.call_sub_orchestrator(orchestrator, item, instance_id(item)) for item in batch
+            context.call_sub_orchestrator(orchestrator, item, f"{context.instance_id}:{key(item)}")
+            for item in items[start : start + size]
         ]
         try:
-            results.extend((yield context.task_all(tasks)))
+            yield context.task_all(tasks)
         except Exception:
-            refused += len(batch)
-    states = [str(r.get("state")) for r in results]
-    return {
-        "total": len(items),
-        "completed": states.count("completed"),
-        "failed": states.count("failed"),
-        "refused": refused,
-        "results": results,
-    }
+            # The SDK resumes at the first failure; a timer due now lets it read the siblings'
+            # outcomes (the extension resumes task_all only once every child has finished).
+            yield context.create_timer(context.current_utc_datetime)
+        counts.update(_outcome(task) for task in tasks)
+    return {"total": len(items), **{state: counts[state] for state in sorted(counts)}}
+
+
+def _outcome(task: Any) -> str:
+    if task.state is TaskState.SUCCEEDED and isinstance(task.result, dict):
+        return str(task.result.get("state") or "completed")
+    return "failed"
 
 
 _WRAPPER = re.compile(r"^\s*(?:Activity|Orchestrator) function '[^']*' failed:\s*")
@@ -90,18 +97,3 @@ def failure_text(error: Exception) -> str:
     """The first line of a failed task's reason, without the durable framework's prefix."""
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
     return _WRAPPER.sub("", first).strip()[:500]
-
-
-def clean_up_test(
-    context: Context, region: str, test_id: str, vm_key: str, operation: str
-) -> Generator[Any, Any, bool]:
-    """Delete what a test created; True when nothing tagged with the test id is left."""
-    try:
-        result = yield context.call_activity_with_retry(
-            "cleanup_test_resources",
-            RETRY,
-            {"region": region, "test_id": test_id, "vm_key": vm_key, "operation": operation},
-        )
-    except Exception:
-        return False  # the sweeper deletes what is left once its expiry tag passes
-    return bool(result["clean"])

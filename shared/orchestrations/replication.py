@@ -6,6 +6,7 @@ from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
+from shared.domain import names
 from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
 
 # How long a backup waits for an older one of the same VM to finish copying (creation order).
@@ -15,18 +16,41 @@ PENDING_BATCH = 20
 
 
 def replication_instance_id(backup_id: str) -> str:
-    """One replication of a backup at a time, whoever starts it."""
+    """The CLI's top-level instance id for a backup's copy (Azure deduplicates client starts)."""
     return f"replicate-{backup_id}"
 
 
 def replicate_backup(context: Context) -> Generator[Any, Any, Payload]:
-    """CopyStart every disk's snapshot, then poll on durable timers until complete or failed.
+    """Claim the backup's replication, CopyStart every disk's snapshot, poll on durable timers
+    until complete or failed, and let go of the claim.
 
-    Input: {vm_key, backup_id, target_region}. Jobs go pending -> in_progress -> completed |
-    failed; transient errors retry, and a give-up is recorded with a sanitised reason.
+    Input: {vm_key, backup_id, target_region, owner?}. Whoever starts it (the backup, the
+    catch-up run, the CLI), a replication another instance holds is left alone: "under_way".
+    Jobs go pending -> in_progress -> completed | failed; transient errors retry, and a give-up
+    is recorded with a sanitised reason.
     """
+    item: Payload = context.get_input()
+    claim = {
+        "vm_key": item["vm_key"],
+        "work": names.replication_claim(item["backup_id"]),
+        "owner": item.get("owner") or context.instance_id,
+    }
+    taken = yield context.call_activity_with_retry("claim_work", RETRY, claim)
+    if not taken["claimed"]:
+        return {"state": "under_way", "owner": taken["owner"]}
+    result = yield from _replicate(context, item)
+    yield context.call_activity_with_retry("release_claim", RETRY, claim)
+    return result
+
+
+def _replicate(context: Context, item: Payload) -> Generator[Any, Any, Payload]:
     # The attempt's time names its copy jobs, so each attempt keeps its own history rows.
-    ref: Payload = {**context.get_input(), "attempt": context.current_utc_datetime.isoformat()}
+    ref: Payload = {
+        "vm_key": item["vm_key"],
+        "backup_id": item["backup_id"],
+        "target_region": item["target_region"],
+        "attempt": context.current_utc_datetime.isoformat(),
+    }
     try:
         started = yield from poll(
             context,
@@ -39,7 +63,7 @@ def replicate_backup(context: Context) -> Generator[Any, Any, Payload]:
         if started is None:
             raise TimeoutError("an older backup of this VM is still copying")
         if started["state"] != "in_progress":
-            return started
+            return dict(started)
         result = yield from poll(
             context,
             "check_replication",
@@ -59,16 +83,17 @@ def replicate_backup(context: Context) -> Generator[Any, Any, Payload]:
 
 
 def replicate_pending(context: Context) -> Generator[Any, Any, Payload]:
-    """Catch up: replicate the oldest unreplicated or failed backup of each VM."""
+    """Catch up: replicate the oldest unreplicated or failed backup of each VM that no other
+    instance is replicating (the listing claims each one for this run)."""
     now = context.current_utc_datetime
     found = yield context.call_activity_with_retry(
-        "list_pending_replications", RETRY, {"now": now.isoformat()}
+        "list_pending_replications", RETRY, {"now": now.isoformat(), "owner": context.instance_id}
     )
     outcome: Payload = yield from fan_out(
         context,
         "replicate_backup",
         found["pending"],
-        lambda item: replication_instance_id(item["backup_id"]),
+        lambda item: f"{context.instance_id}:{item['backup_id']}",
         PENDING_BATCH,
     )
     return outcome

@@ -20,7 +20,11 @@ def verify_backups(context: Context) -> Generator[Any, Any, Payload]:
         "list_verifications_due", RETRY, {"now": now.isoformat()}
     )
     outcome: Payload = yield from fan_out(
-        context, "verify_backup", found["due"], lambda b: f"verify-{b['backup_id']}", PARALLEL
+        context,
+        "verify_backup",
+        found["due"],
+        lambda b: f"{context.instance_id}:{b['backup_id']}",
+        PARALLEL,
     )
     return outcome
 

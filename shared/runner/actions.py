@@ -41,18 +41,26 @@ class Episode:
     error: str | None = None
     custom_status: Any = None
     has_custom_status: bool = False
+    # The last top-level action (what the orchestrator now waits on): its kind and how many of
+    # the flattened actions, at the end of `actions`, belong to it.
+    awaited_kind: ActionType | None = None
+    awaited_count: int = 0
 
 
 def read_state(state_text: str, error: str | None = None) -> Episode:
     """Parse the OrchestratorState JSON an orchestrator returned (or attached to its error)."""
     state = json.loads(state_text)
+    top = top_level(state.get("actions", []))
+    awaited = top[-1] if top else None
     return Episode(
         done=bool(state.get("isDone")) and error is None,
-        actions=flatten(state.get("actions", [])),
+        actions=flatten(top),
         output=state.get("output"),
         error=error,
         custom_status=state.get("customStatus"),
         has_custom_status="customStatus" in state,
+        awaited_kind=None if awaited is None else kind(awaited),
+        awaited_count=0 if awaited is None else len(flatten([awaited])),
     )
 
 
@@ -63,6 +71,15 @@ def read_failure(exc: Exception) -> Episode:
     if not label:
         return Episode(done=False, actions=[], error=message or type(exc).__name__)
     return read_state(state_text, error=error)
+
+
+def top_level(actions: list[Any]) -> list[Action]:
+    """The actions as the orchestrator yielded them, one per `yield` (a WhenAll/WhenAny is one),
+    without the SDK's grouping lists."""
+    found: list[Action] = []
+    for item in actions:
+        found.extend(top_level(item) if isinstance(item, list) else [item])
+    return found
 
 
 def flatten(actions: list[Any]) -> list[Action]:

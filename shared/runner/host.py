@@ -1,11 +1,27 @@
 """The local durable host: runs a DFApp's orchestrations without the Functions host.
 
-It plays the Durable extension's part. Each episode hands the registered orchestrator the history
-as the extension sends it (earlier episodes replayed, then OrchestratorStarted and ONE new event),
-reads back the actions, and turns the new ones into work: activities in a thread pool, durable
-timers on the shared virtual clock, sub-orchestrations as new instances. One new event per episode
-is a history the extension can also produce, and it keeps the host's task ids in step with the
-SDK's sequence numbers, including the backoff timers and re-scheduled attempts of retries.
+It plays the Durable extension's part on Azure Storage, and is as strict as it:
+- An episode takes every event waiting for the instance (DTFx dequeues them as one batch), but the
+  orchestrator runs only once the task its last `yield` awaits is done: the extension's
+  out-of-process shim awaits it (`Task.WhenAll` for task_all, the whole retry loop for a
+  `*_with_retry` call), so it never sees a task_all with some children still running. The other
+  episodes are the engine's own (completions, retry timers), recorded in the history as DTFx does.
+- A call to an activity or orchestrator the app does not have fails the whole orchestration
+  (the extension's `ThrowIfFunctionDoesNotExist`), not just the task.
+- Only client starts are deduplicated: a sub-orchestration started with the id of a running
+  instance replaces it with a new execution, and the replaced one's parent is never told
+  (DurableTask.AzureStorage `OrchestrationSessionManager`: "de-duplication when creating
+  top-level orchestrations but not for sub-orchestrations").
+- The timer after a retry's final failed attempt is due at once (DurableTask.Core
+  `RetryInterceptor`); the SDK's RetryAbleTask waits for it before it fails the task.
+- A custom status over 16 KB fails the orchestration (the extension's
+  `DurableOrchestrationContext.SetCustomStatus`).
+- An activity past host.json's `functionTimeout` fails with the Functions host's timeout message,
+  and, as the worker process restarts, every other activity then running is delivered again.
+- `at_least_once=True` runs every activity a second time after it succeeded (queue messages are
+  delivered at least once), so tests can show that activities converge.
+Task ids follow the SDK's sequence numbers, including the backoff timers and re-scheduled attempts
+of retries.
 
 Nothing runs in the background: `run_until_idle` and `run_timers` drive the work, so tests and the
 CLI decide when virtual time moves.
@@ -19,10 +35,12 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -46,7 +64,7 @@ from .errors import (
     UnknownFunctionError,
 )
 from .functions import AppFunctions, call_activity, call_client_function
-from .instances import ACTIVE, Call, Instance, InstanceStatus
+from .instances import ACTIVE, Call, Instance, InstanceSizes, InstanceStatus
 from .timers import TimerSchedule, resolve_setting
 
 # Azure Storage's limits, sent as the extension does; longer timers are split by the SDK.
@@ -57,12 +75,30 @@ _TIMER_LIMITS = {
 _INVALID_ID = re.compile(r"^@|[/\\#?\x00-\x1f\x7f]")
 # {name}, {name:constraint}, {name?}, {*rest}: the route template parameters Functions accepts.
 _ROUTE_PARAM = re.compile(r"\{\*?(\w+)(?::[^}?]+)?(\?)?\}")
+_TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)")
 _RETRYING = {ActionType.CALL_ACTIVITY_WITH_RETRY, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY}
 _ACTIVITIES = {ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY}
+_SUB_ORCHESTRATORS = {
+    ActionType.CALL_SUB_ORCHESTRATOR,
+    ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY,
+}
+_COMPLETIONS = {Kind.TASK_COMPLETED, Kind.SUB_ORCHESTRATION_INSTANCE_COMPLETED}
+_FAILURES = {Kind.TASK_FAILED, Kind.SUB_ORCHESTRATION_INSTANCE_FAILED}
+MAX_CUSTOM_STATUS_BYTES = 16 * 1024
 
 
 class _Missing(Exception):
-    """The extension's own failure for a call to an activity the app does not have."""
+    """An activity that a redeploy removed while a call to it was under way."""
+
+
+@dataclass
+class _ActivityRun:
+    """An activity invocation in the pool; the host forgets it when it times out or is killed."""
+
+    inst: Instance
+    task_id: int
+    call: Call
+    started: float  # time.monotonic(): functionTimeout is wall-clock time
 
 
 class LocalDurableHost:
@@ -75,11 +111,16 @@ class LocalDurableHost:
         *,
         host_json: Path | None = None,
         settings: Mapping[str, str] | None = None,
+        function_timeout: timedelta | None = None,
+        at_least_once: bool = False,
     ) -> None:
         self._clock = clock
         self._settings = dict(settings or {})
         self._functions = AppFunctions(app)
-        durable = _durable_settings(host_json)
+        document = _host_document(host_json)
+        durable: dict[str, Any] = document.get("extensions", {}).get("durableTask", {})
+        self.function_timeout = function_timeout or _timespan(document.get("functionTimeout"))
+        self.at_least_once = at_least_once
         self.hub_name = resolve_setting(
             str(durable.get("hubName", "TestHubName")), self._settings, "host.json hubName"
         )
@@ -94,7 +135,9 @@ class LocalDurableHost:
         self._ready: deque[Instance] = deque()
         self._timers: list[tuple[datetime, int, int, Instance]] = []
         self._sequence = itertools.count()
-        self._in_flight = 0
+        self._running: dict[int, _ActivityRun] = {}
+        self._run_ids = itertools.count()
+        self.replaced: list[str] = []  # running instances a sub-orchestration start replaced
         self._pool: ThreadPoolExecutor | None = None
         self._endpoint: ClientEndpoint | None = None
 
@@ -150,6 +193,21 @@ class LocalDurableHost:
         """The instance's history events as the orchestrator last saw them (for diagnosis)."""
         with self._lock:
             return h.played(self._get(instance_id).history)
+
+    def sizes(self, instance_id: str) -> InstanceSizes:
+        """How much JSON the instance holds in the task hub (input, output, status, history)."""
+        with self._lock:
+            return self._get(instance_id).sizes()
+
+    def redeploy(self, app: Any) -> None:
+        """Swap in new code, as a deployment does: in-flight instances replay against it at their
+        next episode (and fail as nondeterministic if it takes other steps)."""
+        functions = AppFunctions(app)
+        with self._lock:
+            self._functions = functions
+            self._schedules = [
+                TimerSchedule(function, self._settings) for function in functions.timers.values()
+            ]
 
     def instances(self) -> list[InstanceStatus]:
         """Every instance, sub-orchestrations included, oldest first."""
@@ -244,8 +302,9 @@ class LocalDurableHost:
                 self._fire_timers(self._clock.now())
                 inst = self._next_ready()
                 if inst is None:
-                    if self._in_flight:
-                        self._lock.wait()
+                    if self._running:
+                        self._lock.wait(self._until_first_timeout())
+                        self._expire_activities()
                     elif not self._advance_clock(deadline):
                         return
                     continue
@@ -283,9 +342,19 @@ class LocalDurableHost:
 
     def _run_episode(self, inst: Instance) -> None:
         with self._lock:
-            event = inst.inbox.popleft()
+            events = list(inst.inbox)
+            inst.inbox.clear()
             now = self._clock.now()
-            new_events = [h.orchestrator_started(now), event]
+            new_events = [h.orchestrator_started(now), *events]
+            work: list[Callable[[], None]] = []
+            produced = [e for event in events for e in self._retry(inst, event, now, work)]
+            inst.status = "Running"
+            inst.last_updated_at = now
+            if not self._wakes(inst, events):
+                inst.history += [*new_events, *produced, h.orchestrator_completed(now)]
+                for start in work:
+                    start()
+                return
             context = json.dumps(
                 {
                     "history": h.played(inst.history) + new_events,
@@ -298,25 +367,26 @@ class LocalDurableHost:
                     **_TIMER_LIMITS,
                 }
             )
-        orchestrator = self._functions.orchestrators[inst.name]
+            orchestrator = self._functions.orchestrators[inst.name]
         try:
             episode = act.read_state(orchestrator(context))
         except Exception as exc:  # the SDK raises to report the orchestrator's own failure
             episode = act.read_failure(exc)
         with self._lock:
             if not self._live(inst):
-                return  # terminated or purged meanwhile
+                return  # terminated, purged or replaced meanwhile
             inst.history += new_events
-            inst.status = "Running"
-            inst.last_updated_at = now
             if episode.has_custom_status:
                 inst.custom_status = episode.custom_status
-            work: list[Callable[[], None]] = []
-            produced = self._retry(inst, event, now, work)
-            failure = episode.error or self._refusal(inst, episode.actions)
+            failure = (
+                episode.error
+                or self._refusal(inst, episode.actions)
+                or _custom_status_refusal(inst, episode)
+            )
             if failure is None:
                 produced += self._schedule_new(inst, episode.actions, now, work)
                 self._drop_cancelled_timers(inst, episode.actions)
+                self._await(inst, episode)
             inst.history += [*produced, h.orchestrator_completed(now)]
             if failure is not None:
                 self._finish(inst, "Failed", failure, now)
@@ -328,29 +398,53 @@ class LocalDurableHost:
                 if inst.inbox:
                     self._enqueue(inst)
 
+    def _wakes(self, inst: Instance, events: list[h.Event]) -> bool:
+        """Whether the orchestrator runs this episode: at its start, on an external event, or
+        once what its last `yield` awaits is done (any one of it for task_any)."""
+        if not inst.history or any(e["EventType"] == Kind.EVENT_RAISED for e in events):
+            return True
+        done = [task_id in inst.finished for task_id in inst.awaiting if task_id is not None]
+        return any(done) if inst.await_any else bool(done) and all(done)
+
+    def _await(self, inst: Instance, episode: act.Episode) -> None:
+        count = episode.awaited_count
+        inst.awaiting = inst.action_ids[len(inst.action_ids) - count :] if count else []
+        inst.await_any = episode.awaited_kind is ActionType.WHEN_ANY
+
     def _retry(
         self, inst: Instance, event: h.Event, now: datetime, work: list[Callable[[], None]]
     ) -> list[h.Event]:
-        """What the SDK's RetryAbleTask expects after a failed attempt: a backoff timer (even after
-        the last attempt, as DTFx does), and once it fires, the next attempt."""
+        """The engine's part of an event: mark what it finishes and, after a failed attempt of a
+        retried call, what the SDK's RetryAbleTask expects: a backoff timer (after the final
+        attempt too, due at once, as DTFx does), and once it fires, the next attempt."""
         kind = event["EventType"]
-        if kind in (Kind.TASK_FAILED, Kind.SUB_ORCHESTRATION_INSTANCE_FAILED):
+        if kind in _FAILURES:
             call = inst.calls.pop(event["TaskScheduledId"], None)
-            if call is None or call.retry_interval is None:
+            if call is None:
+                return []
+            if call.retry_interval is None:
+                inst.finished.add(call.root_id)
                 return []
             timer_id = inst.take_id()
             inst.retry_timers[timer_id] = call
-            fire_at = now + call.retry_interval
+            final = call.attempt >= call.max_attempts
+            fire_at = now if final else now + call.retry_interval
             work.append(lambda: self._set_timer(inst, timer_id, fire_at))
             return [h.timer_created(now, timer_id, fire_at)]
         if kind == Kind.TIMER_FIRED:
             call = inst.retry_timers.pop(event["TimerId"], None)
-            if call is None or call.attempt >= call.max_attempts:
+            if call is None:
+                inst.finished.add(event["TimerId"])
+                return []
+            if call.attempt >= call.max_attempts:
+                inst.finished.add(call.root_id)
                 return []
             call.attempt += 1
             return [self._schedule_call(inst, call, inst.take_id(), now, work)]
-        if kind in (Kind.TASK_COMPLETED, Kind.SUB_ORCHESTRATION_INSTANCE_COMPLETED):
-            inst.calls.pop(event["TaskScheduledId"], None)
+        if kind in _COMPLETIONS:
+            call = inst.calls.pop(event["TaskScheduledId"], None)
+            if call is not None:
+                inst.finished.add(call.root_id)
         return []
 
     def _refusal(self, inst: Instance, actions: list[act.Action]) -> str | None:
@@ -362,6 +456,10 @@ class LocalDurableHost:
                     f"the local durable host does not run {act.kind(action).name} actions "
                     f"(used by {inst.name})"
                 )
+        for action in actions[len(inst.signatures) :]:
+            missing = self._missing_function(action)
+            if missing is not None:
+                return missing
         replayed = [act.signature(action) for action in actions]
         for index, recorded in enumerate(inst.signatures):
             produced = replayed[index] if index < len(replayed) else "nothing"
@@ -372,6 +470,18 @@ class LocalDurableHost:
                     f"{produced}"
                 )
         return None
+
+    def _missing_function(self, action: act.Action) -> str | None:
+        """The extension's `ThrowIfFunctionDoesNotExist` message for a call to a function the
+        app does not have; it fails the whole orchestration, not just the task."""
+        kind, name = act.kind(action), action.get("functionName")
+        if kind in _ACTIVITIES and name not in self._functions.activities:
+            role = "an activity"
+        elif kind in _SUB_ORCHESTRATORS and name not in self._functions.orchestrators:
+            role = "an orchestrator"
+        else:
+            return None
+        return f"The function '{name}' doesn't exist, is disabled, or is not {role} function."
 
     def _schedule_new(
         self,
@@ -393,7 +503,9 @@ class LocalDurableHost:
                 produced.append(h.timer_created(now, task_id, fire_at))
                 work.append(partial(self._set_timer, inst, task_id, fire_at))
             else:
-                produced.append(self._schedule_call(inst, _call(action), task_id, now, work))
+                call = _call(action)
+                call.root_id = task_id
+                produced.append(self._schedule_call(inst, call, task_id, now, work))
         return produced
 
     def _drop_cancelled_timers(self, inst: Instance, actions: list[act.Action]) -> None:
@@ -426,20 +538,53 @@ class LocalDurableHost:
 
     def _start_activity(self, inst: Instance, task_id: int, call: Call) -> None:
         assert self._pool is not None
-        self._in_flight += 1
-        self._pool.submit(self._run_activity, inst, task_id, call)
+        token = next(self._run_ids)
+        self._running[token] = _ActivityRun(inst, task_id, call, time.monotonic())
+        self._pool.submit(self._run_activity, token, task_id, call)
 
-    def _run_activity(self, inst: Instance, task_id: int, call: Call) -> None:
-        """Runs on a pool thread and reports back to the instance."""
-        event = None
-        try:
+    def _run_activity(self, token: int, task_id: int, call: Call) -> None:
+        """Runs on a pool thread and reports back, unless the host has given up on this run."""
+        event = self._activity_outcome(task_id, call)
+        if self.at_least_once and event["EventType"] == Kind.TASK_COMPLETED:
             event = self._activity_outcome(task_id, call)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-                if event is not None and self._live(inst):
-                    self._deliver(inst, event)
-                self._lock.notify_all()
+        with self._lock:
+            run = self._running.pop(token, None)
+            if run is not None and self._live(run.inst):
+                self._deliver(run.inst, event)
+            self._lock.notify_all()
+
+    def _until_first_timeout(self) -> float | None:
+        """Seconds until the oldest running activity passes functionTimeout (None: no limit)."""
+        if self.function_timeout is None or not self._running:
+            return None
+        oldest = min(run.started for run in self._running.values())
+        limit = self.function_timeout.total_seconds()
+        return max(oldest + limit - time.monotonic(), 0.0)
+
+    def _expire_activities(self) -> None:
+        """Fail the activities past functionTimeout; the worker process restarts, so every
+        other activity it was running is delivered again (its first run's result is lost)."""
+        if self.function_timeout is None:
+            return
+        limit = self.function_timeout.total_seconds()
+        now = time.monotonic()
+        expired = {t: r for t, r in self._running.items() if now - r.started >= limit}
+        if not expired:
+            return
+        for token, run in expired.items():
+            del self._running[token]
+            message = (
+                f"Timeout value of {_format_timespan(self.function_timeout)} exceeded by "
+                f"function 'Functions.{run.call.name}'. Initiating cancellation."
+            )
+            reason = f"Activity function '{run.call.name}' failed: {message}"
+            if self._live(run.inst):
+                failed = h.task_failed(self._clock.now(), run.task_id, reason, message)
+                self._deliver(run.inst, failed)
+        for token, run in list(self._running.items()):
+            del self._running[token]
+            if self._live(run.inst):
+                self._start_activity(run.inst, run.task_id, run.call)
 
     def _activity_outcome(self, task_id: int, call: Call) -> h.Event:
         """TaskCompleted, or TaskFailed with the reason the extension gives: the activity's name
@@ -458,20 +603,12 @@ class LocalDurableHost:
     def _start_sub_orchestration(
         self, parent: Instance, task_id: int, call: Call, sub_id: str
     ) -> None:
+        """Start (or, if the id is running, replace) a sub-orchestration: Azure Storage does
+        not deduplicate these, and the replaced execution's parent waits forever."""
         existing = self._instances.get(sub_id)
-        problem = None
-        if call.name not in self._functions.orchestrators:
-            problem = (
-                f"The function '{call.name}' doesn't exist, is disabled, or is not an "
-                "orchestrator function."
-            )
-        elif existing is not None and existing.status in ACTIVE:
-            problem = f"An Orchestration instance with the status {existing.status} already exists."
-        if problem is not None:
-            now = self._clock.now()
-            self._deliver(parent, h.sub_orchestration_failed(now, task_id, problem, problem))
-        else:
-            self._create(call.name, sub_id, call.input_text, parent, task_id)
+        if existing is not None and existing.status in ACTIVE:
+            self.replaced.append(sub_id)
+        self._create(call.name, sub_id, call.input_text, parent, task_id)
 
     # -- bookkeeping (all under the lock) ----------------------------------------------------
 
@@ -556,16 +693,43 @@ def _call(action: act.Action) -> Call:
     )
 
 
-def _durable_settings(host_json: Path | None) -> dict[str, Any]:
-    """host.json's extensions.durableTask section ({} without a host.json)."""
+def _custom_status_refusal(inst: Instance, episode: act.Episode) -> str | None:
+    if not episode.has_custom_status:
+        return None
+    size = len(json.dumps(episode.custom_status).encode())
+    if size <= MAX_CUSTOM_STATUS_BYTES:
+        return None
+    return (
+        f"The custom status of orchestration '{inst.name}' is {size} bytes of JSON; it must not "
+        f"exceed {MAX_CUSTOM_STATUS_BYTES // 1024} KB."
+    )
+
+
+def _host_document(host_json: Path | None) -> dict[str, Any]:
+    """host.json as a dict ({} without one)."""
     if host_json is None:
         return {}
     try:
-        document = json.loads(host_json.read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(host_json.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {host_json}: {exc}") from exc
-    section: dict[str, Any] = document.get("extensions", {}).get("durableTask", {})
-    return section
+    return document
+
+
+def _timespan(text: str | None) -> timedelta | None:
+    """host.json's "hh:mm:ss" (or "d.hh:mm:ss"); None for no limit ("-1" or absent)."""
+    if not text or text.strip() == "-1":
+        return None
+    parts = _TIMESPAN.fullmatch(text.strip())
+    if parts is None:
+        raise ValueError(f"host.json functionTimeout {text!r} is not [d.]hh:mm:ss")
+    days, hours, minutes, seconds = (float(part or 0) for part in parts.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _format_timespan(span: timedelta) -> str:
+    total = int(span.total_seconds())
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def _match_route(template: str, path: str) -> dict[str, str]:

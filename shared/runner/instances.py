@@ -39,6 +39,17 @@ class Call:
     retry_interval: timedelta | None = None  # None: no retry options
     max_attempts: int = 1
     attempt: int = 1
+    root_id: int = -1  # the task id of the first attempt: what the orchestrator awaits
+
+
+@dataclass(frozen=True)
+class InstanceSizes:
+    """Bytes of JSON an instance keeps in the task hub: what a large fan-out makes expensive."""
+
+    input: int
+    output: int
+    custom_status: int
+    history: int
 
 
 @dataclass(eq=False)
@@ -64,11 +75,24 @@ class Instance:
     calls: dict[int, Call] = field(default_factory=dict)  # by scheduled event id
     retry_timers: dict[int, Call] = field(default_factory=dict)  # by backoff timer id
     timers: set[int] = field(default_factory=set)  # durable timers not yet fired
+    # What the orchestrator's last `yield` waits on (first-attempt task ids; None for an
+    # external event), whether any one of them is enough (task_any), and which have finished.
+    awaiting: list[int | None] = field(default_factory=list)
+    await_any: bool = False
+    finished: set[int] = field(default_factory=set)
 
     def take_id(self) -> int:
         task_id = self.next_id
         self.next_id += 1
         return task_id
+
+    def sizes(self) -> InstanceSizes:
+        return InstanceSizes(
+            input=len((self.input_text or "").encode()),
+            output=_json_bytes(self.output),
+            custom_status=_json_bytes(self.custom_status),
+            history=_json_bytes(self.history),
+        )
 
     def snapshot(self) -> InstanceStatus:
         return InstanceStatus(
@@ -82,3 +106,7 @@ class Instance:
             last_updated_at=self.last_updated_at or self.created_at,
             history_length=len(self.history),
         )
+
+
+def _json_bytes(value: Any) -> int:
+    return 0 if value is None else len(json.dumps(value).encode())

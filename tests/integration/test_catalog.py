@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -537,3 +538,59 @@ class TestAuditLog:
         catalog.audit(entry)
         catalog.audit(entry)
         assert catalog.audit_entries(since=ago(days=1)) == [entry]
+
+
+class TestClaims:
+    """A piece of work is claimed once: the app's answer to sub-orchestrations not deduplicated."""
+
+    STALE = timedelta(days=2)
+    WORK = "backup~20260301t020000z-abc"
+
+    def test_the_first_owner_wins_and_a_second_owner_sees_it_held(
+        self, catalog: TableCatalog
+    ) -> None:
+        first = catalog.claim(WEB, self.WORK, "fleet-a", now=NOW, stale_after=self.STALE)
+        second = catalog.claim(WEB, self.WORK, "fleet-b", now=NOW, stale_after=self.STALE)
+
+        assert (first.owner, first.generation) == ("fleet-a", 1)
+        assert (second.owner, second.generation) == ("fleet-a", 1)
+
+    def test_the_same_owner_claiming_again_gets_the_same_claim(self, catalog: TableCatalog) -> None:
+        catalog.claim(WEB, self.WORK, "fleet-a", now=NOW, stale_after=self.STALE)
+        again = catalog.claim(WEB, self.WORK, "fleet-a", now=ago(hours=-1), stale_after=self.STALE)
+
+        assert (again.owner, again.generation, again.claimed_at) == ("fleet-a", 1, NOW)
+
+    def test_a_released_claim_is_taken_over_with_the_next_generation(
+        self, catalog: TableCatalog
+    ) -> None:
+        catalog.claim(WEB, self.WORK, "fleet-a", now=NOW, stale_after=self.STALE)
+        catalog.release(WEB, self.WORK, "fleet-b")  # not its claim: nothing happens
+        held = catalog.claim(WEB, self.WORK, "fleet-c", now=NOW, stale_after=self.STALE)
+        catalog.release(WEB, self.WORK, "fleet-a")
+        taken = catalog.claim(WEB, self.WORK, "fleet-c", now=NOW, stale_after=self.STALE)
+
+        assert held.owner == "fleet-a"
+        assert (taken.owner, taken.generation, taken.released) == ("fleet-c", 2, False)
+
+    def test_a_claim_whose_owner_died_is_taken_over_once_it_is_stale(
+        self, catalog: TableCatalog
+    ) -> None:
+        catalog.claim(WEB, self.WORK, "dead", now=ago(days=3), stale_after=self.STALE)
+        taken = catalog.claim(WEB, self.WORK, "alive", now=NOW, stale_after=self.STALE)
+
+        assert (taken.owner, taken.generation) == ("alive", 2)
+
+    def test_racing_owners_end_with_exactly_one_claim(self, catalog: TableCatalog) -> None:
+        owners = [f"run-{n}" for n in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            claims = list(
+                pool.map(
+                    lambda owner: catalog.claim(
+                        DB, self.WORK, owner, now=NOW, stale_after=self.STALE
+                    ),
+                    owners,
+                )
+            )
+
+        assert len({claim.owner for claim in claims}) == 1

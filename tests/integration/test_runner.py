@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Generator, Iterator
@@ -38,6 +39,8 @@ Steps = Generator[Any, Any, Any]
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 failures_left: dict[str, int] = {}
 replays: list[int] = []
+calls: dict[str, int] = {}
+observed_host: LocalDurableHost | None = None
 running = {"now": 0, "peak": 0}
 running_lock = threading.Lock()
 pair = threading.Barrier(2)
@@ -97,6 +100,84 @@ def fickle(context: Context) -> Steps:
     yield context.call_activity("greet" if len(replays) == 1 else "paired", 1)
     yield context.call_activity("greet", 2)
     return "never"
+
+
+@app.orchestration_trigger(context_name="context")
+def adopter(context: Context) -> Steps:
+    """Starts a sleeper under a fixed id: two adopters collide on it."""
+    result = yield context.call_sub_orchestrator("sleeper", context.get_input(), "shared-kid")
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
+def mistaken(context: Context) -> Steps:
+    try:
+        yield context.call_activity("no_such_activity", 1)
+    except Exception:
+        return "caught"
+    return "ran"
+
+
+@app.orchestration_trigger(context_name="context")
+def brood(context: Context) -> Steps:
+    """A task_all over children of which one fails at once and the others take hours."""
+    kids = [context.call_sub_orchestrator("sleeper", hours) for hours in (1, 5)]
+    kids.append(context.call_sub_orchestrator("with_retry", "brood-doomed"))
+    try:
+        yield context.task_all(kids)
+    except Exception:
+        seen = yield context.call_activity("children_states", context.instance_id)
+        return {"failed": True, "seen": seen, "at": context.current_utc_datetime.isoformat()}
+    return {"failed": False}
+
+
+@app.orchestration_trigger(context_name="context")
+def chatty(context: Context) -> Steps:
+    context.set_custom_status({"log": "x" * (16 * 1024)})
+    yield context.call_activity("greet", "after")
+    return "never"
+
+
+@app.orchestration_trigger(context_name="context")
+def impatient(context: Context) -> Steps:
+    result = yield context.call_activity("slow", context.get_input())
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
+def bystander(context: Context) -> Steps:
+    yield context.call_activity("pause", 0.8)
+    result = yield context.call_activity("counted", "bystander")
+    return result
+
+
+@app.activity_trigger(input_name="seconds")
+def slow(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.activity_trigger(input_name="seconds")
+def pause(seconds: float) -> str:
+    time.sleep(seconds)
+    return "paused"
+
+
+@app.activity_trigger(input_name="key")
+def counted(key: str) -> int:
+    calls[key] = calls.get(key, 0) + 1
+    time.sleep(0.6)
+    return calls[key]
+
+
+@app.activity_trigger(input_name="parent")
+def children_states(parent: str) -> dict[str, str]:
+    assert observed_host is not None
+    return {
+        st.instance_id: st.runtime_status
+        for st in observed_host.instances()
+        if st.instance_id.startswith(parent + ":")
+    }
 
 
 @app.activity_trigger(input_name="name")
@@ -273,6 +354,168 @@ class TestOrchestrations:
         assert status.runtime_status == "Failed"
         assert "NonDeterministic" in status.output
         assert "CALL_ACTIVITY(greet" in status.output
+
+
+class TestAzureStorageStrictness:
+    """Where the extension on Azure Storage is stricter than a naive host, this one is too."""
+
+    def test_a_sub_orchestration_start_on_a_running_id_replaces_it_and_its_parent_waits_forever(
+        self, host: LocalDurableHost
+    ) -> None:
+        first = host.start("adopter", input=48)
+        host.run_until_idle(max_virtual_seconds=3600)
+        second = host.start("adopter", input=1)
+        host.run_until_idle()
+
+        assert host.status(second).runtime_status == "Completed"
+        assert host.status(first).runtime_status == "Running"  # never told, as in Azure
+        assert host.replaced == ["shared-kid"]
+
+    def test_a_call_to_a_missing_activity_fails_the_whole_orchestration_not_the_task(
+        self, host: LocalDurableHost
+    ) -> None:
+        iid = host.start("mistaken")
+        host.run_until_idle()
+
+        status = host.status(iid)
+        assert status.runtime_status == "Failed"
+        assert "The function 'no_such_activity' doesn't exist" in status.output
+
+    def test_task_all_resumes_only_when_every_child_has_finished_even_after_a_failure(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        global observed_host
+        observed_host = host
+        failures_left["brood-doomed"] = 99
+        iid = host.start("brood")
+        host.run_until_idle()
+
+        output = host.status(iid).output
+        assert output["failed"] is True
+        assert sorted(output["seen"].values()) == ["Completed", "Completed", "Failed"]
+        assert datetime.fromisoformat(output["at"]) >= START + timedelta(hours=5)
+
+    def test_several_completions_arrive_in_one_episode(self, host: LocalDurableHost) -> None:
+        iid = host.start("fan_out")
+        host.run_until_idle()
+
+        per_episode: list[int] = []
+        for event in host.history(iid):
+            if event["EventType"] == Kind.ORCHESTRATOR_STARTED:
+                per_episode.append(0)
+            elif event["EventType"] == Kind.TASK_COMPLETED:
+                per_episode[-1] += 1
+        assert max(per_episode) >= 2
+        assert host.status(iid).output == [0, 1, 2, 3, 4, 5]
+
+    def test_the_timer_after_the_final_failed_attempt_fires_at_once(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        failures_left["hopeless"] = 99
+        iid = host.start("with_retry", input="hopeless")
+        host.run_until_idle()
+
+        assert host.status(iid).runtime_status == "Failed"
+        assert clock.now() == START + timedelta(seconds=60)  # two backoffs of three attempts
+
+    def test_a_custom_status_over_16_kb_fails_the_orchestration(
+        self, host: LocalDurableHost
+    ) -> None:
+        iid = host.start("chatty")
+        host.run_until_idle()
+
+        status = host.status(iid)
+        assert status.runtime_status == "Failed"
+        assert "must not exceed 16 KB" in status.output
+
+    def test_an_activity_past_function_timeout_fails_and_the_restart_redelivers_the_others(
+        self, clock: VirtualClock
+    ) -> None:
+        calls.clear()
+        with LocalDurableHost(app, clock, function_timeout=timedelta(seconds=1.2)) as host:
+            stuck = host.start("impatient", input=1.6)
+            other = host.start("bystander")
+            host.run_until_idle()
+
+            stuck_status = host.status(stuck)
+            assert stuck_status.runtime_status == "Failed"
+            assert "Timeout value of 00:00:01 exceeded by function 'Functions.slow'" in (
+                stuck_status.output
+            )
+            assert host.status(other).output == 2  # its first run died with the worker
+
+    def test_at_least_once_delivery_runs_each_successful_activity_twice(
+        self, clock: VirtualClock
+    ) -> None:
+        calls.clear()
+        with LocalDurableHost(app, clock, at_least_once=True) as host:
+            iid = host.start("bystander")
+            host.run_until_idle()
+
+            assert host.status(iid).output == 2
+            assert calls == {"bystander": 2}
+
+    def test_function_timeout_is_read_from_host_json(
+        self, clock: VirtualClock, tmp_path: Path
+    ) -> None:
+        host_json = tmp_path / "host.json"
+        host_json.write_text(json.dumps({"functionTimeout": "00:10:00"}))
+
+        assert LocalDurableHost(app, clock, host_json=host_json).function_timeout == timedelta(
+            minutes=10
+        )
+
+
+class TestRedeploy:
+    """New code deployed under in-flight instances: they replay against it."""
+
+    @staticmethod
+    def _app(steps: tuple[str, ...]) -> df.DFApp:
+        new = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+        @new.orchestration_trigger(context_name="context")
+        def long_job(context: Context) -> Steps:
+            done = []
+            for step in steps:
+                yield context.create_timer(context.current_utc_datetime + timedelta(hours=1))
+                done.append((yield context.call_activity(step, step)))
+            return done
+
+        for name in ("first", "second", "third"):
+            new.activity_trigger(input_name="value")(_echo(name))
+        return new
+
+    def test_an_in_flight_instance_finishes_on_code_that_only_adds_later_steps(
+        self, clock: VirtualClock
+    ) -> None:
+        with LocalDurableHost(self._app(("first", "second")), clock) as host:
+            iid = host.start("long_job")
+            host.run_until_idle(max_virtual_seconds=5400)  # first step done, second not yet
+            host.redeploy(self._app(("first", "second", "third")))
+            host.run_until_idle()
+
+            assert host.status(iid).output == ["first", "second", "third"]
+
+    def test_code_that_changes_a_step_already_taken_fails_the_instance_as_nondeterministic(
+        self, clock: VirtualClock
+    ) -> None:
+        with LocalDurableHost(self._app(("first", "second")), clock) as host:
+            iid = host.start("long_job")
+            host.run_until_idle(max_virtual_seconds=5400)
+            host.redeploy(self._app(("third", "second")))
+            host.run_until_idle()
+
+            status = host.status(iid)
+            assert status.runtime_status == "Failed"
+            assert "NonDeterministicOrchestrationException" in status.output
+
+
+def _echo(name: str) -> Any:
+    def step(value: str) -> str:
+        return value
+
+    step.__name__ = step.__qualname__ = name
+    return step
 
 
 class TestClient:
