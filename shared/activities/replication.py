@@ -47,6 +47,10 @@ def list_pending_replications(payload: Payload, svc: Services) -> Payload:
     owner = payload["owner"]
     oldest: dict[str, Backup] = {}
     for backup in svc.catalog.backups_needing_replication():
+        if backup.replication_status is ReplicationStatus.FAILED and _given_up(
+            svc, backup.vm_key, {backup.backup_id}
+        ):
+            continue  # given up for good: no more attempts, and it hides no newer one
         current = oldest.get(backup.vm_key)
         if current is None or backup.taken_at < current.taken_at:
             oldest[backup.vm_key] = backup
