@@ -55,23 +55,23 @@ def fan_out(
     context: Context,
     orchestrator: str,
     items: Sequence[Payload],
-    key: Callable[[Payload], str],
+    instance_id: Callable[[Payload], str],
     batch_size: int,
 ) -> Generator[Any, Any, Payload]:
     """Run a sub-orchestration per item, `batch_size` at a time, and count outcomes per item.
 
-    A child's id is this instance's id and the item's key, so it is unique to this run: Azure
-    Storage does not deduplicate sub-orchestrations, and a start on a running id would replace
-    that instance and leave its parent waiting forever. Whether the work is already under way is
-    decided before (from the catalog's claims), never by the engine. One failed child counts as
-    failed; its siblings' outcomes stand.
+    `instance_id` must never name a running instance: Azure Storage does not deduplicate
+    sub-orchestrations, and a start on a running id replaces that instance and leaves its
+    parent waiting forever. So callers make ids unique to the run or to a claim, and whether
+    the work is already under way is decided before (from the catalog's claims), never by the
+    engine. One failed child counts as failed; its siblings' outcomes stand.
     """
     counts: Counter[str] = Counter()
     size = max(batch_size, 1)
     for start in range(0, len(items), size):
         context.set_custom_status({"done": start, "total": len(items)})
         tasks = [
-            context.call_sub_orchestrator(orchestrator, item, f"{context.instance_id}:{key(item)}")
+            context.call_sub_orchestrator(orchestrator, item, instance_id(item))
             for item in items[start : start + size]
         ]
         try:

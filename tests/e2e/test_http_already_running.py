@@ -95,7 +95,7 @@ class TestScheduledBackups:
         stack.host.run_timers(until=SLOT + timedelta(seconds=2))  # snapshots take ~10 s
         [backup] = stack.services.catalog.list_backups(WEB)
         assert backup.state is BackupState.CREATING
-        return names.orchestration_id("backup", WEB, SLOT)
+        return names.backup_instance_id(WEB, SLOT, 1)  # the first claim of the slot
 
     def test_refuses_a_manual_backup_while_snapshotting_and_accepts_one_after(
         self, stack: Stack, snapshotting: str
