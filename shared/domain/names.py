@@ -136,5 +136,5 @@ def orchestration_prefix(kind: str, vm_key: str) -> str:
 
 def orchestration_id(kind: str, vm_key: str, slot: datetime) -> str:
     """`<kind>-<vm hash>-<slot>`: a durable instance id, so a VM gets one workflow of a kind per
-    slot, and a VM's running workflows can be found by prefix."""
+    slot (scheduled backups add their claim generation: see backup_instance_id)."""
     return orchestration_prefix(kind, vm_key) + _stamp(slot, "slot")
