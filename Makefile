@@ -28,8 +28,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# A worker per core (each starts its own Azurite); a file's tests stay on one worker, so a module's
+# long simulation runs once.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 # The report's browser test drives Debian's chromium headless; installed once when it is missing.
 CHROMIUM := /usr/bin/chromium

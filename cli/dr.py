@@ -108,6 +108,8 @@ def _replicate_region(vm: VM) -> str | None:
         policy = policy_for(vm)
     except PolicyError:
         return None  # `backupdr status` reports misconfigured tags
+    if vm.not_protectable:
+        return None  # never backed up (`backupdr status` says why)
     return policy.replicate if policy else None
 
 

@@ -15,8 +15,8 @@ from shared.health import fleet_status
 
 def status(ctx: typer.Context, output: OutputOption = None) -> None:
     """Per VM: RPO against its schedule, replica lag, verification, DR success and last RTO;
-    also misconfigured tags, VMs with no policy and snapshots the catalog does not know.
-    Exits 1 when the fleet is not healthy."""
+    also misconfigured tags, VMs whose disks cannot be backed up (not protectable), VMs with no
+    policy and snapshots the catalog does not know. Exits 1 when the fleet is not healthy."""
     opts = options(ctx)
     run = opts.run()
     health = fleet_status(run.services.gateway, run.services.catalog, run.now)
@@ -63,6 +63,14 @@ def _views(health: dict[str, Any]) -> list[Any]:
                 "misconfigured policy tags",
                 health["misconfigured"],
                 [("vm", "VM"), ("error", "why")],
+            )
+        )
+    if health["not_protectable"]:
+        views.append(
+            table(
+                "not protectable (disks Azure cannot snapshot)",
+                health["not_protectable"],
+                [("vm", "VM"), ("reason", "why")],
             )
         )
     views.append(f"no policy: {', '.join(health['unprotected']) or 'none'}")

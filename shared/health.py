@@ -2,7 +2,9 @@
 
 Per protected VM: the last backup's age against its schedule (RPO), replica lag, the last
 verification, DR success rate and last RTO. Also what needs an operator: misconfigured policy tags
-(with the reason), VMs with no policy, and snapshots of this app that the catalog does not know.
+(with the reason), VMs whose policy asks for backups of disks Azure cannot snapshot (ephemeral OS,
+unmanaged VHD: not protectable, with the reason), VMs with no policy, and snapshots of this app
+that the catalog does not know.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
     dr_rates = {r.vm_key: r for r in catalog.dr_success_rates(now=now, days=WINDOW_DAYS)}
     protected: list[dict[str, Any]] = []
     misconfigured: list[dict[str, str]] = []
+    not_protectable: list[dict[str, str]] = []
     unprotected: list[str] = []
     for vm in sorted(vms, key=lambda v: v.key):
         try:
@@ -33,6 +36,10 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
             continue
         if policy is None:
             unprotected.append(vm.name)
+            continue
+        if vm.not_protectable:
+            reason = vm.not_protectable_reason
+            not_protectable.append({"vm": vm.name, "vm_key": vm.key, "reason": reason})
             continue
         completed = [b for b in catalog.list_backups(vm.key) if b.state is BackupState.COMPLETED]
         replicated = [b for b in completed if b.replication_status is ReplicationStatus.COMPLETED]
@@ -69,10 +76,14 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
         "at": now.isoformat(),
         "vms": protected,
         "misconfigured": misconfigured,
+        "not_protectable": not_protectable,
         "unprotected": unprotected,
         "unknown_snapshots": unknown,
         "fleet_dr_success_rate": fleet.rate if fleet else None,
-        "healthy": all(v["rpo_ok"] for v in protected) and not misconfigured and not unknown,
+        "healthy": all(v["rpo_ok"] for v in protected)
+        and not misconfigured
+        and not not_protectable
+        and not unknown,
     }
 
 

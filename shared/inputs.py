@@ -102,6 +102,10 @@ def policy_region(vm: VM) -> str:
 def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
     """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand)."""
     valid_policy(vm)  # a malformed tag is refused before anything starts
+    if vm.not_protectable:  # never a backup of fewer disks than the VM has
+        raise InputError(
+            "NotProtectable", f"{vm.name} cannot be backed up: {vm.not_protectable_reason}"
+        )
     slot = now.replace(microsecond=0)
     payload = {
         "vm_key": vm.key,

@@ -8,7 +8,7 @@ Methods raise the errors in `shared/errors.py`, never SDK exceptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -81,6 +81,48 @@ class VmRuntime(JsonRecord):
 
     provisioning_state: str  # creating | succeeded | failed | ...
     power_state: str  # starting | running | stopped | deallocated | unknown
+    # A failed VM's reason, "<Code>: <message>" (ProvisioningState/failed/<Code>); else None.
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VmSizeOffer(JsonRecord):
+    """A VM size as the Resource SKUs list offers it to this subscription in one region."""
+
+    name: str
+    region: str
+    zones: tuple[str, ...] = ()  # the zones it is offered in there
+    location_restriction: str | None = None  # reasonCode of a Location restriction
+    restricted_zones: tuple[str, ...] = ()  # zones under a Zone restriction...
+    zone_restriction: str | None = None  # ...and its reasonCode
+    hyper_v_generations: tuple[str, ...] = ()  # V1, V2: the generations it boots
+    trusted_launch: bool = True
+    confidential: bool = False
+
+    def unavailable(self, zone: str | None = None) -> str | None:
+        """Why a VM of this size cannot be had here (in `zone`, if given); None if it can.
+
+        A Location restriction makes the size unusable in the region; a Zone restriction alone
+        leaves it usable by a regional VM, not by one in a restricted zone.
+        """
+        if self.location_restriction:
+            return self.location_restriction
+        if zone is not None and zone in self.restricted_zones:
+            return f"{self.zone_restriction or 'restricted'} in zone {zone}"
+        if zone is not None and zone not in self.zones:
+            return f"not offered in zone {zone}"
+        return None
+
+    def cannot_run(self, security_type: str, hyper_v_generation: str | None) -> str | None:
+        """Why this size cannot boot a VM of that security type and generation; None if it can."""
+        generations = self.hyper_v_generations
+        if hyper_v_generation and generations and hyper_v_generation not in generations:
+            return f"it cannot boot Hypervisor Generation {hyper_v_generation}"
+        if security_type == "TrustedLaunch" and not self.trusted_launch:
+            return "it does not support Trusted Launch"
+        if security_type == "ConfidentialVM" and not self.confidential:
+            return "it does not run Confidential VMs"
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +161,8 @@ class ComputeGateway(Protocol):
         ...
 
     def get_vm(self, resource_group: str, name: str) -> VM:
-        """One VM with its disks and tags; NotFoundError when there is none."""
+        """One VM with its disks and tags, and its Hyper-V generation (from its instance view,
+        read in the same GET); NotFoundError when there is none."""
         ...
 
     def begin_snapshot(
@@ -206,12 +249,30 @@ class ComputeGateway(Protocol):
         data_disks: Sequence[tuple[int, str]],
         nic_id: str,
         tags: dict[str, str],
+        security_type: str = "Standard",
+        secure_boot: bool = False,
+        vtpm: bool = False,
+        zone: str | None = None,
+        caching: Mapping[str, str] | None = None,
     ) -> Accepted:
-        """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached."""
+        """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached.
+
+        `security_type` (Standard, TrustedLaunch, ConfidentialVM; UEFI `secure_boot` and `vtpm`
+        for the latter two) must be the OS disk's: a disk made from a snapshot keeps its source's
+        security type and Hyper-V generation. `zone` must be the disks' zone (None: regional);
+        `caching` maps disk roles ("os", "lun0", ...) to their host caching (Azure's default for
+        a role not named).
+        """
         ...
 
     def vm_runtime(self, vm_id: str) -> VmRuntime:
-        """Provisioning and power state from the VM's instance view."""
+        """Provisioning and power state from the VM's instance view; a failed VM carries its
+        reason (any `ProvisioningState/failed/<Code>`), so callers stop waiting at once."""
+        ...
+
+    def vm_size_offer(self, region: str, vm_size: str) -> VmSizeOffer | None:
+        """How the Resource SKUs list offers `vm_size` to this subscription in `region`
+        (restrictions, zones, generations, security types); None when it does not list it."""
         ...
 
     def begin_guest_check(self, vm_id: str, os_type: str) -> GuestCheck | CommandRun:

@@ -138,6 +138,10 @@ def _attention(status: dict[str, Any]) -> str:
         f"<li>misconfigured: <b>{_e(m['vm'])}</b>: {_e(m['error'])}</li>"
         for m in status["misconfigured"]
     ]
+    items += [
+        f"<li>not protectable: <b>{_e(m['vm'])}</b>: {_e(m['reason'])}</li>"
+        for m in status["not_protectable"]
+    ]
     if status["unprotected"]:
         items.append(f"<li>no backup policy: {_e(', '.join(status['unprotected']))}</li>")
     items += [

@@ -12,7 +12,7 @@ resource fleetReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'backupdr-fleet-reader')
   properties: {
     roleName: 'backupdr fleet reader (${environmentName})'
-    description: 'List VMs and snapshots across the subscription, and poll the long-running operations the app started.'
+    description: 'List VMs, snapshots and the VM sizes offered across the subscription, and poll the long-running operations the app started.'
     type: 'CustomRole'
     assignableScopes: [subscription().id]
     permissions: [
@@ -21,6 +21,8 @@ resource fleetReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Compute/virtualMachines/read'
           // the fleet status lists every snapshot in the subscription, to find unknown ones
           'Microsoft.Compute/snapshots/read'
+          // the DR test's pre-flight: is the VM size offered to us in the test region (Resource SKUs)
+          'Microsoft.Compute/skus/read'
           // polls: Run Command (operations) and snapshot deletes (DiskRP answers DiskOperations)
           'Microsoft.Compute/locations/operations/read'
           'Microsoft.Compute/locations/DiskOperations/read'

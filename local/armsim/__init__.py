@@ -7,11 +7,11 @@
     sim.add_fault(FaultRule(operation="snapshots.create", resource="*web-01*", count=2))
 
 Served (api-versions exactly as the pinned SDKs send; others get 400 InvalidApiVersionParameter):
-VMs list/get/PUT/PATCH/DELETE, instance view, Run Command; disks and snapshots get/list/PUT/PATCH/
-DELETE and grant/revoke access; NICs, VNets, subnets; resource groups; resources by tag; the Tags
-API. Fault operation names and kinds are listed in `local.armsim.faults`. Admin endpoints:
-POST /_admin/clock/advance {"seconds": N}, GET /_admin/clock, GET /_admin/bill,
-GET /_admin/requests, POST /_admin/faults {FaultRule fields}.
+VMs list/get/PUT/PATCH/DELETE, instance view, Run Command; the Resource SKUs list; disks and
+snapshots get/list/PUT/PATCH/DELETE and grant/revoke access; NICs, VNets, subnets; resource groups;
+resources by tag; the Tags API. Fault operation names and kinds are listed in
+`local.armsim.faults`. Admin endpoints: POST /_admin/clock/advance {"seconds": N}, GET
+/_admin/clock, GET /_admin/bill, GET /_admin/requests, POST /_admin/faults {FaultRule fields}.
 
 Fleet file (JSON):
 
@@ -33,9 +33,25 @@ Fleet file (JSON):
         ]}]}
 
 A VM takes its group's region unless it names its own "region"; "zone", "tags" and "data_disks" are
-optional. Each VM gets disks `{vm}-osdisk` / `{vm}-data{lun}` and a NIC `{vm}-nic` in its group.
+optional, and so are "security_type" (Standard, TrustedLaunch, ConfidentialVM; with "secure_boot"
+and "vtpm", default true) and "hyper_v_generation" (V1, V2: the default). A subscription's
+"sku_restrictions": [{"size", "region", "zones"?, "reason"?}] make a VM size unavailable to it in
+a region (or in some zones), as the Resource SKUs list and VM creates then show; sizes are those of
+`local.armsim.skus`. Each VM gets disks `{vm}-osdisk` / `{vm}-data{lun}` and a NIC `{vm}-nic` in
+its group.
 Incremental snapshots are billed for min(size, change_gib_per_day x days since the disk's previous
 snapshot); a disk's first snapshot is billed at its full size.
+
+Disk specs ("os_disk", each of "data_disks") take "size_gb", "sku", "change_gib_per_day",
+"caching" (None, ReadOnly, ReadWrite; default ReadWrite on the OS disk, None on data disks) and,
+on data disks, "lun"; other keys are refused. Two kinds of disk Azure cannot snapshot:
+- "ephemeral": true (OS disk only, optional "placement": CacheDisk (default), ResourceDisk or
+  NvmeDisk): the VM shows `diffDiskSettings: {"option": "Local", "placement": ...}`, caching
+  ReadOnly and a `managedDisk` id with no disk behind it (GET answers 404), so a snapshot of it is
+  refused with 404 NotFound, as DiskRP refuses a missing source.
+- "unmanaged": true (every disk of the VM, since Azure mixes no VHDs with managed disks): the VM
+  shows `vhd: {"uri": "https://<account>.blob.core.windows.net/vhds/<disk>.vhd"}` and no
+  `managedDisk`; there is no disk resource to copy.
 """
 
 from local.armsim.durations import Durations

@@ -63,6 +63,7 @@ _CANONICAL = {
         "networkInterfaces",
         "virtualNetworks",
         "subnets",
+        "skus",
     )
 }
 _PROVIDER_ID = re.compile(r"/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)/[^/]+$", re.IGNORECASE)

@@ -50,10 +50,51 @@ def _source(world: World, source_id: str, allowed: tuple[str, ...]) -> Resource:
     ref = ResourceId.parse(source_id)
     if ref.type.lower() not in {t.lower() for t in allowed}:
         raise bad_request(f"'{source_id}' is not a {' or '.join(allowed)} resource id.")
-    source = world.get(ref)
+    found = world.find(str(ref))
+    if found is None:
+        # DiskRP's answer to a copy of a source that is not there, e.g. an ephemeral OS disk,
+        # whose id the VM lists but no disk answers (az snapshot create --source: "(NotFound)
+        # Resource <name> is not found.", Azure/azure-cli-extensions#4542 and #5362).
+        raise ArmError(404, "NotFound", f"Resource {ref.name} is not found.")
+    source = found
     if source.provisioning_state(world.now()) != "Succeeded":
         raise ArmError(409, "Conflict", f"The source '{source.id}' is not ready to be copied.")
     return source
+
+
+# What a disk or snapshot made from another (Copy, CopyStart) takes from it, as DiskRP copies
+# it: the OS type and, on OS disks, the Hyper-V generation and the security type. The official
+# Disk_Get example shows both on a TrustedLaunch OS disk; a disk made from a snapshot of a
+# Trusted Launch VM's disk is Trusted Launch (Azure/azure-sdk-for-python#30479), and Trusted
+# Launch can be neither added nor dropped on the way (MicrosoftDocs/azure-docs#112364).
+_INHERITED = ("osType", "hyperVGeneration", "securityProfile")
+
+
+def _inherit(properties: dict[str, Any], source: Resource, option: str) -> None:
+    """Copy the source's inherited properties; refuse a request that would change them.
+
+    Azure refuses a security type set on a copy ("Security Type 'TrustedLaunch' is not supported
+    for CreateOption 'Copy'", Azure/azure-powershell#24253); the simulator refuses any security
+    type or generation that differs from the source's, the stricter reading.
+    """
+    given = (properties.get("securityProfile") or {}).get("securityType")
+    inherited = (source.properties.get("securityProfile") or {}).get("securityType")
+    if given and (given != "Standard" or (inherited or "Standard") != given):
+        raise ArmError(
+            400,
+            "BadRequest",
+            f"Security Type '{given}' is not supported for CreateOption '{option}'.",
+        )
+    generation = properties.get("hyperVGeneration")
+    source_generation = source.properties.get("hyperVGeneration")
+    if generation and source_generation and generation != source_generation:
+        raise bad_request(
+            f"The hyperVGeneration '{generation}' differs from '{source_generation}' of the "
+            f"source '{source.id}'; a copy keeps its source's generation."
+        )
+    for key in _INHERITED:
+        if key in source.properties:
+            properties[key] = copy.deepcopy(source.properties[key])
 
 
 def _update_existing(
@@ -106,6 +147,7 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
                 f"Copy needs the source in the snapshot's region '{region}'; "
                 f"'{source.name}' is in '{source.location}'. Use CopyStart across regions."
             )
+        _inherit(properties, source, option)
         if source.type == DISK_TYPE:
             facts["changed_gib"] = _changed_gib(world, source, bool(properties.get("incremental")))
         else:
@@ -115,6 +157,7 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
         # Within a region too: CopyStart copies across zones as well as regions (copystart.py).
         source = _source(world, source_id, (SNAPSHOT_TYPE,))
         copystart.refuse(world, source, ref, region, body)
+        _inherit(properties, source, option)
         properties["incremental"] = True
         facts.update(copystart.facts(source))
         facts["changed_gib"] = source.changed_gib
@@ -129,8 +172,6 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
         raise bad_request(f"createOption '{option}' is not supported for snapshots here.")
     properties.setdefault("diskSizeGB", size_gb(source))
     properties["creationData"]["sourceUniqueId"] = source.uid
-    if source.type == DISK_TYPE and "osType" in source.properties:
-        properties.setdefault("osType", source.properties["osType"])
     failed = _fault(world, request, [request.path], region, "fail-operation")
     snapshot = world.new_resource(
         ref, body, seconds, error=injected_failure() if failed else None, **facts
@@ -201,8 +242,7 @@ def put_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
             raise ArmError(409, "Conflict", f"The snapshot '{source.id}' copy is not complete.")
         properties["diskSizeGB"] = max(int(properties.get("diskSizeGB") or 0), size_gb(source))
         properties["creationData"]["sourceUniqueId"] = source.uid
-        if "osType" in source.properties:
-            properties.setdefault("osType", source.properties["osType"])
+        _inherit(properties, source, option)
         rate = _origin_rate(world, source)
     elif option == "Empty":
         if not properties.get("diskSizeGB"):

@@ -6,14 +6,18 @@ disks.get, disks.create, disks.delete, disks.access, snapshots.list, snapshots.g
 snapshots.create (createOption Copy), snapshots.copy (createOption CopyStart), snapshots.update,
 snapshots.delete, snapshots.access, nics.get, nics.create, nics.delete, vnets.get, vnets.create,
 vnets.delete, subnets.get, groups.get, groups.create, resources.list, resources.get,
-resources.delete, tags.get, tags.update, operations.get (LRO polls).
+resources.delete, tags.get, tags.update, skus.list, operations.get (LRO polls).
 
 Kinds and where they act:
 - 5xx: the request answers 500 InternalServerError.
 - 429: the request answers 429 TooManyRequests with Retry-After (`retry_after`).
 - region-outage: any request for a resource in `region` answers 503 ServiceUnavailable.
-- sku-not-available / allocation-failed: a VM create answers 409 SkuNotAvailable /
-  AllocationFailed.
+- sku-not-available / quota-exceeded (VM creates only): the VM PUT answers 409 SkuNotAvailable /
+  QuotaExceeded, with Azure's messages (local/armsim/vms.py).
+- allocation-failed / zonal-allocation-failed (VM creates only; the zonal one for a VM in a
+  zone): the VM PUT is accepted, then its operation fails with AllocationFailed /
+  ZonalAllocationFailed; the VM ends provisioningState Failed and its instance view shows
+  `ProvisioningState/failed/<code>` with the message.
 - fail-operation: a create/delete/Run Command is accepted, then its long-running operation fails
   (provisioningState Failed; the operation reports the error).
 - copy-fails: a CopyStart stops half way with copyCompletionError.
@@ -28,11 +32,13 @@ import random
 import threading
 from dataclasses import dataclass
 
-IMMEDIATE_KINDS = frozenset(
-    {"5xx", "429", "region-outage", "sku-not-available", "allocation-failed"}
-)
+IMMEDIATE_KINDS = frozenset({"5xx", "429", "region-outage"})
 DEFERRED_KINDS = frozenset({"fail-operation", "copy-fails", "never-boots", "guest-silent"})
-KINDS = IMMEDIATE_KINDS | DEFERRED_KINDS
+# Capacity faults: only a VM create can meet them (the VM PUT handler takes them).
+VM_CREATE_KINDS = frozenset(
+    {"sku-not-available", "quota-exceeded", "allocation-failed", "zonal-allocation-failed"}
+)
+KINDS = IMMEDIATE_KINDS | DEFERRED_KINDS | VM_CREATE_KINDS
 
 
 @dataclass
@@ -59,6 +65,10 @@ class FaultRule:
             raise ValueError("fault count must be >= 0")
         if self.kind == "region-outage" and not self.region:
             raise ValueError("a region-outage fault needs a region")
+        if self.kind in VM_CREATE_KINDS and not fnmatch.fnmatchcase("vms.create", self.operation):
+            raise ValueError(
+                f"a {self.kind} fault acts on VM creates: its operation must match vms.create"
+            )
         if self.region:
             self.region = normalise_region(self.region)
 

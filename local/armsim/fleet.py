@@ -19,7 +19,12 @@ _VM_KEYS = {
     "os_disk",
     "data_disks",
     "region",
+    "security_type",
+    "hyper_v_generation",
+    "secure_boot",
+    "vtpm",
 }
+_RESTRICTION_KEYS = {"size", "region", "zones", "reason"}
 
 
 class FleetError(ValueError):
@@ -51,6 +56,23 @@ def load_fleet(sim: ArmSimulator, fleet: Mapping[str, Any] | str | Path) -> None
                 group.get("tags"),
                 group.get("vnets", []),
             )
+        for r_index, restriction in enumerate(subscription.get("sku_restrictions", [])):
+            at = f"{where}.sku_restrictions[{r_index}]"
+            unknown = (
+                set(restriction) - _RESTRICTION_KEYS if isinstance(restriction, Mapping) else set()
+            )
+            if unknown:
+                raise FleetError(f"{at}: unknown keys {', '.join(sorted(unknown))}")
+            try:
+                sim.restrict_size(
+                    sub_id,
+                    _text(restriction, "size", at),
+                    _text(restriction, "region", at),
+                    zones=list(restriction.get("zones", [])),
+                    reason=str(restriction.get("reason", "NotAvailableForSubscription")),
+                )
+            except ValueError as error:
+                raise FleetError(f"{at}: {error}") from None
         for v_index, vm in enumerate(subscription.get("vms", [])):
             at = f"{where}.vms[{v_index}]"
             unknown = set(vm) - _VM_KEYS if isinstance(vm, Mapping) else set()

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from local.armsim import diskrp, lro, network, resources, vms
+from local.armsim import diskrp, lro, network, resources, skus, vms
 from local.armsim.protocol import DISK_TYPE, NIC_TYPE, SNAPSHOT_TYPE, VNET_TYPE, Reply, Request
 from local.armsim.state import World
 
@@ -14,6 +14,7 @@ from local.armsim.state import World
 COMPUTE = frozenset({"2026-04-01"})
 DISKS = frozenset({"2026-03-02"})
 NETWORK = frozenset({"2026-03-01"})
+SKUS = frozenset({"2021-07-01"})  # ResourceSkus_List: the SDK pins its own, older version
 RESOURCES = frozenset({"2025-04-01"})
 ANY_KNOWN = COMPUTE | DISKS | NETWORK | RESOURCES
 
@@ -65,6 +66,8 @@ _TABLE: list[tuple[str, str, str, frozenset[str], Handler]] = [
         ANY_KNOWN,
         lro.poll,
     ),
+    # Compute: the VM sizes this subscription can have where (Resource SKUs)
+    ("GET", _S + r"/providers/Microsoft\.Compute/skus", "skus.list", SKUS, skus.list_skus),
     # Compute: virtual machines
     (
         "GET",

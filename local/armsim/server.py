@@ -41,19 +41,6 @@ def _immediate_fault(rule: FaultRule, region: str | None) -> ArmError:
         )
     if rule.kind == "region-outage":
         return ArmError(503, "ServiceUnavailable", f"The region '{region}' is unavailable.")
-    if rule.kind == "sku-not-available":
-        return ArmError(
-            409,
-            "SkuNotAvailable",
-            f"The requested VM size is currently not available in location '{region}'.",
-        )
-    if rule.kind == "allocation-failed":
-        return ArmError(
-            409,
-            "AllocationFailed",
-            "Allocation failed. We do not have sufficient capacity for the requested VM size "
-            "in this region.",
-        )
     return ArmError(500, "InternalServerError", "An internal error occurred (injected fault).")
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.armsim import diskrp, network, vms
+from local.armsim import diskrp, network, skus, vms
 from local.armsim.authz import Authorization
 from local.armsim.durations import Durations
 from local.armsim.faults import FaultRule, normalise_region
@@ -125,6 +125,25 @@ class ArmSimulator:
     def nics(self) -> list[dict[str, Any]]:
         return self._rendered(NIC_TYPE)
 
+    def restrict_size(
+        self,
+        subscription: str,
+        size: str,
+        region: str,
+        *,
+        zones: Sequence[str] = (),
+        reason: str = "NotAvailableForSubscription",
+    ) -> None:
+        """Make a VM size unavailable to the subscription in a region (in `zones` only, if
+        given), as the Resource SKUs list then reports it and a VM PUT for it is refused."""
+        if skus.vm_size(size) is None:
+            raise ValueError(f"size {size!r} is not one the simulator offers (skus.py)")
+        restriction = skus.SkuRestriction(reason, tuple(str(z) for z in zones))
+        with self.world.lock:
+            self.world.require_subscription(subscription)
+            key = (subscription.lower(), size.lower(), normalise_region(region))
+            self.world.sku_restrictions[key] = restriction
+
     # -- seeding ------------------------------------------------------------------------------
     def add_subscription(self, subscription: str) -> None:
         with self.world.lock:
@@ -187,50 +206,129 @@ class ArmSimulator:
         os_disk: Mapping[str, Any] | None = None,
         data_disks: Sequence[Mapping[str, Any]] = (),
         region: str | None = None,
+        security_type: str = "Standard",
+        hyper_v_generation: str = "V2",
+        secure_boot: bool = True,
+        vtpm: bool = True,
     ) -> dict[str, Any]:
         """A running VM with its managed disks and NIC, as a fleet seeds it.
 
-        Disk specs: {size_gb, sku, change_gib_per_day} (data disks also {lun}).
+        `security_type` Standard, TrustedLaunch or ConfidentialVM (with UEFI `secure_boot` and
+        `vtpm`, which Standard has none of) and `hyper_v_generation` V1 or V2 (Trusted Launch and
+        Confidential VMs boot V2 only) go on the VM's securityProfile and its OS disk; the size
+        must be one the simulator offers (local/armsim/skus.py) and boot that generation.
+
+        Disk specs: {size_gb, sku, change_gib_per_day, caching} (data disks also {lun}); caching
+        defaults to ReadWrite on the OS disk, None on data disks. Disks the app cannot snapshot:
+        {"ephemeral": true[, "placement": "CacheDisk"|"ResourceDisk"|"NvmeDisk"]} on the OS
+        disk (diffDiskSettings Local, caching ReadOnly, a managed disk id with no disk behind
+        it), {"unmanaged": true} on every disk (a VHD page blob: `vhd.uri`, no managedDisk).
         """
         if os_type not in {"Linux", "Windows"}:
             raise ValueError(f"VM {name}: os_type must be Linux or Windows, not {os_type!r}")
+        security, os_security = _seed_security(
+            name, size, security_type, hyper_v_generation, secure_boot, vtpm
+        )
         with self.world.lock:
             group = self.world.group(subscription, resource_group)
             location = normalise_region(region or group.location)
             zones = [zone] if zone else None
             vm_id = make_id(subscription, group.name, VM_TYPE, name)
 
-            def disk(disk_name: str, spec: Mapping[str, Any], os: bool) -> Resource:
+            def disk(disk_name: str, spec: Mapping[str, Any], os: bool) -> dict[str, Any]:
+                """The disk's storageProfile entry (but lun and createOption); a managed disk
+                resource is made for it unless it is ephemeral or unmanaged."""
+                unknown = set(spec) - {
+                    "size_gb",
+                    "sku",
+                    "change_gib_per_day",
+                    "caching",
+                    "lun",
+                    "ephemeral",
+                    "placement",
+                    "unmanaged",
+                }
+                if unknown:
+                    raise ValueError(f"disk {disk_name}: unknown keys {', '.join(sorted(unknown))}")
+                ephemeral, unmanaged = bool(spec.get("ephemeral")), bool(spec.get("unmanaged"))
+                if ephemeral and not os:
+                    raise ValueError(f"disk {disk_name}: only the OS disk can be ephemeral")
+                if "placement" in spec and not ephemeral:
+                    raise ValueError(f"disk {disk_name}: 'placement' is for an ephemeral OS disk")
+                # A VM's disks are all managed or all VHD blobs; ARM answers 409
+                # OperationNotAllowed "Addition of a blob based disk to VM with managed disks is
+                # not supported" (Azure/azure-powershell#3540) and "Addition of a managed disk to
+                # a VM with blob based disks is not supported" (microsoft/lisa#499). An ephemeral
+                # OS disk is a managed OS disk only (learn.microsoft.com/azure/virtual-machines/
+                # ephemeral-os-disks, "Disk type support").
+                if unmanaged != bool((os_disk or {}).get("unmanaged")) or (ephemeral and unmanaged):
+                    raise ValueError(
+                        f"disk {disk_name}: a VM's disks are all managed or all unmanaged (VHD)"
+                    )
+                caching = str(
+                    spec.get("caching", "ReadOnly" if ephemeral else "ReadWrite" if os else "None")
+                )
+                if caching not in {"None", "ReadOnly", "ReadWrite"}:
+                    raise ValueError(
+                        f"disk {disk_name}: caching must be None, ReadOnly or ReadWrite"
+                    )
+                if ephemeral and caching != "ReadOnly":  # ephemeral-os-disks-deploy: ReadOnly only
+                    raise ValueError(f"disk {disk_name}: an ephemeral OS disk caches ReadOnly")
+                size = int(spec.get("size_gb", 30 if os else 128))
+                described: dict[str, Any] = {"name": disk_name, "diskSizeGB": size}
+                if unmanaged:
+                    # The storageProfile of a VM on VHDs (ComputeRP 2025-04-01 example
+                    # VirtualMachine_Create_PlatformImageVmWithUnmanagedOsAndDataDisks): vhd.uri,
+                    # no managedDisk, and no Microsoft.Compute/disks resource to snapshot.
+                    account = "".join(c for c in group.name.lower() if c.isalnum())[:19] + "vhds"
+                    blob = f"https://{account}.blob.core.windows.net/vhds/{disk_name}.vhd"
+                    return {**described, "vhd": {"uri": blob}, "caching": caching}
+                sku = str(spec.get("sku", "Standard_LRS" if ephemeral else "Premium_LRS"))
+                if ephemeral:
+                    # Azure lists an ephemeral OS disk with diffDiskSettings and a managed disk id,
+                    # but no disk resource answers at that id: GET is 404 (terraform-provider-
+                    # azurerm internal/services/compute/virtual_machine.go: "Ephemeral Disks get
+                    # an ARM ID but aren't available via the regular API"; MicrosoftDocs/
+                    # azure-docs#71220), so a snapshot of it is refused (diskrp._source).
+                    placement = str(spec.get("placement", "CacheDisk"))
+                    if placement not in {"CacheDisk", "ResourceDisk", "NvmeDisk"}:
+                        raise ValueError(f"disk {disk_name}: unknown placement {placement!r}")
+                    disk_id = make_id(subscription, group.name, DISK_TYPE, disk_name)
+                    return {
+                        **described,
+                        "managedDisk": {"id": disk_id, "storageAccountType": sku},
+                        "diffDiskSettings": {"option": "Local", "placement": placement},
+                        "caching": caching,
+                    }
                 properties: dict[str, Any] = {
                     "creationData": {"createOption": "FromImage" if os else "Empty"},
-                    "diskSizeGB": int(spec.get("size_gb", 30 if os else 128)),
+                    "diskSizeGB": size,
                 }
                 if os:
                     properties["osType"] = os_type
+                    properties["hyperVGeneration"] = hyper_v_generation
+                    properties.update(os_security)
                 body: dict[str, Any] = {
                     "location": location,
-                    "sku": {"name": str(spec.get("sku", "Premium_LRS"))},
+                    "sku": {"name": sku},
                     "managedBy": vm_id,
                     "properties": properties,
                 }
                 if zones:
                     body["zones"] = zones
                 ref = ResourceId(subscription, group.name, DISK_TYPE, disk_name)
-                return self.world.new_resource(
+                resource: Resource = self.world.new_resource(
                     ref, body, 0.0, change_gib_per_day=float(spec.get("change_gib_per_day", 1.0))
                 )
-
-            def entry(resource: Resource, extra: dict[str, Any]) -> dict[str, Any]:
                 return {
-                    **extra,
-                    "name": resource.name,
+                    **described,
                     "diskSizeGB": diskrp.size_gb(resource),
-                    "managedDisk": {
-                        "id": resource.id,
-                        "storageAccountType": resource.body["sku"]["name"],
-                    },
-                    "caching": "ReadWrite",
+                    "managedDisk": {"id": resource.id, "storageAccountType": sku},
+                    "caching": caching,
                 }
+
+            def entry(described: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+                return {**extra, **described}
 
             os_resource = disk(f"{name}-osdisk", os_disk or {}, os=True)
             data_entries = []
@@ -265,10 +363,50 @@ class ArmSimulator:
                     },
                     "osProfile": {"computerName": name, "adminUsername": "azureuser"},
                     "networkProfile": {"networkInterfaces": [{"id": str(nic_ref)}]},
+                    "securityProfile": security,
                 },
             }
             if zones:
                 body["zones"] = zones
-            vm = self.world.new_resource(ResourceId.parse(vm_id), body, 0.0)
+            managed = body["properties"]["storageProfile"]["osDisk"].get("managedDisk")
+            if security_type == "ConfidentialVM" and managed is not None:
+                managed["securityProfile"] = {"securityEncryptionType": "VMGuestStateOnly"}
+            vm = self.world.new_resource(
+                ResourceId.parse(vm_id), body, 0.0, hyper_v_generation=hyper_v_generation
+            )
             vm.boots_at = vm.ready_at
             return self.world.render(vm)
+
+
+def _seed_security(
+    name: str, size: str, security_type: str, generation: str, secure_boot: bool, vtpm: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A seeded VM's securityProfile and its OS disk's security properties, refusing what Azure
+    would never have created (the checks of a VM PUT, local/armsim/vms.py)."""
+    offered = skus.vm_size(size)
+    if offered is None:
+        raise ValueError(f"VM {name}: size {size!r} is not one the simulator offers (skus.py)")
+    if security_type not in vms.SECURITY_TYPES:
+        raise ValueError(f"VM {name}: security_type must be one of {', '.join(vms.SECURITY_TYPES)}")
+    if generation not in {"V1", "V2"}:
+        raise ValueError(f"VM {name}: hyper_v_generation must be V1 or V2, not {generation!r}")
+    if security_type != "Standard" and generation != "V2":
+        raise ValueError(f"VM {name}: {security_type} needs hyper_v_generation V2")
+    if generation not in offered.generations:
+        raise ValueError(f"VM {name}: size {size} cannot boot Hypervisor Generation {generation}")
+    if (security_type == "TrustedLaunch" and not offered.trusted_launch) or (
+        security_type == "ConfidentialVM" and not offered.confidential
+    ):
+        raise ValueError(f"VM {name}: size {size} does not run {security_type} VMs")
+    if security_type == "Standard":
+        return {"securityType": "Standard"}, {}
+    profile = {
+        "securityType": security_type,
+        "uefiSettings": {"secureBootEnabled": secure_boot, "vTpmEnabled": vtpm},
+    }
+    disk_type = (
+        vms.CONFIDENTIAL_DISKS["VMGuestStateOnly"]
+        if security_type == "ConfidentialVM"
+        else security_type
+    )
+    return profile, {"securityProfile": {"securityType": disk_type}}

@@ -20,6 +20,7 @@ from local.armsim.durations import Durations
 from local.armsim.errors import ArmError, not_found
 from local.armsim.faults import Faults, normalise_region
 from local.armsim.protocol import ResourceId, make_id
+from local.armsim.skus import SkuRestriction
 from local.armsim.throttle import RequestClass, Throttle
 from shared.clock import VirtualClock
 
@@ -77,6 +78,7 @@ class Resource:
     never_boots: bool = False
     guest_silent: bool = False
     command_until: datetime | None = None  # a Run Command runs in the guest until then
+    hyper_v_generation: str | None = None  # VMs: the generation it boots (its OS disk's)
 
     @property
     def ref(self) -> ResourceId:
@@ -174,6 +176,8 @@ class World:
         self.bill_entries: dict[str, BillEntry] = {}  # snapshot id (lower) -> its storage
         self.requests: list[RequestRecord] = []
         self.renderers: dict[str, Renderer] = {}
+        # (subscription, size, region), lower case -> what the subscription may not have there.
+        self.sku_restrictions: dict[tuple[str, str, str], SkuRestriction] = {}
         self.seed = seed
         self._random = random.Random(seed)
 
@@ -229,6 +233,11 @@ class World:
                 404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
             )
         return group
+
+    def sku_restriction(self, subscription: str, size: str, region: str) -> SkuRestriction | None:
+        """The restriction on a VM size for this subscription in a region, if any."""
+        key = (subscription.lower(), size.lower(), normalise_region(region))
+        return self.sku_restrictions.get(key)
 
     # -- resources ----------------------------------------------------------------------------
     def find(self, resource_id: str) -> Resource | None:

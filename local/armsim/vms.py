@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from local.armsim import skus
 from local.armsim.diskrp import DEFAULT_SKU, size_gb
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
@@ -32,6 +33,25 @@ RUN_COMMANDS = {
 }
 
 
+# VM security types (securityProfile.securityType). Since Compute API 2025-11-01 a VM without
+# one reports "Standard" (azure-mgmt-compute's SecurityTypes: "returns a Standard value starting
+# API version 2025-11-01"); the simulator serves only later versions.
+SECURITY_TYPES = ("Standard", "TrustedLaunch", "ConfidentialVM")
+# A Confidential VM's OS disk encryption (the VM PUT's osDisk.managedDisk.securityProfile) and
+# the disk security type (DiskSecurityTypes) it goes with.
+CONFIDENTIAL_DISKS = {
+    "VMGuestStateOnly": "ConfidentialVM_VMGuestStateOnlyEncryptedWithPlatformKey",
+    "DiskWithVMGuestState": "ConfidentialVM_DiskEncryptedWithPlatformKey",
+}
+_EXPANDS = frozenset({"instanceview", "userdata", "resiliencyview"})  # InstanceViewTypes
+# Azure's messages for the capacity refusals and failures of a VM create.
+ALLOCATION_FAILED = (
+    "Allocation failed. We do not have sufficient capacity for the requested VM size in this "
+    "{where}. Read more about improving likelihood of allocation success at "
+    "http://aka.ms/allocation-guidance"
+)  # AllocationFailed ("region"), ZonalAllocationFailed ("zone"): openshift/release#5181
+
+
 def _ref(args: dict[str, str]) -> ResourceId:
     return ResourceId(args["sub"], args["rg"], VM_TYPE, args["name"])
 
@@ -45,7 +65,20 @@ def list_vms(world: World, request: Request, args: dict[str, str]) -> Reply:
 
 
 def get_vm(world: World, request: Request, args: dict[str, str]) -> Reply:
-    return Reply(200, world.render(world.get(_ref(args))))
+    """GET a VM; `$expand=instanceView` adds its instance view under properties.instanceView
+    (the InstanceViewTypes the API accepts: instanceView, userData, resiliencyView)."""
+    vm = world.get(_ref(args))
+    body = world.render(vm)
+    expand = request.query.get("$expand")
+    if expand is not None:
+        if expand.lower() not in _EXPANDS:
+            raise bad_request(
+                f"The value '{expand}' of parameter '$expand' is not valid. Allowed values are "
+                "'instanceView', 'userData', 'resiliencyView'."
+            )
+        if expand.lower() == "instanceview":
+            body["properties"]["instanceView"] = _instance_view(world, vm)
+    return Reply(200, body)
 
 
 def render_vm(world: World, resource: Resource) -> dict[str, Any]:
@@ -55,10 +88,122 @@ def render_vm(world: World, resource: Resource) -> dict[str, Any]:
     properties["provisioningState"] = resource.provisioning_state(world.now())
     properties["vmId"] = resource.uid
     properties["timeCreated"] = resource.created_at.isoformat()
+    properties.setdefault("securityProfile", {}).setdefault("securityType", "Standard")
     return body
 
 
-def _attachable_disk(world: World, disk_id: str, vm_id: str, region: str) -> Resource:
+def security_type(properties: dict[str, Any]) -> str:
+    """A VM's security type from its PUT body ("Standard" when it names none)."""
+    value = (properties.get("securityProfile") or {}).get("securityType") or "Standard"
+    if value not in SECURITY_TYPES:
+        raise bad_request(
+            f"The value '{value}' of parameter 'securityProfile.securityType' is not valid. "
+            f"Allowed values are {', '.join(repr(t) for t in SECURITY_TYPES)}."
+        )
+    return str(value)
+
+
+def disk_security_type(disk: Resource) -> str:
+    """The VM security type a managed disk boots under (its DiskSecurityTypes value)."""
+    value = str((disk.properties.get("securityProfile") or {}).get("securityType") or "Standard")
+    return "ConfidentialVM" if value.startswith("ConfidentialVM") else value
+
+
+def _size(properties: dict[str, Any]) -> skus.VmSize:
+    """The VM size a PUT asks for, or ARM's 400 for a size that does not exist."""
+    name = str((properties.get("hardwareProfile") or {}).get("vmSize") or "")
+    if not name:
+        raise bad_request("Required parameter 'hardwareProfile.vmSize' is missing (null).")
+    size = skus.vm_size(name)
+    if size is None:  # the wording of ARM's answer (hashicorp/terraform-provider-azurerm users)
+        raise bad_request(
+            f"The value {name} provided for the VM size is not valid. The valid sizes in the "
+            f"current region are: {','.join(s.name for s in skus.SIZES.values())}."
+        )
+    return size
+
+
+def _check_security(
+    properties: dict[str, Any], os_disk: dict[str, Any], disk: Resource, size: skus.VmSize
+) -> str:
+    """Refuse an OS disk the VM's security settings or size cannot boot; its generation.
+
+    Azure's answers (all 400 BadRequest): "Security type of VM is not compatible with the
+    security type of attached OS Disk." (Azure/azure-sdk-for-python#30479: a Trusted Launch
+    disk attached without securityProfile.securityType); "Use of UEFI settings is not supported
+    when security type is 'Standard'." (Azure/azure-cli#30728); "The VM size '<size>' is not
+    supported for creation of VMs and Virtual Machine Scale Set with 'TrustedLaunch' security
+    type." (Azure/azure-cli#28005, the same shape used here for ConfidentialVM); "The selected VM
+    size '<size>' cannot boot Hypervisor Generation '<n>'. ..." (microsoft/ga4gh-tes#43,
+    Azure/azure-cli users). A Confidential VM's OS disk must name its encryption type, which
+    must match the disk's (the simulator's stricter reading; no public answer quoted).
+    """
+    wanted = security_type(properties)
+    has = disk_security_type(disk)
+    managed = os_disk.get("managedDisk") or {}
+    encryption = (managed.get("securityProfile") or {}).get("securityEncryptionType")
+    if wanted != has:
+        raise ArmError(
+            400,
+            "BadRequest",
+            "Security type of VM is not compatible with the security type of attached OS Disk.",
+        )
+    profile = properties.get("securityProfile") or {}
+    if wanted == "Standard" and profile.get("uefiSettings"):
+        raise ArmError(
+            400,
+            "BadRequest",
+            "Use of UEFI settings is not supported when security type is 'Standard'.",
+        )
+    if wanted == "ConfidentialVM":
+        if not encryption:
+            raise bad_request(
+                "Required parameter 'osDisk.managedDisk.securityProfile.securityEncryptionType' "
+                "is missing (null)."
+            )
+        disk_type = (disk.properties.get("securityProfile") or {}).get("securityType")
+        if CONFIDENTIAL_DISKS.get(str(encryption)) != disk_type:
+            raise ArmError(
+                400,
+                "BadRequest",
+                "Security type of VM is not compatible with the security type of attached OS Disk.",
+            )
+    _check_size_security(size, wanted)
+    generation = str(disk.properties.get("hyperVGeneration") or "V1")
+    _check_generation(size, generation)
+    return generation
+
+
+def _check_size_security(size: skus.VmSize, wanted: str) -> None:
+    if (wanted == "TrustedLaunch" and not size.trusted_launch) or (
+        wanted == "ConfidentialVM" and not size.confidential
+    ):
+        raise ArmError(
+            400,
+            "BadRequest",
+            f"The VM size '{size.name}' is not supported for creation of VMs and Virtual Machine "
+            f"Scale Set with '{wanted}' security type. For more information, see "
+            "https://aka.ms/TrustedLaunch-FAQ",
+        )
+
+
+def _check_generation(size: skus.VmSize, generation: str) -> None:
+    if generation not in size.generations:
+        number = generation.lstrip("V")
+        raise ArmError(
+            400,
+            "BadRequest",
+            f"The selected VM size '{size.name}' cannot boot Hypervisor Generation '{number}'. "
+            "If this was a Create operation please check that the Hypervisor Generation of the "
+            "Image matches the Hypervisor Generation of the selected VM Size. If this was an "
+            f"Update operation please select a Hypervisor Generation '{number}' VM Size. For "
+            "more information, see https://aka.ms/azuregen2vm",
+        )
+
+
+def _attachable_disk(
+    world: World, disk_id: str, vm_id: str, region: str, zones: list[str]
+) -> Resource:
     ref = ResourceId.parse(disk_id)
     if ref.type.lower() != DISK_TYPE.lower():
         raise bad_request(f"'{disk_id}' is not a managed disk id.")
@@ -72,11 +217,45 @@ def _attachable_disk(world: World, disk_id: str, vm_id: str, region: str) -> Res
         raise ArmError(409, "Conflict", f"Disk '{disk.name}' is already attached to '{owner}'.")
     if disk.provisioning_state(world.now()) != "Succeeded":
         raise ArmError(409, "Conflict", f"Disk '{disk.name}' is not ready.")
+    _check_zone(disk, zones)
     return disk
 
 
+def _check_zone(disk: Resource, zones: list[str]) -> None:
+    """A zonal disk attaches only to a VM in its zone, a regional one only to a regional VM.
+
+    ARM's words (400 BadRequest): "Disk <id> cannot be attached to the VM because it is not in
+    the same zone as the VM. VM zone: '1'. Disk zone: '2'." (jenkins-infra/azure#1406) and
+    "Disk <id> cannot be attached to the VM because it is not in zone '1'." (jrudlin/Azure#7, a
+    regional disk). A zonal disk on a regional VM is refused too: the stricter reading.
+    """
+    disk_zones = [str(z) for z in disk.body.get("zones") or []]
+    if disk_zones == zones:
+        return
+    if not disk_zones:
+        message = f"it is not in zone '{zones[0]}'."
+    elif zones:
+        message = (
+            f"it is not in the same zone as the VM. VM zone: '{zones[0]}'. "
+            f"Disk zone: '{disk_zones[0]}'."
+        )
+    else:
+        message = f"it is in zone '{disk_zones[0]}' and the VM is in no zone."
+    raise ArmError(
+        400, "BadRequest", f"Disk {disk.id} cannot be attached to the VM because {message}"
+    )
+
+
 def _implicit_disk(
-    world: World, vm: ResourceId, name: str, region: str, size: int, sku: str, os_type: str | None
+    world: World,
+    vm: ResourceId,
+    name: str,
+    region: str,
+    size: int,
+    sku: str,
+    os_type: str | None,
+    zones: list[str],
+    os_facts: dict[str, Any] | None = None,
 ) -> Resource:
     """The managed disk Azure makes for a FromImage / Empty / Copy disk inside a VM PUT."""
     ref = ResourceId(vm.subscription, vm.resource_group, DISK_TYPE, name)
@@ -86,14 +265,38 @@ def _implicit_disk(
     }
     if os_type:
         properties["osType"] = os_type
-    body = {"location": region, "sku": {"name": sku}, "properties": properties}
+    properties.update(os_facts or {})
+    body: dict[str, Any] = {"location": region, "sku": {"name": sku}, "properties": properties}
+    if zones:
+        body["zones"] = list(zones)
     return world.new_resource(ref, body, 0.0)
 
 
+def _image_disk_facts(properties: dict[str, Any], size: skus.VmSize) -> dict[str, Any]:
+    """The generation and security type of an OS disk made from an image for this VM: the
+    newest generation the size boots, with the VM's security type."""
+    wanted = security_type(properties)
+    _check_size_security(size, wanted)
+    facts: dict[str, Any] = {"hyperVGeneration": size.generations[-1]}
+    if wanted == "TrustedLaunch":
+        facts["securityProfile"] = {"securityType": "TrustedLaunch"}
+    elif wanted == "ConfidentialVM":
+        facts["securityProfile"] = {"securityType": CONFIDENTIAL_DISKS["VMGuestStateOnly"]}
+    return facts
+
+
 def _prepare_storage(
-    world: World, ref: ResourceId, vm_id: str, region: str, properties: dict[str, Any]
-) -> list[Resource]:
-    """Check and complete storageProfile; return the disks the VM will own."""
+    world: World,
+    ref: ResourceId,
+    vm_id: str,
+    region: str,
+    properties: dict[str, Any],
+    size: skus.VmSize,
+    zones: list[str],
+    created: list[Resource],
+) -> tuple[list[Resource], str]:
+    """Check and complete storageProfile; the disks the VM will own and the generation it
+    boots. Disks made inside the PUT are added to `created` (to undo a refused create)."""
     storage = properties.get("storageProfile") or {}
     os_disk = storage.get("osDisk")
     if not isinstance(os_disk, dict):
@@ -106,7 +309,8 @@ def _prepare_storage(
             raise bad_request("Parameter 'osProfile' is not allowed.")
         if os_disk.get("osType") not in {"Linux", "Windows"}:
             raise bad_request("Required parameter 'osDisk.osType' is missing (null).")
-        disk = _attachable_disk(world, str(managed.get("id", "")), vm_id, region)
+        disk = _attachable_disk(world, str(managed.get("id", "")), vm_id, region, zones)
+        generation = _check_security(properties, os_disk, disk, size)
     elif option == "FromImage":
         profile = properties.get("osProfile")
         if not isinstance(profile, dict):
@@ -126,9 +330,12 @@ def _prepare_storage(
         name = os_disk.setdefault(
             "name", f"{ref.name}_OsDisk_1_{world.new_uuid().replace('-', '')}"
         )
-        size = int(os_disk.get("diskSizeGB") or (127 if windows else 30))
+        gib = int(os_disk.get("diskSizeGB") or (127 if windows else 30))
         sku = str(managed.get("storageAccountType") or DEFAULT_SKU)
-        disk = _implicit_disk(world, ref, name, region, size, sku, os_disk["osType"])
+        facts = _image_disk_facts(properties, size)
+        disk = _implicit_disk(world, ref, name, region, gib, sku, os_disk["osType"], zones, facts)
+        created.append(disk)
+        generation = str(facts["hyperVGeneration"])
     else:
         raise bad_request(f"osDisk.createOption '{option}' is not supported here.")
     _describe(os_disk, disk)
@@ -138,19 +345,20 @@ def _prepare_storage(
             raise bad_request("Required parameter 'dataDisks.lun' is missing (null).")
         managed = data_disk.setdefault("managedDisk", {})
         if data_disk.get("createOption") == "Attach":
-            disk = _attachable_disk(world, str(managed.get("id", "")), vm_id, region)
+            disk = _attachable_disk(world, str(managed.get("id", "")), vm_id, region, zones)
         else:
             name = data_disk.setdefault(
                 "name", f"{ref.name}_disk{data_disk['lun']}_{world.new_uuid().replace('-', '')}"
             )
-            size = int(data_disk.get("diskSizeGB") or 32)
+            gib = int(data_disk.get("diskSizeGB") or 32)
             sku = str(managed.get("storageAccountType") or DEFAULT_SKU)
-            disk = _implicit_disk(world, ref, name, region, size, sku, None)
+            disk = _implicit_disk(world, ref, name, region, gib, sku, None, zones)
+            created.append(disk)
         _describe(data_disk, disk)
         data_disk.setdefault("caching", "None")
         data_disk.setdefault("toBeDetached", False)
         disks.append(disk)
-    return disks
+    return disks, generation
 
 
 def _describe(entry: dict[str, Any], disk: Resource) -> None:
@@ -205,20 +413,31 @@ def put_vm(world: World, request: Request, args: dict[str, str]) -> Reply:
     region = normalise_region(str(body["location"]))
     vm_id = str(ResourceId(group.subscription, group.name, VM_TYPE, ref.name))
     properties = body.setdefault("properties", {})
-    if not (properties.get("hardwareProfile") or {}).get("vmSize"):
-        raise bad_request("Required parameter 'hardwareProfile.vmSize' is missing (null).")
+    size = _size(properties)
+    zones = [str(z) for z in body.get("zones") or []]
     nics = _nics(world, properties, vm_id)
-    disks = _prepare_storage(world, ref, vm_id, region, properties)
+    created: list[Resource] = []
+    try:
+        disks, generation = _prepare_storage(
+            world, ref, vm_id, region, properties, size, zones, created
+        )
+        paths = (
+            [request.path]
+            + [d.id for d in disks]
+            + [str(d.properties.get("creationData", {}).get("sourceResourceId", "")) for d in disks]
+        )
+        _check_capacity(world, request, ref, size, region, zones, paths)
+    except ArmError:
+        for disk in created:  # a refused PUT leaves nothing behind
+            world.remove(disk.id)
+        raise
     for disk in disks:
         disk.body["managedBy"] = vm_id
     for nic in nics:
         nic.properties["virtualMachine"] = {"id": vm_id}
-    paths = (
-        [request.path]
-        + [d.id for d in disks]
-        + [str(d.properties.get("creationData", {}).get("sourceResourceId", "")) for d in disks]
-    )
-    kinds = {"fail-operation", "never-boots", "guest-silent"}
+    kinds = {"fail-operation", "never-boots", "guest-silent", "allocation-failed"}
+    if zones:
+        kinds.add("zonal-allocation-failed")
     fired = {
         kind
         for kind in kinds
@@ -229,15 +448,88 @@ def put_vm(world: World, request: Request, args: dict[str, str]) -> Reply:
         ref,
         body,
         seconds,
-        error=injected_failure() if "fail-operation" in fired else None,
+        error=_create_error(fired),
         never_boots="never-boots" in fired,
         guest_silent="guest-silent" in fired,
+        hyper_v_generation=generation,
     )
     vm.boots_at = world.later(seconds + world.durations.vm_boot_seconds)
     operation = world.start_operation(
         ref.subscription, "Microsoft.Compute", region, request.api_version, seconds, error=vm.error
     )
     return Reply(201, world.render(vm), async_headers(request, world, operation))
+
+
+def _create_error(fired: set[str]) -> ArmError | None:
+    """How an accepted VM create ends when a fault fired: capacity first, as Azure allocates
+    before it provisions."""
+    if "zonal-allocation-failed" in fired:
+        return ArmError(409, "ZonalAllocationFailed", ALLOCATION_FAILED.format(where="zone"))
+    if "allocation-failed" in fired:
+        return ArmError(409, "AllocationFailed", ALLOCATION_FAILED.format(where="region"))
+    return injected_failure() if "fail-operation" in fired else None
+
+
+def _check_capacity(
+    world: World,
+    request: Request,
+    ref: ResourceId,
+    size: skus.VmSize,
+    region: str,
+    zones: list[str],
+    paths: list[str],
+) -> None:
+    """409 SkuNotAvailable for a size the subscription may not have there (a restriction in the
+    SKUs list, or the injected fault) and 409 QuotaExceeded (injected).
+
+    Azure's words: "The requested VM size for resource 'Following SKUs have failed for Capacity
+    Restrictions: Standard_B2s' is currently not available in location 'eastus'. Please try
+    another size or deploy to a different location or different zone. See
+    https://aka.ms/azureskunotavailable for details." (409, Azure-Samples/azuresandbox#70);
+    "Operation could not be completed as it results in exceeding approved Total Regional Cores
+    quota. Additional details - Deployment Model: Resource Manager, Location: centralus, Current
+    Limit: 10, Current Usage: 8, Additional Required: 4, (Minimum) New Limit Required: 12."
+    (409, nforgeio/neonKUBE#1671; per VM family as "standardDSv5Family Cores", under the code
+    QuotaExceeded that quota refusals carry).
+    """
+    restriction = world.sku_restriction(ref.subscription, size.name, region)
+    if (restriction is not None and restriction.blocks(zones)) or world.faults.take(
+        request.operation, paths, region, frozenset({"sku-not-available"})
+    ):
+        raise ArmError(
+            409,
+            "SkuNotAvailable",
+            "The requested VM size for resource 'Following SKUs have failed for Capacity "
+            f"Restrictions: {size.name}' is currently not available in location '{region}'. "
+            "Please try another size or deploy to a different location or different zone. See "
+            "https://aka.ms/azureskunotavailable for details.",
+        )
+    if world.faults.take(request.operation, paths, region, frozenset({"quota-exceeded"})):
+        used = _cores_in_use(world, ref.subscription, size.family, region)
+        raise ArmError(
+            409,
+            "QuotaExceeded",
+            f"Operation could not be completed as it results in exceeding approved "
+            f"{size.family} Cores quota. Additional details - Deployment Model: Resource "
+            f"Manager, Location: {region}, Current Limit: {used}, Current Usage: {used}, "
+            f"Additional Required: {size.vcpus}, (Minimum) New Limit Required: "
+            f"{used + size.vcpus}. Submit a request for Quota increase at "
+            "https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/UsageAndQuota.ReactView "
+            "by specifying parameters listed in the 'Details' section for deployment to succeed. "
+            "Please read more about quota limits at "
+            "https://docs.microsoft.com/en-us/azure/azure-supportability/per-vm-quota-requests",
+        )
+
+
+def _cores_in_use(world: World, subscription: str, family: str, region: str) -> int:
+    """vCPUs of a size family the subscription's VMs hold in a region (its quota usage)."""
+    total = 0
+    for vm in world.of_type(VM_TYPE, subscription):
+        name = str((vm.properties.get("hardwareProfile") or {}).get("vmSize") or "")
+        size = skus.vm_size(name)
+        if vm.location == region and size is not None and size.family == family:
+            total += size.vcpus
+    return total
 
 
 def _update(world: World, request: Request, vm: Resource, body: dict[str, Any]) -> Reply:
@@ -339,7 +631,26 @@ def _patch_status(vm: Resource) -> dict[str, Any]:
 
 
 def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply:
-    vm = world.get(_ref(args))
+    return Reply(200, _instance_view(world, world.get(_ref(args))))
+
+
+def _provisioning_status(vm: Resource, state: str) -> dict[str, Any]:
+    """The VM's ProvisioningState status; a failed create names its error's code and message,
+    as Azure's does ("ProvisioningState/failed/InternalOperationError", level Error, display
+    "Provisioning failed", with the message: Microsoft Learn, "States and billing status of
+    Azure Virtual Machines"; ProvisioningState/failed/AllocationFailed in yunionio/cloudpods)."""
+    if state == "failed" and vm.error is not None:
+        return {
+            "code": f"ProvisioningState/failed/{vm.error.code}",
+            "level": "Error",
+            "displayStatus": "Provisioning failed",
+            "message": vm.error.message,
+            "time": vm.ready_at.isoformat(),
+        }
+    return _status(f"ProvisioningState/{state}", f"Provisioning {state}", vm.ready_at)
+
+
+def _instance_view(world: World, vm: Resource) -> dict[str, Any]:
     now = world.now()
     state = vm.provisioning_state(now).lower()
     power = power_state(world, vm)
@@ -350,7 +661,7 @@ def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply
     windows = (storage.get("osDisk") or {}).get("osType") == "Windows"
     diagnostics = f"https://md-{vm.uid[:12]}.blob.storage.azure.net/bootdiagnostics"
     agent_ready = power == "running" and not vm.guest_silent
-    body = {
+    return {
         "platformUpdateDomain": 0,
         "platformFaultDomain": 0,
         "computerName": vm.name,
@@ -376,15 +687,14 @@ def instance_view(world: World, request: Request, args: dict[str, str]) -> Reply
             "serialConsoleLogBlobUri": f"{diagnostics}/{vm.name}.{vm.uid}.serialconsole.log",
         },
         "extensions": [],
-        "hyperVGeneration": "V2",
+        "hyperVGeneration": vm.hyper_v_generation or "V1",
         "patchStatus": _patch_status(vm),
         "isVMInStandbyPool": False,
         "statuses": [
-            _status(f"ProvisioningState/{state}", f"Provisioning {state}", vm.ready_at),
+            _provisioning_status(vm, state),
             _status(f"PowerState/{power}", f"VM {power}"),
         ],
     }
-    return Reply(200, body)
 
 
 def run_command(world: World, request: Request, args: dict[str, str]) -> Reply:

@@ -39,7 +39,8 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     """One paged list of the subscription's VMs -> those whose schedule is due at `now` and
     whose slot this run (`owner`) claimed; a slot another run holds is under way, not due.
 
-    Also reports each protected VM's RPO and every misconfigured policy tag (never backed up).
+    Also reports each protected VM's RPO, every misconfigured policy tag, and every VM whose
+    policy asks for backups of disks Azure cannot snapshot (never backed up, with the reasons).
     """
     now = parse_time(payload["now"])
     owner = payload["owner"]
@@ -47,6 +48,7 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     latest = svc.catalog.latest_backups()
     due: list[Payload] = []
     misconfigured: list[Payload] = []
+    not_protectable: list[Payload] = []
     for vm in svc.gateway.list_vms():
         try:
             policy = policy_for(vm)
@@ -55,6 +57,11 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
             telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True)
             continue
         if policy is None:
+            continue
+        if vm.not_protectable:
+            reason = vm.not_protectable_reason
+            not_protectable.append({"vm": vm.name, "vm_key": vm.key, "reason": reason})
+            telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True, not_protectable=reason)
             continue
         last = latest.get(vm.key)
         rpo = None if last is None else (now - last.taken_at).total_seconds()
@@ -90,6 +97,7 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
         "due": due,
         "under_way": under_way,
         "misconfigured": misconfigured,
+        "not_protectable": not_protectable,
         "batch_size": svc.settings.fleet_batch_size,
     }
 
@@ -115,6 +123,14 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     manual = bool(payload.get("manual", False))
     policy = policy_for(vm)
     backup_id = names.backup_id(vm.key, slot, manual)
+    if vm.not_protectable:  # its disks changed since it was listed: nothing is taken or recorded
+        return {
+            "vm_key": vm.key,
+            "backup_id": backup_id,
+            "state": "not_protectable",
+            "error": vm.not_protectable_reason,
+            "poll_after": 0,
+        }
     existing = svc.catalog.get_backup(vm.key, backup_id)
     if existing is not None and existing.state is BackupState.COMPLETED:
         return {"vm_key": vm.key, "backup_id": backup_id, "state": "completed", "poll_after": 0}
@@ -159,6 +175,7 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
                 size_gb=disk.size_gb,
                 lun=disk.lun,
                 sku=disk.sku,
+                caching=disk.caching,
             )
         )
     svc.catalog.save_backup(
@@ -177,6 +194,11 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
             manual=manual,
             vm_size=vm.vm_size,
             os_type=vm.os_type,
+            security_type=vm.security_type,
+            secure_boot=vm.secure_boot,
+            vtpm=vm.vtpm,
+            hyper_v_generation=vm.hyper_v_generation,
+            zones=vm.zones,
             replica_region=policy.replicate if policy else None,
             attempts=attempts,
         )

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.domain.models import AuditEntry, Backup
-from shared.errors import NotFoundError, sanitise
+from shared.errors import CapacityError, NotFoundError, PermanentError, sanitise
 from shared.services import Services
 
 MANAGED_BY = "managed-by"
@@ -24,6 +24,38 @@ T = TypeVar("T")
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def require_vm_size(svc: Services, backup: Backup, region: str, zone: str | None) -> None:
+    """Pre-flight before a restore creates anything: the backup's VM size can be had in `region`
+    (in `zone`, for a zonal VM) and boots the VM's generation and security type there.
+
+    Read from the Resource SKUs list each time (nothing cached: an activity may run twice, and
+    restrictions change). A backup that recorded no size (older rows) is left to the VM create.
+    """
+    if not backup.vm_size:
+        return
+    offer = svc.gateway.vm_size_offer(region, backup.vm_size)
+    reason = "not offered there" if offer is None else offer.unavailable(zone)
+    if reason is not None:
+        where = f"{region} zone {zone}" if zone else region
+        raise CapacityError(f"size {backup.vm_size} is not available in {where}: {reason}")
+    assert offer is not None
+    unfit = offer.cannot_run(backup.security_type, backup.hyper_v_generation)
+    if unfit is not None:
+        raise PermanentError(f"size {backup.vm_size} cannot run {backup.vm_name}: {unfit}")
+
+
+def vm_settings(backup: Backup) -> Payload:
+    """The recorded VM settings a restored VM is created with (its disks bring the Hyper-V
+    generation and security type of their snapshots along)."""
+    return {
+        "security_type": backup.security_type,
+        "secure_boot": backup.secure_boot,
+        "vtpm": backup.vtpm,
+        "hyper_v_generation": backup.hyper_v_generation,
+        "caching": {ref.disk_role: ref.caching for ref in backup.snapshots if ref.caching},
+    }
 
 
 def test_tags(test_id: str, backup_id: str, now: datetime, ttl: timedelta) -> dict[str, str]:

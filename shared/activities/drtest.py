@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import partial
 
-from shared.activities.common import Payload, audited, parse_time, test_tags
+from shared.activities.common import (
+    Payload,
+    audited,
+    parse_time,
+    require_vm_size,
+    test_tags,
+    vm_settings,
+)
 from shared.adapters import telemetry
 from shared.domain import names
 from shared.domain.models import Backup, DrTest, ReplicationStatus
@@ -40,6 +47,8 @@ def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
             continue
         if policy is None or policy.drtest is Cadence.OFF or not policy.replicate:
             continue
+        if vm.not_protectable:  # never backed up, so nothing to restore: status reports it
+            continue
         if svc.catalog.dr_history(vm.key, now=now, days=CADENCE_DAYS[policy.drtest]):
             continue
         if _first_replica_pending(svc.catalog.list_backups(vm.key), policy.replicate, now):
@@ -63,9 +72,12 @@ def _restorable(backup: Backup, region: str) -> bool:
 
 
 def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
-    """Pick the backup to restore and check its replica in the test region is complete."""
+    """Pick the backup to restore, check its replica in the test region is complete and that
+    the VM's size can be had there (a test that cannot create its VM creates nothing)."""
     vm_key, region = payload["vm_key"], payload["test_region"]
     backup = _restorable_backup(svc, vm_key, region, payload.get("backup_id"))
+    zone = _test_zone(backup, region)
+    require_vm_size(svc, backup, region, zone)
     group = svc.settings.drtest_group(region)
     test_id = payload["test_id"]
     vm_name = backup.vm_name
@@ -75,6 +87,8 @@ def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
         "group": group,
         "vm_size": backup.vm_size,
         "os_type": backup.os_type,
+        "zone": zone,
+        **vm_settings(backup),
         "disks": [
             {
                 "role": ref.disk_role,
@@ -88,6 +102,19 @@ def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
         "nic_name": names.dr_resource_name("nic", vm_name, test_id),
         "vm_test_name": names.dr_resource_name("vm", vm_name, test_id),
     }
+
+
+def _test_zone(backup: Backup, region: str) -> str | None:
+    """The zone the test VM and its disks go in: the VM's own in its own region, else none.
+
+    A zone number names a datacenter of one region only (logical zones map to physical ones per
+    subscription and region), so "zone 1" of the source means nothing in another region: a test
+    restored elsewhere is regional, which is also what any region can give (a zonal request is
+    refused where the size is zone-restricted). Tests in the VM's own region keep its zone.
+    """
+    if backup.zones and region.lower() == backup.region.lower():
+        return backup.zones[0]
+    return None
 
 
 def _restorable_backup(svc: Services, vm_key: str, region: str, backup_id: str | None) -> Backup:
@@ -138,7 +165,7 @@ def begin_dr_restore(payload: Payload, svc: Services) -> Payload:
                 region=region,
                 snapshot_id=disk["replica_id"],
                 sku=disk["sku"],
-                zone=None,
+                zone=plan.get("zone"),  # plans from before zones were recorded have none
                 tags=tags,
             ),
             vm_key=payload["vm_key"],
@@ -183,6 +210,12 @@ def begin_dr_vm(payload: Payload, svc: Services) -> Payload:
             data_disks=data,
             nic_id=restore["nic_id"],
             tags=test_tags(payload["test_id"], plan["backup_id"], svc.clock.now(), TEST_TTL),
+            # Older plans carry none of these: Azure's defaults, as such VMs were created before.
+            security_type=plan.get("security_type", "Standard"),
+            secure_boot=bool(plan.get("secure_boot", False)),
+            vtpm=bool(plan.get("vtpm", False)),
+            zone=plan.get("zone"),
+            caching=plan.get("caching") or {},
         ),
         vm_key=payload["vm_key"],
         operation="dr_test",
@@ -191,7 +224,7 @@ def begin_dr_vm(payload: Payload, svc: Services) -> Payload:
 
 
 def check_dr_vm(payload: Payload, svc: Services) -> Payload:
-    """The test VM's provisioning and power state."""
+    """The test VM's provisioning and power state; a failed VM's `error` says why."""
     return svc.gateway.vm_runtime(payload["vm_id"]).to_dict()
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from shared.activities.common import APP, MANAGED_BY, SOURCE_TAG, Payload, audited, load_backup
+from shared.activities.common import (
+    APP,
+    MANAGED_BY,
+    SOURCE_TAG,
+    Payload,
+    audited,
+    load_backup,
+    require_vm_size,
+    vm_settings,
+)
 from shared.domain import names
 from shared.domain.models import BackupState
 from shared.errors import PermanentError
@@ -29,6 +38,11 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
     backup = load_backup(svc, payload)
     if backup.state is not BackupState.COMPLETED:
         raise PermanentError(f"backup {backup.backup_id} is {backup.state}, not restorable")
+    # Beside the original, in its region: its zone too, as zonal disks attach only to a VM in
+    # their zone and the VM had that zone (a regional VM recorded none).
+    zone = backup.zones[0] if backup.zones else None
+    if payload.get("new_vm"):
+        require_vm_size(svc, backup, backup.region, zone)  # before anything is created
     group = payload["resource_group"]
     nic = _begin_nic(svc, payload, backup.region) if payload.get("new_vm") else None
     disks, poll_after = [], nic.poll_after_seconds if nic else 0.0
@@ -45,7 +59,7 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
                 region=backup.region,
                 snapshot_id=ref.snapshot_id,
                 sku=ref.sku,
-                zone=None,
+                zone=zone,
                 tags=_tags(payload),
             ),
             vm_key=backup.vm_key,
@@ -60,6 +74,8 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
         "vm_size": backup.vm_size,
         "os_type": backup.os_type,
         "region": backup.region,
+        "zone": zone,
+        **vm_settings(backup),
     }
 
 
@@ -102,6 +118,12 @@ def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
             data_disks=[(d["lun"], d["disk_id"]) for d in disks if d["lun"] is not None],
             nic_id=restore["nic_id"],
             tags=_tags(payload),
+            # Restores started before these were recorded get Azure's defaults.
+            security_type=restore.get("security_type", "Standard"),
+            secure_boot=bool(restore.get("secure_boot", False)),
+            vtpm=bool(restore.get("vtpm", False)),
+            zone=restore.get("zone"),
+            caching=restore.get("caching") or {},
         ),
         vm_key=payload["vm_key"],
         operation="restore",

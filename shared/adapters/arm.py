@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from azure.core.exceptions import HttpResponseError
@@ -29,7 +29,7 @@ from azure.mgmt.resource.resources import models as resources
 from shared.adapters.arm_errors import retry_after_seconds, translate, translated
 from shared.adapters.credentials import ArmClients, arm_clients
 from shared.domain.models import VM, Disk
-from shared.errors import NotFoundError, PermanentError, TransientError
+from shared.errors import NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import (
     Accepted,
     CommandRun,
@@ -38,6 +38,7 @@ from shared.ports import (
     Snapshot,
     TaggedResource,
     VmRuntime,
+    VmSizeOffer,
 )
 from shared.settings import Settings
 
@@ -57,6 +58,10 @@ EXPECTED_SECONDS: Final = {
 }
 # The same for deletes, by the type deleted.
 DELETE_SECONDS: Final = {VM_TYPE: 60.0, NIC_TYPE: 10.0, DISK_TYPE: 15.0}
+# VM security types (securityProfile.securityType) the gateway creates VMs with.
+SECURITY_TYPES: Final = ("Standard", "TrustedLaunch", "ConfidentialVM")
+# A region name as the Resource SKUs filter takes it ("westus2"); nothing else goes in a filter.
+_REGION: Final = re.compile(r"[A-Za-z0-9]{2,40}")
 # Run Command per OS: a trivial script whose echo proves the guest agent and shell answered.
 GUEST_MARKER: Final = "backupdr-guest-ok"
 GUEST_COMMANDS: Final = {"linux": "RunShellScript", "windows": "RunPowerShellScript"}
@@ -102,9 +107,12 @@ class ArmComputeGateway:
             return [_vm(item) for item in self._compute.virtual_machines.list_all()]
 
     def get_vm(self, resource_group: str, name: str) -> VM:
-        """One VM with its disks and tags; NotFoundError when there is none."""
+        """One VM with its disks and tags, and its Hyper-V generation from the instance view
+        expanded into the same GET (the VM model has no generation of its own; the expand needs
+        no right beyond virtualMachines/read); NotFoundError when there is none."""
         with translated(f"get VM {resource_group}/{name}"):
-            return _vm(self._compute.virtual_machines.get(resource_group, name))
+            vm = self._compute.virtual_machines.get(resource_group, name, expand="instanceView")
+            return _vm(vm)
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -282,27 +290,59 @@ class ArmComputeGateway:
         data_disks: Sequence[tuple[int, str]],
         nic_id: str,
         tags: dict[str, str],
+        security_type: str = "Standard",
+        secure_boot: bool = False,
+        vtpm: bool = False,
+        zone: str | None = None,
+        caching: Mapping[str, str] | None = None,
     ) -> Accepted:
-        """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached."""
+        """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached.
+
+        The security type is always sent, Standard included: from API 2025-11-01 Azure may
+        otherwise pick Trusted Launch for a new VM, and the OS disk's type must match the VM's
+        ("Security type of VM is not compatible with the security type of attached OS Disk",
+        Azure/azure-sdk-for-python#30479). A Confidential VM's OS disk names its encryption
+        (VMGuestStateOnly: the disk keeps its VM guest state encrypted with a platform key).
+        """
         _locate(os_disk_id, DISK_TYPE)
         _locate(nic_id, NIC_TYPE)
         for _, disk_id in data_disks:
             _locate(disk_id, DISK_TYPE)
+        if security_type not in SECURITY_TYPES:
+            raise PermanentError(f"security type {security_type!r} is not one of {SECURITY_TYPES}")
+        roles = dict(caching or {})
+        confidential = security_type == "ConfidentialVM"
         body = compute.VirtualMachine(
             location=region,
             tags=tags,
+            zones=[zone] if zone else None,
             properties=compute.VirtualMachineProperties(
                 hardware_profile=compute.HardwareProfile(vm_size=vm_size),
+                security_profile=compute.SecurityProfile(
+                    security_type=security_type,
+                    uefi_settings=None
+                    if security_type == "Standard"
+                    else compute.UefiSettings(secure_boot_enabled=secure_boot, v_tpm_enabled=vtpm),
+                ),
                 storage_profile=compute.StorageProfile(
                     os_disk=compute.OSDisk(
                         os_type=os_type,
                         create_option="Attach",
-                        managed_disk=compute.ManagedDiskParameters(id=os_disk_id),
+                        caching=roles.get("os"),
+                        managed_disk=compute.ManagedDiskParameters(
+                            id=os_disk_id,
+                            security_profile=compute.VMDiskSecurityProfile(
+                                security_encryption_type="VMGuestStateOnly"
+                            )
+                            if confidential
+                            else None,
+                        ),
                     ),
                     data_disks=[
                         compute.DataDisk(
                             lun=lun,
                             create_option="Attach",
+                            caching=roles.get(f"lun{lun}"),
                             managed_disk=compute.ManagedDiskParameters(id=disk_id),
                         )
                         for lun, disk_id in data_disks
@@ -327,15 +367,43 @@ class ArmComputeGateway:
         )
 
     def vm_runtime(self, vm_id: str) -> VmRuntime:
-        """Provisioning and power state from the VM's instance view."""
+        """Provisioning and power state from the VM's instance view.
+
+        A failed VM shows `ProvisioningState/failed/<Code>` (level Error) with the error's
+        message, e.g. ProvisioningState/failed/AllocationFailed: any of them reads as
+        provisioning state "failed" with error "<Code>: <message>", so the workflows stop
+        waiting at the first failed read.
+        """
         group, name = _locate(vm_id, VM_TYPE)
         with translated(f"read instance view of VM {group}/{name}"):
             view = self._compute.virtual_machines.instance_view(group, name)
-        codes = [status.code or "" for status in view.statuses or ()]
+        statuses = list(view.statuses or ())
+        codes = [status.code or "" for status in statuses]
+        state = _status(codes, "ProvisioningState/")
+        error = None
+        if state == "failed":
+            failed = next(
+                s for s in statuses if (s.code or "").lower().startswith("provisioningstate/failed")
+            )
+            code = (failed.code or "").split("/", 2)[2:] or ["ProvisioningFailed"]
+            error = sanitise(f"{code[0]}: {failed.message or failed.display_status or 'failed'}")
         return VmRuntime(
-            provisioning_state=_status(codes, "ProvisioningState/"),
-            power_state=_status(codes, "PowerState/"),
+            provisioning_state=state, power_state=_status(codes, "PowerState/"), error=error
         )
+
+    def vm_size_offer(self, region: str, vm_size: str) -> VmSizeOffer | None:
+        """The size as `resource_skus.list(filter="location eq '<region>'")` lists it; None
+        when the region's list has no such VM size. Every restriction is read: the list also
+        names sizes this subscription may not use (a Location or Zone restriction)."""
+        if not _REGION.fullmatch(region):
+            raise PermanentError(f"region {region!r} is not a region name")
+        with translated(f"list the VM sizes offered in {region}"):
+            for sku in self._compute.resource_skus.list(filter=f"location eq '{region}'"):
+                if (sku.resource_type or "").lower() == "virtualmachines" and (
+                    sku.name or ""
+                ).lower() == vm_size.lower():
+                    return _size_offer(sku, region)
+        return None
 
     def begin_guest_check(self, vm_id: str, os_type: str) -> GuestCheck | CommandRun:
         """POST a trivial Run Command without waiting: its answer (a 200), or the run to read.
@@ -514,29 +582,66 @@ def _vm(item: compute.VirtualMachine) -> VM:
     storage = props.storage_profile or compute.StorageProfile()
     zone = item.zones[0] if item.zones else None
     os_disk = storage.os_disk
-    disks = [_disk(os_disk, None, zone)] if os_disk is not None else []
-    disks += [_disk(d, d.lun, zone) for d in sorted(storage.data_disks or (), key=lambda d: d.lun)]
+    entries: list[tuple[compute.OSDisk | compute.DataDisk, int | None]] = (
+        [(os_disk, None)] if os_disk is not None else []
+    )
+    entries += [(d, d.lun) for d in sorted(storage.data_disks or (), key=lambda d: d.lun)]
+    disks = [_disk(entry, lun, zone) for entry, lun in entries]
     hardware = props.hardware_profile or compute.HardwareProfile()
     return VM(
         id=item.id or "",
         name=item.name or "",
         resource_group=_group_of(item.id),
         location=item.location,
-        disks=tuple(d for d in disks if d is not None),
+        disks=tuple(d for d in disks if isinstance(d, Disk)),
         tags=dict(item.tags or {}),
         vm_size=_text(hardware.vm_size) or "",
         os_type=(_text(os_disk.os_type) if os_disk is not None else None) or "Linux",
         zone=zone,
+        not_protectable=tuple(d for d in disks if isinstance(d, str)),
+        **_security(props),
+        zones=tuple(item.zones or ()),
     )
+
+
+def _security(props: compute.VirtualMachineProperties) -> dict[str, Any]:
+    """A VM's security profile and Hyper-V generation, as `VM` fields.
+
+    Compute answers securityType "Standard" from API 2025-11-01 on, and nothing before: both
+    read as Standard. The generation is the instance view's (a GET with $expand=instanceView),
+    else V2 for Trusted Launch and Confidential VMs, which boot nothing else; unknown otherwise.
+    """
+    profile = props.security_profile or compute.SecurityProfile()
+    uefi = profile.uefi_settings or compute.UefiSettings()
+    security = _text(profile.security_type) or "Standard"
+    view = props.instance_view
+    generation = _text(view.hyper_v_generation) if view is not None else None
+    if generation is None and security in ("TrustedLaunch", "ConfidentialVM"):
+        generation = "V2"
+    return {
+        "security_type": security,
+        "secure_boot": bool(uefi.secure_boot_enabled),
+        "vtpm": bool(uefi.v_tpm_enabled),
+        "hyper_v_generation": generation,
+    }
 
 
 def _disk(
     source: compute.OSDisk | compute.DataDisk, lun: int | None, zone: str | None
-) -> Disk | None:
-    """A VM's managed disk from its storage profile; None for an unmanaged (VHD) disk."""
+) -> Disk | str:
+    """A VM's managed disk from its storage profile, or why Azure cannot snapshot it.
+
+    An ephemeral OS disk (`diffDiskSettings`) lives on the host: the VM lists a managed disk id
+    for it, but no disk answers there and a snapshot of it is refused (learn.microsoft.com/
+    azure/virtual-machines/ephemeral-os-disks: no disk snapshots, no Azure Backup). An unmanaged
+    disk is a VHD page blob (`vhd.uri`, no managed disk): snapshots copy managed disks only.
+    """
+    where = "OS disk" if lun is None else f"disk lun {lun}"
+    if isinstance(source, compute.OSDisk) and source.diff_disk_settings is not None:
+        return "ephemeral OS disk: Azure cannot snapshot it"
     managed = source.managed_disk
     if managed is None or not managed.id:
-        return None
+        return f"unmanaged (VHD) {where}: Azure snapshots managed disks only"
     return Disk(
         id=managed.id,
         name=source.name or str(parse_resource_id(managed.id).get("name", "")),
@@ -544,6 +649,7 @@ def _disk(
         sku=_text(managed.storage_account_type) or "",
         lun=lun,
         zone=zone,
+        caching=_text(source.caching),
     )
 
 
@@ -597,8 +703,57 @@ def _text(value: object | None) -> str | None:
 
 
 def _status(codes: Iterable[str], prefix: str) -> str:
-    """The lower-case state after `prefix` in instance-view status codes ("unknown" if none)."""
-    return next((c[len(prefix) :].lower() for c in codes if c.startswith(prefix)), "unknown")
+    """The lower-case state after `prefix` in instance-view status codes ("unknown" if none);
+    `ProvisioningState/failed/<Code>` is "failed"."""
+    return next(
+        (c[len(prefix) :].split("/")[0].lower() for c in codes if c.startswith(prefix)), "unknown"
+    )
+
+
+def _size_offer(sku: compute.ResourceSku, region: str) -> VmSizeOffer:
+    """A Resource SKUs entry as the DR test's pre-flight reads it.
+
+    Restrictions (ResourceSkuRestrictions): type Location means the subscription cannot have the
+    size in the listed locations; type Zone, not in `restrictionInfo.zones` there. Capabilities
+    come as strings: HyperVGenerations "V1,V2", TrustedLaunchDisabled "True",
+    ConfidentialComputingType "SNP".
+    """
+    here = region.lower()
+    zones = [
+        zone
+        for info in sku.location_info or ()
+        if (info.location or "").lower() == here
+        for zone in info.zones or ()
+    ]
+    location_reason = None
+    zone_reason = None
+    restricted: list[str] = []
+    for restriction in sku.restrictions or ():
+        info = restriction.restriction_info
+        places = [v.lower() for v in restriction.values_property or ()] + [
+            v.lower() for v in (info.locations if info is not None else None) or ()
+        ]
+        if here not in places:
+            continue
+        reason = _text(restriction.reason_code) or "restricted"
+        if _text(restriction.type) == "Location":
+            location_reason = reason
+        elif _text(restriction.type) == "Zone":
+            zone_reason = reason
+            restricted += list((info.zones if info is not None else None) or ())
+    capabilities = {c.name or "": c.value or "" for c in sku.capabilities or ()}
+    generations = capabilities.get("HyperVGenerations", "")
+    return VmSizeOffer(
+        name=sku.name or "",
+        region=region,
+        zones=tuple(sorted(set(zones))),
+        location_restriction=location_reason,
+        restricted_zones=tuple(sorted(set(restricted))),
+        zone_restriction=zone_reason,
+        hyper_v_generations=tuple(g.strip() for g in generations.split(",") if g.strip()),
+        trusted_launch=capabilities.get("TrustedLaunchDisabled", "False").lower() != "true",
+        confidential=bool(capabilities.get("ConfidentialComputingType")),
+    )
 
 
 def _deletable_type(rid: str) -> str:

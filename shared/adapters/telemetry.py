@@ -64,8 +64,11 @@ EVENTS: Mapping[str, frozenset[str]] = {
     ),
     "RetentionApplied": frozenset({"vm", "kept", "deleted", "halted"}),
     "RetentionFailed": frozenset({"vm", "error"}),
-    # One per protected VM per fleet run: what the "missed its backup window" alert reads.
-    "RpoObserved": frozenset({"vm", "rpo_seconds", "target_seconds", "misconfigured"}),
+    # One per protected VM per fleet run: what the "missed its backup window" alert reads. A VM
+    # whose disks cannot be snapshotted counts as misconfigured, with `not_protectable` saying why.
+    "RpoObserved": frozenset(
+        {"vm", "rpo_seconds", "target_seconds", "misconfigured", "not_protectable"}
+    ),
 }
 
 RPO_METRIC = "backupdr.rpo_seconds"

@@ -114,6 +114,7 @@ class Disk(JsonRecord):
     sku: str
     lun: int | None = None  # None for the OS disk
     zone: str | None = None
+    caching: str | None = None  # None | ReadOnly | ReadWrite, as the VM attaches it
 
     @property
     def role(self) -> str:
@@ -134,10 +135,25 @@ class VM(JsonRecord):
     vm_size: str = ""
     os_type: str = "Linux"
     zone: str | None = None
+    # Its securityProfile: Standard | TrustedLaunch | ConfidentialVM, and the UEFI settings.
+    security_type: str = "Standard"
+    secure_boot: bool = False
+    vtpm: bool = False
+    hyper_v_generation: str | None = None  # V1 | V2 (the instance view's); None: not read
+    zones: tuple[str, ...] = ()
+    # Why some of its disks cannot be snapshotted (an ephemeral OS disk, an unmanaged VHD), one
+    # reason per disk; `disks` leaves those out. Such a VM is never backed up: a backup of
+    # fewer disks than the VM has would not restore it.
+    not_protectable: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return vm_key(self.resource_group, self.name)
+
+    @property
+    def not_protectable_reason(self) -> str:
+        """Why the VM cannot be backed up ("" when it can)."""
+        return "; ".join(self.not_protectable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +167,7 @@ class SnapshotRef(JsonRecord):
     # What a restore needs when the source VM is gone: the disk's LUN (None: OS disk) and SKU.
     lun: int | None = None
     sku: str = "Standard_LRS"
+    caching: str | None = None  # as the VM attached it (None: not recorded, Azure's default)
     replica_id: str | None = None
     replica_status: ReplicationStatus = ReplicationStatus.NONE
 
@@ -174,6 +191,12 @@ class Backup(JsonRecord):
     # The VM's shape at backup time, so a DR restore works even after the VM itself is gone.
     vm_size: str = ""
     os_type: str = "Linux"
+    # ...its security profile, Hyper-V generation and zones (older rows: Standard, unknown, none).
+    security_type: str = "Standard"
+    secure_boot: bool = False
+    vtpm: bool = False
+    hyper_v_generation: str | None = None
+    zones: tuple[str, ...] = ()
     replica_region: str | None = None
     replication_status: ReplicationStatus = ReplicationStatus.NONE
     verification: VerificationState = VerificationState.UNVERIFIED

@@ -27,7 +27,13 @@ def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
     outcome = yield from fan_out(
         context, "vm_backup", found["due"], _instance_id, found["batch_size"]
     )
-    return {**outcome, "under_way": found["under_way"], "misconfigured": found["misconfigured"]}
+    return {
+        **outcome,
+        "under_way": found["under_way"],
+        "misconfigured": found["misconfigured"],
+        # Absent from what list_due_vms answered before it reported them (older histories).
+        "not_protectable": found.get("not_protectable", []),
+    }
 
 
 def _instance_id(item: Payload) -> str:

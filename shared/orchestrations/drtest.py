@@ -82,8 +82,10 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
             timeout=CREATE_TIMEOUT,
             done=lambda r: r["provisioning_state"] in ("succeeded", "failed"),
         )
-        if created is None or created["provisioning_state"] != "succeeded":
-            raise DrTestFailed("create VM: " + ("timed out" if created is None else "failed"))
+        if created is None:
+            raise DrTestFailed(f"create VM: timed out after {CREATE_TIMEOUT}")
+        if created["provisioning_state"] != "succeeded":  # stopped at the first failed read
+            raise DrTestFailed(f"create VM failed: {created.get('error') or 'provisioning failed'}")
         clock.lap()
         running = yield from poll(
             context,

@@ -47,8 +47,10 @@ def restore_backup(context: Context) -> Generator[Any, Any, Payload]:
                 timeout=CREATE_TIMEOUT,
                 done=lambda r: r["provisioning_state"] in ("succeeded", "failed"),
             )
-            if running is None or running["provisioning_state"] != "succeeded":
-                raise RuntimeError("VM: " + ("timed out" if running is None else "failed"))
+            if running is None:
+                raise RuntimeError(f"VM: timed out after {CREATE_TIMEOUT}")
+            if running["provisioning_state"] != "succeeded":  # the first failed read ends it
+                raise RuntimeError(f"VM failed: {running.get('error') or 'provisioning failed'}")
     except Exception as error:
         return {"state": "failed", "error": failure_text(error), **created}
     return {"state": "completed", **created}

@@ -8,10 +8,12 @@ finds the task it completes. `IsPlayed` is false here; `played` marks past episo
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as Kind
+from dateutil.parser import parse as dateutil_parse
 
 Event = dict[str, Any]
 
@@ -22,6 +24,26 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def stamp(moment: datetime) -> str:
     """A UTC timestamp as the extension writes it."""
     return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_stamp(text: str) -> datetime:
+    """What dateutil makes of a timestamp, read the quick way when it is one `stamp` wrote.
+
+    The SDK's executor parses every event's timestamp with dateutil on every replay; in a long
+    simulation that is half the host's time. `stamp`'s fixed shape (27 characters, UTC `Z`) is
+    read by `datetime.fromisoformat` to an equal aware datetime; anything else goes to dateutil.
+    """
+    if len(text) == 27 and text[-1] == "Z":
+        return datetime.fromisoformat(text)
+    parsed: datetime = dateutil_parse(text)
+    return parsed
+
+
+def read_stamps_quickly() -> None:
+    """Point the SDK's history events at `parse_stamp` (its module imports dateutil's `parse`
+    as `dt_parse`); the executor, its replay and its results are otherwise untouched."""
+    module = sys.modules["azure.durable_functions.models.history.HistoryEvent"]
+    module.dt_parse = parse_stamp  # type: ignore[attr-defined]
 
 
 def _event(kind: Kind, now: datetime, event_id: int = -1, **fields: Any) -> Event:

@@ -115,6 +115,7 @@ class LocalDurableHost:
         at_least_once: bool = False,
         not_twice: frozenset[str] = frozenset(),
     ) -> None:
+        h.read_stamps_quickly()
         self._clock = clock
         self._settings = dict(settings or {})
         self._functions = AppFunctions(app)

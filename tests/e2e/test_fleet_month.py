@@ -1,15 +1,22 @@
-"""Thirty simulated days of the app's own timers over the demo fleet, through the local host.
+"""Thirty simulated days of the app's own timers over a realistic fleet, through the local host.
+
+The fleet (local/fleets/realistic.json) mixes generation 1 and 2 VMs, Trusted Launch, Windows and
+Linux, Standard HDD / Standard SSD / Premium disks, zonal and regional VMs with up to four data
+disks, VM names at Azure's 64-character limit, several resource groups in two regions, and VMs
+the app cannot protect (an ephemeral OS disk, unmanaged VHDs).
 
 Azurite holds the catalog, the ARM simulator plays Azure over HTTPS, and the workflows run in the
 real azure-functions-durable executor. The assertions read the end state: the catalog, the
-simulator's resources, and what `plan_retention` says about them.
+simulator's resources and request log, and what `plan_retention` says about them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from croniter import croniter
@@ -21,16 +28,33 @@ from shared.domain.policy import BackupPolicy, Cadence, PolicyError, policy_for
 from shared.domain.retention import plan_retention
 from shared.domain.schedule import slot_at
 from shared.domain.tiers import tier_for
+from shared.health import fleet_status
 
 START = datetime(2026, 11, 10, tzinfo=UTC)  # crosses a month end and several ISO weeks
 END = START + timedelta(days=30)
 PHASES = {"restore", "create_vm", "boot", "guest_check", "cleanup"}
+# Tagged for backup, but with disks Azure cannot snapshot: reported, never backed up.
+NOT_PROTECTABLE = {
+    "stateless-eastus-01": "ephemeral OS disk: Azure cannot snapshot it",
+    "sql-legacy-01": "unmanaged (VHD) OS disk: Azure snapshots managed disks only; "
+    "unmanaged (VHD) disk lun 0: Azure snapshots managed disks only; "
+    "unmanaged (VHD) disk lun 1: Azure snapshots managed disks only",
+}
+# Azure's name limits (learn.microsoft.com/azure/azure-resource-manager/management/
+# resource-name-rules): snapshots, disks and NICs 80 characters, VMs 64.
+NAME_LIMITS = {
+    "microsoft.compute/snapshots": 80,
+    "microsoft.compute/disks": 80,
+    "microsoft.network/networkinterfaces": 80,
+    "microsoft.compute/virtualmachines": 64,
+}
+_PUT_PATH = re.compile(r"/providers/(?P<type>[^/]+/[^/]+)/(?P<name>[^/?]+)$")
 
 
 @pytest.fixture(scope="module")
 def month(azurite: Azurite) -> Iterator[Stack]:
     with local_stack(
-        FLEETS / "demo.json", start=START, azurite=azurite, table_prefix="month"
+        FLEETS / "realistic.json", start=START, azurite=azurite, table_prefix="month"
     ) as stack:
         stack.host.run_timers(until=END)
         stack.host.run_until_idle()  # let what the last ticks started finish
@@ -44,10 +68,19 @@ def _protected(stack: Stack) -> list[tuple[VM, BackupPolicy]]:
             policy = policy_for(vm)
         except PolicyError:
             continue
-        if policy is not None:
+        if policy is not None and not vm.not_protectable:
             protected.append((vm, policy))
-    assert len(protected) >= 12, "the demo fleet protects most of its VMs"
+    assert len(protected) >= 15, "the fleet protects most of its VMs"
     return protected
+
+
+def _raw_vms(stack: Stack) -> dict[str, dict[str, Any]]:
+    """The fleet's own VMs as Azure shows them (not the DR-test group's)."""
+    return {
+        vm["name"]: vm
+        for vm in stack.simulator.vms()
+        if "/resourcegroups/rg-backupdr-drtest-" not in vm["id"].lower()
+    }
 
 
 def _history(stack: Stack, vm: VM) -> list[Backup]:
@@ -68,7 +101,39 @@ def _expected_slots(cron: str) -> set[datetime]:
     return slots
 
 
+def test_the_fleet_is_as_varied_as_a_real_one(month: Stack) -> None:
+    vms = _raw_vms(month).values()
+    props = [vm["properties"] for vm in vms]
+    storage = [p["storageProfile"] for p in props]
+    assert len(vms) >= 20
+    assert {vm["location"] for vm in vms} == {"eastus", "westus2"}
+    assert len({vm["id"].split("/")[4].lower() for vm in vms}) >= 5, "several resource groups"
+    assert {s["osDisk"]["osType"] for s in storage} == {"Linux", "Windows"}
+    assert {(p.get("securityProfile") or {}).get("securityType") for p in props} >= {
+        "TrustedLaunch",
+        "Standard",
+    }
+    skus = {
+        d["managedDisk"]["storageAccountType"]
+        for s in storage
+        for d in [s["osDisk"], *s["dataDisks"]]
+        if "managedDisk" in d
+    }
+    assert skus >= {"Standard_LRS", "StandardSSD_LRS", "Premium_LRS"}
+    assert any(vm.get("zones") for vm in vms)
+    assert any(not vm.get("zones") for vm in vms)
+    generations = {d["properties"].get("hyperVGeneration") for d in month.simulator.disks()}
+    assert generations >= {"V1", "V2"}
+    assert max(len(s["dataDisks"]) for s in storage) == 4
+    assert max(len(vm["name"]) for vm in vms) == 64
+    windows = [
+        vm["name"] for vm, s in zip(vms, storage, strict=True) if s["osDisk"]["osType"] == "Windows"
+    ]
+    assert all(len(name) <= 15 for name in windows), "Windows computer names are at most 15"
+
+
 def test_every_protected_vm_has_exactly_one_backup_per_scheduled_slot(month: Stack) -> None:
+    raw = _raw_vms(month)
     for vm, policy in _protected(month):
         backups = [b for b in _history(month, vm) if not b.manual]
         slots = [b.slot for b in backups]
@@ -77,6 +142,12 @@ def test_every_protected_vm_has_exactly_one_backup_per_scheduled_slot(month: Sta
         assert set(slots) <= expected, vm.name
         assert expected - set(slots) <= {max(expected)}, f"{vm.name}: missed slots"
         assert all(b.state in (BackupState.COMPLETED, BackupState.DELETED) for b in backups)
+        # Every backup holds a snapshot of every disk the VM has: OS and each data disk.
+        data = raw[vm.name]["properties"]["storageProfile"]["dataDisks"]
+        roles = {"os"} | {f"lun{d['lun']}" for d in data}
+        for backup in backups:
+            assert {ref.disk_role for ref in backup.snapshots} == roles, backup.backup_id
+            assert len(backup.snapshots) == len(roles), backup.backup_id
 
 
 def test_no_vm_without_a_valid_policy_is_backed_up(month: Stack) -> None:
@@ -84,6 +155,41 @@ def test_no_vm_without_a_valid_policy_is_backed_up(month: Stack) -> None:
     for vm in month.services.gateway.list_vms():
         if vm.key not in protected:
             assert _history(month, vm) == [], vm.name
+
+
+def test_vms_with_disks_azure_cannot_snapshot_are_reported_and_never_backed_up(
+    month: Stack,
+) -> None:
+    runs = [s for s in month.host.instances() if s.name == "fleet_backup"]
+    assert runs
+    for run in runs:
+        reported = {m["vm"]: m["reason"] for m in run.output["not_protectable"]}
+        assert reported == NOT_PROTECTABLE, run.instance_id
+    health = fleet_status(month.services.gateway, month.services.catalog, month.clock.now())
+    assert {m["vm"]: m["reason"] for m in health["not_protectable"]} == NOT_PROTECTABLE
+    assert not {v["vm"] for v in health["vms"]} & set(NOT_PROTECTABLE)
+    for vm in month.services.gateway.list_vms():
+        if vm.name in NOT_PROTECTABLE:
+            assert _history(month, vm) == [], vm.name
+            entries = month.services.catalog.audit_entries(since=START, vm_key=vm.key)
+            assert entries == [], vm.name
+
+
+def test_every_name_the_app_gave_is_within_azure_limits(month: Stack) -> None:
+    created: dict[str, set[str]] = {kind: set() for kind in NAME_LIMITS}
+    for request in month.simulator.requests:
+        found = _PUT_PATH.search(request.path) if request.method == "PUT" else None
+        if found and found["type"].lower() in NAME_LIMITS:
+            created[found["type"].lower()].add(found["name"])
+    for kind, limit in NAME_LIMITS.items():
+        assert created[kind], f"nothing of type {kind} was created"
+        too_long = [name for name in created[kind] if len(name) > limit]
+        assert too_long == [], kind
+    long_vms = [vm for vm, _ in _protected(month) if len(vm.name) >= 60]
+    assert len(long_vms) >= 3
+    snapshot_names = created["microsoft.compute/snapshots"]
+    for vm in long_vms:  # cut, with a hash so that two long names stay apart
+        assert any(name.startswith(vm.name[:20]) for name in snapshot_names), vm.name
 
 
 def test_tiers_follow_the_calendar_rules(month: Stack) -> None:

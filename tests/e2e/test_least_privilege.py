@@ -147,6 +147,8 @@ def _failed(output: Any) -> bool:
         return False
     if "state" in output and output["state"] != "completed":
         return True
+    if (output.get("retention") or {}).get("failed"):  # a backup whose retention could not run
+        return True
     return output.get("success") is False or bool(output.get("not_clean"))
 
 

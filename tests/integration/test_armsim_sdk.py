@@ -249,10 +249,8 @@ def test_read_bucket_runs_dry_with_429_retry_after_and_refills_on_the_virtual_cl
     [
         ("5xx", 500, "InternalServerError"),
         ("429", 429, "TooManyRequests"),
-        ("sku-not-available", 409, "SkuNotAvailable"),
-        ("allocation-failed", 409, "AllocationFailed"),
     ],
-    ids=["5xx", "429", "sku", "allocation"],
+    ids=["5xx", "429"],
 )
 def test_immediate_fault_answers_azures_error_body(
     armsim: ArmServer, kind: str, status: int, code: str

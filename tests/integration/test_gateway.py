@@ -679,7 +679,7 @@ class TestFaults:
 
     @pytest.mark.parametrize(
         ("kind", "code"),
-        [("allocation-failed", "AllocationFailed"), ("sku-not-available", "SkuNotAvailable")],
+        [("quota-exceeded", "QuotaExceeded"), ("sku-not-available", "SkuNotAvailable")],
     )
     def test_no_capacity_for_the_vm_is_a_capacity_error_sent_once(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM, kind: str, code: str

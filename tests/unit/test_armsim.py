@@ -106,6 +106,19 @@ class TestFleet:
         assert {vm["location"] for vm in vms} == {"eastus", "westus2"}
         assert sum(1 for vm in vms if vm["properties"]["storageProfile"]["dataDisks"]) >= 4
 
+    def test_realistic_fleet_has_an_ephemeral_os_disk_and_a_vm_on_vhds(self) -> None:
+        sim = ArmSimulator(fleet="local/fleets/realistic.json")
+        storage = {vm["name"]: vm["properties"]["storageProfile"] for vm in sim.vms()}
+        assert 20 <= len(storage) <= 26  # the month test runs 30 days over it: keep it this size
+        assert storage["stateless-eastus-01"]["osDisk"]["diffDiskSettings"]["option"] == "Local"
+        legacy = storage["sql-legacy-01"]
+        assert all("vhd" in d for d in [legacy["osDisk"], *legacy["dataDisks"]])
+        assert not [
+            d
+            for d in sim.disks()
+            if d["name"].startswith(("sql-legacy-01", "stateless-eastus-01-os"))
+        ]
+
     @pytest.mark.parametrize(
         ("fleet", "message"),
         [

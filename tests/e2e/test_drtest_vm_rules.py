@@ -1,0 +1,163 @@
+"""DR tests meet Azure's VM creation rules: a Trusted Launch VM is restored as one, a size the
+test region cannot give fails the test before anything is created, and a failed allocation ends
+it at the first read with Azure's code, long before the create timeout.
+
+One small fleet: a Trusted Launch VM in eastus, backed up at 02:00 and replicated to westus2.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from local.armsim import ArmSimulator, FaultRule
+from local.azurite import Azurite
+from local.stack import Stack, local_stack
+from shared.domain.models import DrTest
+from shared.orchestrations.drtest import CREATE_TIMEOUT
+from shared.ports import ComputeGateway, VmRuntime
+from shared.services import Services, install
+
+SUB = "00000000-0000-0000-0000-000000000001"
+START = datetime(2026, 11, 10, tzinfo=UTC)
+VM_KEY = "rg-app-eastus~tl-01"
+DR_GROUP = "rg-backupdr-drtest-westus2"
+VNETS = [
+    {
+        "name": "vnet-backupdr-drtest",
+        "address_prefix": "10.90.0.0/16",
+        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24"}],
+    }
+]
+FLEET = {
+    "subscriptions": [
+        {
+            "id": SUB,
+            "resource_groups": [
+                {"name": "rg-app-eastus", "region": "eastus"},
+                {"name": "rg-backups-eastus", "region": "eastus"},
+                {"name": "rg-backups-westus2", "region": "westus2"},
+                {"name": DR_GROUP, "region": "westus2", "vnets": VNETS},
+            ],
+            "vms": [
+                {
+                    "name": "tl-01",
+                    "resource_group": "rg-app-eastus",
+                    "size": "Standard_D2s_v5",
+                    "zone": "2",
+                    "security_type": "TrustedLaunch",
+                    "secure_boot": True,
+                    "vtpm": True,
+                    "tags": {"backup-policy": "schedule=0 2 * * *;daily=7;replicate=westus2"},
+                    "os_disk": {"size_gb": 8},
+                    "data_disks": [{"lun": 0, "size_gb": 8, "caching": "ReadOnly"}],
+                }
+            ],
+        }
+    ]
+}
+_prefixes = (f"drrules{n}" for n in itertools.count())
+
+
+@pytest.fixture
+def stack(azurite: Azurite) -> Iterator[Stack]:
+    with local_stack(FLEET, start=START, azurite=azurite, table_prefix=next(_prefixes)) as running:
+        running.host.run_timers(until=START + timedelta(hours=2, minutes=30))  # backup + replica
+        yield running
+
+
+class _Watching:
+    """The app's gateway, noting the test VM as Azure holds it whenever the app reads its state
+    (the DR test deletes it before the test can look)."""
+
+    def __init__(self, inner: ComputeGateway, sim: ArmSimulator) -> None:
+        self._inner, self._sim = inner, sim
+        self.vms: dict[str, dict[str, Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def vm_runtime(self, vm_id: str) -> VmRuntime:
+        found = [v for v in self._sim.vms() if v["id"].lower() == vm_id.lower()]
+        self.vms.update({v["name"]: v for v in found})
+        return self._inner.vm_runtime(vm_id)
+
+
+def _dr_test(stack: Stack) -> DrTest:
+    backup = stack.services.catalog.list_backups(VM_KEY)[0]
+    assert backup.replication_status == "completed", "the fixture leaves a replicated backup"
+    stack.host.start("dr_test", input={"vm_key": VM_KEY, "test_region": "westus2"})
+    stack.host.run_until_idle()
+    [test] = stack.services.catalog.dr_history(VM_KEY, now=stack.clock.now(), days=1)
+    return test
+
+
+def _left_in_the_test_group(stack: Stack) -> list[str]:
+    sim = stack.simulator
+    return [r["id"] for r in sim.vms() + sim.disks() + sim.nics() if DR_GROUP in r["id"]]
+
+
+def test_a_trusted_launch_vm_is_restored_as_one_and_passes_its_dr_test(stack: Stack) -> None:
+    backup = stack.services.catalog.list_backups(VM_KEY)[0]
+    assert (backup.security_type, backup.secure_boot, backup.vtpm) == ("TrustedLaunch", True, True)
+    assert (backup.hyper_v_generation, backup.zones) == ("V2", ("2",))
+    assert [ref.caching for ref in backup.snapshots] == ["ReadWrite", "ReadOnly"]
+    svc = stack.services
+    watching = _Watching(svc.gateway, stack.simulator)
+    install(Services(svc.settings, watching, svc.catalog, svc.clock))
+    test = _dr_test(stack)
+    assert test.success, test.error_message
+    [restored] = watching.vms.values()
+    properties = restored["properties"]
+    assert properties["securityProfile"] == {
+        "securityType": "TrustedLaunch",
+        "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+    }
+    storage = properties["storageProfile"]
+    assert [storage["osDisk"]["caching"], storage["dataDisks"][0]["caching"]] == [
+        "ReadWrite",
+        "ReadOnly",
+    ]
+    assert "zones" not in restored, "another region: the source's zone 2 means nothing there"
+    assert _left_in_the_test_group(stack) == []
+
+
+def test_a_size_the_test_region_cannot_give_fails_the_dr_test_before_it_creates_anything(
+    stack: Stack,
+) -> None:
+    stack.simulator.restrict_size(SUB, "Standard_D2s_v5", "westus2")
+    started = len(stack.simulator.requests)
+    test = _dr_test(stack)
+    assert (test.success, test.restore_succeeded) == (False, False)
+    assert test.error_message is not None
+    assert (
+        "size Standard_D2s_v5 is not available in westus2: NotAvailableForSubscription"
+        in test.error_message
+    )
+    writes = [
+        r for r in stack.simulator.requests[started:] if r.method != "GET" and DR_GROUP in r.path
+    ]
+    assert writes == [], "nothing is created in the test group"
+    assert _left_in_the_test_group(stack) == []
+    assert test.phase_seconds["restore"] < 5 * 60, "fails fast: the pre-flight and its retries"
+
+
+def test_an_allocation_failure_ends_the_dr_test_at_create_vm_with_azures_code(
+    stack: Stack,
+) -> None:
+    stack.simulator.add_fault(FaultRule(operation="vms.create", kind="allocation-failed"))
+    test = _dr_test(stack)
+    assert (test.success, test.restore_succeeded, test.boot_succeeded) == (False, True, False)
+    assert test.error_message is not None
+    assert test.error_message.startswith(
+        "create VM failed: AllocationFailed: Allocation failed. We do not have sufficient "
+        "capacity for the requested VM size in this region."
+    )
+    assert test.phase_seconds["create_vm"] < CREATE_TIMEOUT.total_seconds() / 10
+    assert "boot" not in test.phase_seconds
+    assert test.cleanup_succeeded
+    assert _left_in_the_test_group(stack) == []
