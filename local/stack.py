@@ -57,7 +57,6 @@ def local_stack(
     table_prefix: str = "",
     settings: Mapping[str, str] | None = None,
     at_least_once: bool = False,
-    not_twice: frozenset[str] = frozenset(),
 ) -> Iterator[Stack]:
     """Run the app against a seeded simulator and Azurite until the block ends
     (`at_least_once`: the host runs every successful activity twice, as redelivery may)."""
@@ -96,7 +95,6 @@ def local_stack(
                 host_json=ROOT / "host.json",
                 settings=env,
                 at_least_once=at_least_once,
-                not_twice=not_twice,
             )
         )
         operator = ArmComputeGateway(

@@ -29,6 +29,11 @@ class ThrottledError(TransientError):
         self.retry_after = retry_after
 
 
+class BusyError(TransientError):
+    """The resource is busy with another request of the same kind: send it again once that one
+    is done (e.g. a Run Command while another still runs in the guest)."""
+
+
 class PermanentError(BackupDrError):
     """Retrying the same request will not help (bad request, forbidden, failed operation)."""
 

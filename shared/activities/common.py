@@ -76,8 +76,10 @@ def audited(
     *,
     vm_key: str | None,
     operation: str,
+    detail: Callable[[T], str | None] | None = None,
 ) -> T:
-    """Run one mutating Azure call and write its outcome to the audit log, success or not."""
+    """Run one mutating Azure call and write its outcome to the audit log, success or not
+    (`detail` says what to note of a success, e.g. where Azure keeps the request's result)."""
     try:
         result = call()
     except NotFoundError as error:
@@ -87,7 +89,7 @@ def audited(
         _audit(svc, action, resource_id, "failed", vm_key, operation, sanitise(str(error)))
         raise
     outcome = "not-found" if result is False else "ok"
-    _audit(svc, action, resource_id, outcome, vm_key, operation, None)
+    _audit(svc, action, resource_id, outcome, vm_key, operation, detail and detail(result))
     return result
 
 

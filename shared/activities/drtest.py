@@ -23,11 +23,12 @@ from shared.adapters import telemetry
 from shared.domain import names
 from shared.domain.models import Backup, DrTest, ReplicationStatus
 from shared.domain.policy import Cadence, PolicyError, policy_for
-from shared.errors import NotFoundError, PermanentError, sanitise
+from shared.errors import BusyError, NotFoundError, PermanentError, sanitise
 from shared.ports import CommandRun, GuestCheck
 from shared.services import Services
 
 TEST_TTL = timedelta(hours=4)
+GUEST_BUSY_WAIT = timedelta(seconds=30)  # a trivial Run Command takes about this long
 FIRST_REPLICA_GRACE = timedelta(days=1)
 CADENCE_DAYS = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
 
@@ -229,8 +230,35 @@ def check_dr_vm(payload: Payload, svc: Services) -> Payload:
 
 
 def begin_dr_guest_check(payload: Payload, svc: Services) -> Payload:
-    """Ask the guest to answer through Run Command; `check_dr_guest` reads the answer."""
-    return _guest(svc.gateway.begin_guest_check(payload["vm_id"], payload["os_type"]))
+    """Ask the guest to answer through Run Command; `check_dr_guest` reads the answer.
+
+    Azure runs one command at a time and refuses another while it runs, so a repeat of this
+    step (at-least-once delivery) must not start a second: the request goes to the audit log
+    with the address of its result (an operator wants to know what the app ran in a guest),
+    and a repeat reads that run. A repeat that finds a command running but none noted (the
+    first delivery died in between) answers "no run yet": the workflow starts again later.
+    """
+    vm_id, target = payload["vm_id"], f"{payload['vm_id']}/runCommand"
+    if "since" in payload:  # absent from the inputs of instances started before it was kept
+        since = parse_time(payload["since"])
+        noted = svc.catalog.audit_entries(since=since, vm_key=payload["vm_key"])
+        for entry in reversed(noted):
+            if entry.resource_id == target and entry.result == "ok" and entry.detail:
+                run = CommandRun(vm_id=vm_id, result_url=entry.detail, poll_after_seconds=0.0)
+                return _guest(svc.gateway.read_guest_check(run))
+    try:
+        state = audited(
+            svc,
+            "request",
+            target,
+            partial(svc.gateway.begin_guest_check, vm_id, payload["os_type"]),
+            vm_key=payload.get("vm_key"),
+            operation="dr_test",
+            detail=lambda s: s.result_url if isinstance(s, CommandRun) else None,
+        )
+    except BusyError:
+        return {"done": False, "run": None, "poll_after": GUEST_BUSY_WAIT.total_seconds()}
+    return _guest(state)
 
 
 def check_dr_guest(payload: Payload, svc: Services) -> Payload:

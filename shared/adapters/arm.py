@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.core.polling import LROPoller
 from azure.core.rest import HttpRequest, HttpResponse
@@ -29,7 +29,7 @@ from azure.mgmt.resource.resources import models as resources
 from shared.adapters.arm_errors import retry_after_seconds, translate, translated
 from shared.adapters.credentials import ArmClients, arm_clients
 from shared.domain.models import VM, Disk
-from shared.errors import NotFoundError, PermanentError, TransientError, sanitise
+from shared.errors import BusyError, NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import (
     Accepted,
     CommandRun,
@@ -65,6 +65,8 @@ _REGION: Final = re.compile(r"[A-Za-z0-9]{2,40}")
 # Run Command per OS: a trivial script whose echo proves the guest agent and shell answered.
 GUEST_MARKER: Final = "backupdr-guest-ok"
 GUEST_COMMANDS: Final = {"linux": "RunShellScript", "windows": "RunPowerShellScript"}
+# How Compute refuses a Run Command while another runs (409 Conflict; azure-cli#19137).
+_RUN_COMMAND_BUSY: Final = "run command extension execution is in progress"
 # Where Compute leaves an operation's result (a Run Command's Location), in our subscription.
 _OPERATION_PATH: Final = (
     r"/subscriptions/{}/providers/Microsoft\.Compute/locations/[^/]+/operations/[^/]+"
@@ -408,8 +410,9 @@ class ArmComputeGateway:
     def begin_guest_check(self, vm_id: str, os_type: str) -> GuestCheck | CommandRun:
         """POST a trivial Run Command without waiting: its answer (a 200), or the run to read.
 
-        A refused request (the VM is not running, another command still runs), a missing VM
-        and transient failures raise.
+        Another command still running in the guest raises BusyError (Azure's 409, which a
+        redelivered start meets while the first one runs); a refused request (the VM is not
+        running), a missing VM and transient failures raise their own errors.
         """
         group, name = _locate(vm_id, VM_TYPE)
         command = GUEST_COMMANDS.get(os_type.lower())
@@ -417,10 +420,17 @@ class ArmComputeGateway:
             raise PermanentError(f"os type {os_type!r} is not Linux or Windows")
         body = compute.RunCommandInput(command_id=command, script=[f"echo {GUEST_MARKER}"])
         log = ResponseLog()
-        with translated(f"start guest check on VM {group}/{name}"):
+        operation = f"start guest check on VM {group}/{name}"
+        try:
             self._compute.virtual_machines.begin_run_command(
                 group, name, body, polling=False, raw_response_hook=log
             )
+        except HttpResponseError as error:
+            if error.status_code == 409 and _RUN_COMMAND_BUSY in str(error.message).lower():
+                raise BusyError(f"{operation}: another Run Command still runs") from None
+            raise translate(error, operation) from None
+        except AzureError as error:
+            raise translate(error, operation) from None
         response = log.last("POST")
         if response is None:
             raise PermanentError(f"Azure did not answer the guest check on VM {group}/{name}")

@@ -99,7 +99,7 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
             raise DrTestFailed(f"boot: VM not running within {BOOT_TIMEOUT}")
         outcome["boot_succeeded"] = True
         clock.lap()
-        guest = yield from _guest_check(context, vm["vm_id"], plan["os_type"])
+        guest = yield from _guest_check(context, item["vm_key"], vm["vm_id"], plan["os_type"])
         clock.lap()
         if guest is None:
             raise DrTestFailed(f"guest check: no answer within {GUEST_TIMEOUT}")
@@ -133,13 +133,29 @@ def dr_test(context: Context) -> Generator[Any, Any, Payload]:
     return {"state": "completed" if recorded["success"] else "failed", **recorded}
 
 
-def _guest_check(context: Context, vm_id: str, os_type: str) -> Generator[Any, Any, Payload | None]:
-    """Run Command in the guest, its answer read on durable timers; None if none came in time."""
-    started: Payload = yield context.call_activity_with_retry(
-        "begin_dr_guest_check", RETRY, {"vm_id": vm_id, "os_type": os_type}
-    )
-    if started["done"]:
-        return started
+def _guest_check(
+    context: Context, vm_key: str, vm_id: str, os_type: str
+) -> Generator[Any, Any, Payload | None]:
+    """Run Command in the guest, its answer read on durable timers; None if none came in time.
+
+    A start that finds another command still running (its own earlier delivery) starts again
+    after a wait, until the guest takes ours.
+    """
+    since = context.current_utc_datetime
+    deadline = since + GUEST_TIMEOUT
+    step = {"vm_key": vm_key, "vm_id": vm_id, "os_type": os_type, "since": since.isoformat()}
+    while True:
+        started: Payload = yield context.call_activity_with_retry(
+            "begin_dr_guest_check", RETRY, step
+        )
+        if started["done"]:
+            return started
+        if started["run"] is not None:
+            break
+        if context.current_utc_datetime >= deadline:
+            return None
+        wait = timedelta(seconds=float(started["poll_after"]))
+        yield context.create_timer(min(context.current_utc_datetime + wait, deadline))
     answer: Payload | None = yield from poll(
         context,
         "check_dr_guest",

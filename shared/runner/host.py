@@ -113,7 +113,6 @@ class LocalDurableHost:
         settings: Mapping[str, str] | None = None,
         function_timeout: timedelta | None = None,
         at_least_once: bool = False,
-        not_twice: frozenset[str] = frozenset(),
     ) -> None:
         h.read_stamps_quickly()
         self._clock = clock
@@ -123,7 +122,6 @@ class LocalDurableHost:
         durable: dict[str, Any] = document.get("extensions", {}).get("durableTask", {})
         self.function_timeout = function_timeout or _timespan(document.get("functionTimeout"))
         self.at_least_once = at_least_once
-        self.not_twice = not_twice  # activities known not to converge yet (a tracked gap)
         self.hub_name = resolve_setting(
             str(durable.get("hubName", "TestHubName")), self._settings, "host.json hubName"
         )
@@ -548,8 +546,7 @@ class LocalDurableHost:
     def _run_activity(self, token: int, task_id: int, call: Call) -> None:
         """Runs on a pool thread and reports back, unless the host has given up on this run."""
         event = self._activity_outcome(task_id, call)
-        twice = self.at_least_once and call.name not in self.not_twice
-        if twice and event["EventType"] == Kind.TASK_COMPLETED:
+        if self.at_least_once and event["EventType"] == Kind.TASK_COMPLETED:
             event = self._activity_outcome(task_id, call)
         with self._lock:
             run = self._running.pop(token, None)

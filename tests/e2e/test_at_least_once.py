@@ -25,10 +25,6 @@ OUTCOMES = {
     for name in telemetry.EVENTS
     if not name.endswith("Observed") and name != "RetentionApplied"
 }
-# A known gap, not a pass: a second Run Command POST while the first runs is refused (409) and
-# the first run's result URL is not kept, so a redelivered begin fails the DR test. Remove once
-# the run is stored under the test id.
-NOT_YET_IDEMPOTENT = frozenset({"begin_dr_guest_check"})
 _prefixes = (f"twice{n}" for n in itertools.count())
 
 
@@ -57,7 +53,6 @@ def _run(azurite: Azurite, *, at_least_once: bool) -> dict[str, Any]:
             table_prefix=next(_prefixes),
             settings=DEMO_SETTINGS,
             at_least_once=at_least_once,
-            not_twice=NOT_YET_IDEMPOTENT,
         ) as stack:
             stack.host.run_timers(until=START + timedelta(days=DAYS))
             stack.host.run_until_idle()

@@ -18,6 +18,7 @@ from shared.clock import VirtualClock
 from shared.domain.models import VM
 from shared.errors import (
     BackupDrError,
+    BusyError,
     CapacityError,
     NotFoundError,
     PermanentError,
@@ -515,7 +516,7 @@ class TestGuestCheck:
         assert guest_answer(gateway, sim, vm_id).succeeded
         assert guest_answer(gateway, sim, vm_id).succeeded
         gateway.begin_guest_check(vm_id, "Linux")
-        with pytest.raises(PermanentError, match="Run command extension execution is in progress"):
+        with pytest.raises(BusyError, match="another Run Command still runs"):
             gateway.begin_guest_check(vm_id, "Linux")
 
     def test_a_command_for_the_other_os_is_refused(
