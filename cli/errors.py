@@ -46,7 +46,10 @@ class OneLineErrors(TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except typer.TyperException as error:  # click usage errors are TyperExceptions too
-            typer.echo(f"error: {sanitise(error.format_message(), limit=500)}", err=True)
+            if type(error).__name__ == "NoArgsIsHelpError":  # a group with no command: its help
+                typer.echo(error.format_message(), err=True, nl=False)  # (rich drew it already)
+            else:
+                typer.echo(f"error: {sanitise(error.format_message(), limit=500)}", err=True)
             code = error.exit_code
         except SettingsError as error:
             typer.echo(f"error: {error}", err=True)

@@ -17,6 +17,8 @@ from rich.table import Table
 from cli.context import Format
 
 Row = Mapping[str, Any]
+# Rich draws for 80 columns when stdout is not a terminal; a table there is as wide as it needs.
+PIPE_WIDTH = 10_000
 
 
 def emit(fmt: Format, document: Any, render: Callable[[], Iterable[RenderableType]]) -> None:
@@ -25,6 +27,8 @@ def emit(fmt: Format, document: Any, render: Callable[[], Iterable[RenderableTyp
         print(json.dumps(document, indent=2, default=str))
         return
     console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe, a log, CI: as wide as the content, never cut
+        console = Console(highlight=False, width=PIPE_WIDTH)
     for part in render():
         console.print(part)
 
@@ -33,7 +37,7 @@ def table(title: str, rows: Iterable[Row], columns: Sequence[tuple[str, str]]) -
     """A table of `rows` showing (key, heading) `columns`, values shown for reading."""
     view = Table(title=title, title_justify="left")
     for _, heading in columns:
-        view.add_column(heading)
+        view.add_column(heading, overflow="fold")  # a narrow terminal wraps an id, never cuts it
     for row in rows:
         view.add_row(*(cell(row.get(key)) for key, _ in columns))
     return view

@@ -10,6 +10,7 @@ those); the examples' own versions are checked to be refused with InvalidApiVers
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -27,6 +28,13 @@ from local.armsim.routes import COMPUTE, DISKS, NETWORK, RESOURCES
 from shared.clock import VirtualClock
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "azure-rest-examples" / "examples"
+# The examples are the team's reference folder beside the clone (../shared): CI lays it out and
+# requires the replay; a user's clone has none, and skips it saying why.
+if not EXAMPLES.is_dir() and os.environ.get("BACKUPDR_REQUIRE_EXAMPLES") != "1":
+    pytest.skip(
+        f"no official Azure REST examples at {EXAMPLES} (../shared beside the clone) to replay",
+        allow_module_level=True,
+    )
 SUB = "11111111-2222-3333-4444-555555555555"
 PLACEHOLDERS = ("{subscription-id}", "{subscriptionId}")
 
@@ -495,5 +503,5 @@ def test_example_api_version_other_than_the_sdks_is_refused(
 
 def test_every_example_file_is_either_replayed_or_explained() -> None:
     names = {p.stem for p in _example_files()}
-    assert names, f"the team's reference examples must be at {EXAMPLES} (../shared)"
+    assert names, f"BACKUPDR_REQUIRE_EXAMPLES=1: the examples must be at {EXAMPLES} (../shared)"
     assert names == set(CALLS) | set(NOT_SERVED)

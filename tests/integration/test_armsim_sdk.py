@@ -3,12 +3,10 @@ faults and the bill."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
@@ -19,9 +17,9 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.resources.models import TagsPatchResource
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule
-from local.armsim.authz import OWNER_TOKEN
 from local.armsim.protocol import VM_TYPE
 from shared.clock import VirtualClock
+from tests.integration.owner import OwnerToken, sdk_options
 
 pytestmark = pytest.mark.armsim
 
@@ -30,25 +28,8 @@ RG_APP = "rg-app-eastus"
 RG_BACKUP = "rg-backups-eastus"
 
 
-class FixedToken:
-    """The simulator's owner: these tests exercise its ARM surface, not the app's roles."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(OWNER_TOKEN, int(time.time()) + 3600)
-
-
-def _options(server: ArmServer) -> dict[str, Any]:
-    return {
-        "base_url": server.url,
-        "connection_verify": str(server.ca_path),
-        "credential_scopes": ["https://management.azure.com/.default"],
-        "polling_interval": 0,
-        "retry_total": 0,
-    }
-
-
 def compute(server: ArmServer) -> ComputeManagementClient:
-    return ComputeManagementClient(FixedToken(), SUB, **_options(server))
+    return ComputeManagementClient(OwnerToken(), SUB, **sdk_options(server))
 
 
 def _disk_id(name: str) -> str:
@@ -271,7 +252,7 @@ def _restore_vm(armsim: ArmServer, name: str) -> None:
     """A NIC on the isolated subnet, an OS disk, and a VM PUT with the disk attached."""
     sim = armsim.sim
     client = compute(armsim)
-    network = NetworkManagementClient(FixedToken(), SUB, **_options(armsim))
+    network = NetworkManagementClient(OwnerToken(), SUB, **sdk_options(armsim))
     tags = {"backupdr-test": name}
     subnet = network.subnets.get(DR_RG, "vnet-backupdr-drtest", "snet-restore")
     ip = {"name": "ip1", "properties": {"subnet": {"id": doc(subnet)["id"]}}}
@@ -367,7 +348,7 @@ def test_deletes_take_virtual_time_and_a_vm_holds_its_nic_and_disk_until_it_is_g
     sim = armsim.sim
     _restore_vm(armsim, "dr-vm")
     sim.clock.advance(sim.durations.vm_create_seconds)
-    resources = ResourceManagementClient(FixedToken(), SUB, **_options(armsim))
+    resources = ResourceManagementClient(OwnerToken(), SUB, **sdk_options(armsim))
     tag_filter = "tagName eq 'backupdr-test' and tagValue eq 'dr-vm'"
 
     def tagged() -> dict[str, str]:
@@ -426,7 +407,7 @@ def test_marked_disk_gives_a_vm_that_never_boots_or_never_answers(
 
 
 def test_policy_tag_merges_through_the_tags_api(armsim: ArmServer) -> None:
-    resources = ResourceManagementClient(FixedToken(), SUB, **_options(armsim))
+    resources = ResourceManagementClient(OwnerToken(), SUB, **sdk_options(armsim))
     vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG_APP}/providers/{VM_TYPE}/db-01"
     resources.tags.begin_update_at_scope(
         vm_id,

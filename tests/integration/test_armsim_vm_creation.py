@@ -8,14 +8,12 @@ it; sizes come from the Resource SKUs list, with per-region restrictions, and ca
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import Disk, Snapshot, VirtualMachine
@@ -23,8 +21,8 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkInterface
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule, FleetError
-from local.armsim.authz import OWNER_TOKEN
 from shared.clock import VirtualClock
+from tests.integration.owner import OwnerToken, sdk_options
 
 pytestmark = pytest.mark.armsim
 
@@ -36,23 +34,6 @@ DR = "rg-backupdr-drtest-eastus"
 DR_WEST = "rg-backupdr-drtest-westus2"
 TINY = Path(__file__).resolve().parents[2] / "local" / "fleets" / "tiny.json"
 INCOMPATIBLE = "Security type of VM is not compatible with the security type of attached OS Disk."
-
-
-class OwnerToken:
-    """The simulator's owner: these tests exercise its ARM surface, not the app's roles."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(OWNER_TOKEN, int(time.time()) + 3600)
-
-
-def _options(server: ArmServer) -> dict[str, Any]:
-    return {
-        "base_url": server.url,
-        "connection_verify": str(server.ca_path),
-        "credential_scopes": ["https://management.azure.com/.default"],
-        "polling_interval": 0,
-        "retry_total": 0,
-    }
 
 
 @pytest.fixture
@@ -72,7 +53,7 @@ def sim(served: ArmServer) -> ArmSimulator:
 
 @pytest.fixture
 def client(served: ArmServer) -> ComputeManagementClient:
-    return ComputeManagementClient(OwnerToken(), SUB, **_options(served))
+    return ComputeManagementClient(OwnerToken(), SUB, **sdk_options(served))
 
 
 def doc(model: Any) -> dict[str, Any]:
@@ -127,7 +108,7 @@ def _disk_from(
 
 
 def _nic(served: ArmServer, name: str, group: str = DR, region: str = "eastus") -> str:
-    network = NetworkManagementClient(OwnerToken(), SUB, **_options(served))
+    network = NetworkManagementClient(OwnerToken(), SUB, **sdk_options(served))
     subnet = network.subnets.get(group, "vnet-backupdr-drtest", "snet-restore")
     ip = {"name": "ip1", "properties": {"subnet": {"id": doc(subnet)["id"]}}}
     network.network_interfaces.begin_create_or_update(
