@@ -18,6 +18,7 @@ from cli.errors import FAILED, BadInput
 from cli.output import cell, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities.backup import backups_in_use
+from shared.activities.restore import check_restore
 from shared.domain import names
 from shared.domain.models import (
     AuditEntry,
@@ -34,10 +35,11 @@ from shared.domain.policy import (
     format_policy,
     policy_for,
 )
-from shared.domain.retention import plan_retention
+from shared.domain.retention import plan_retention, source_gone
 from shared.inputs import (
+    RESOURCE_GROUP,
+    VM_NAME,
     checked_backup_id,
-    checked_new_vm,
     checked_region,
     manual_backup,
     valid_policy,
@@ -56,6 +58,11 @@ RegionOption = Annotated[
 ]
 _SINCE = re.compile(r"^([0-9]{1,4})([dh])$")
 _SUBNET = re.compile(r"^[\w.-]{1,80}/[\w.-]{1,80}$")
+_SUBNET_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[\w.()-]{1,90}/providers/"
+    r"Microsoft\.Network/virtualNetworks/[\w.-]{1,80}/subnets/[\w.-]{1,80}$",
+    re.IGNORECASE,
+)
 _NONE = "none"
 
 BACKUP_COLUMNS = [
@@ -156,7 +163,7 @@ def show(
     """The VM's policy in words, and its latest backup."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     policy = checked(valid_policy, target)
     backups = run.services.catalog.list_backups(target.key)
     latest = next((b for b in backups if b.state is BackupState.COMPLETED), None)
@@ -164,6 +171,7 @@ def show(
         "vm": target.name,
         "resource_group": target.resource_group,
         "location": target.location,
+        "source_gone": target.gone,
         "tag": format_policy(policy) if policy else None,
         "policy": policy.describe() if policy else None,
         "backups": len(backups),
@@ -173,7 +181,8 @@ def show(
         opts.format(output),
         document,
         lambda: [
-            f"{target.name} ({target.resource_group}, {target.location})",
+            f"{target.name} ({target.resource_group}, {target.location})"
+            + (": source gone (as its last backup recorded it)" if target.gone else ""),
             f"policy: {policy.describe() if policy else 'none (not backed up)'}",
             f"last backup: {latest.backup_id if latest else '-'}"
             + (f" at {cell(latest.taken_at)} ({latest.tier})" if latest else ""),
@@ -238,7 +247,7 @@ def list_backups(
     """The VM's backups, newest first."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     after = _since(since, run.now) if since else None
     backups = [
         b
@@ -246,10 +255,15 @@ def list_backups(
         if (tier is None or b.tier is tier) and (after is None or b.taken_at >= after)
     ]
     rows = [_backup_row(b) for b in backups]
+    gone = " (source gone)" if target.gone else ""
     emit(
         opts.format(output),
-        {"vm": target.name, "backups": [b.to_dict() for b in backups]},
-        lambda: [table(f"backups of {target.name}", rows, BACKUP_COLUMNS)],
+        {
+            "vm": target.name,
+            "source_gone": target.gone,
+            "backups": [b.to_dict() for b in backups],
+        },
+        lambda: [table(f"backups of {target.name}{gone}", rows, BACKUP_COLUMNS)],
     )
 
 
@@ -275,58 +289,128 @@ def restore(
     vm: VmArg,
     backup: Annotated[str, typer.Option("--backup", help="the backup to restore from")],
     new_vm: Annotated[
-        str | None, typer.Option(help="also create a VM of this name on the restored disks")
+        str | None,
+        typer.Option(
+            "--new-vm", help="create a VM of this name on the restored disks (or --disks-only)"
+        ),
+    ] = None,
+    disks_only: Annotated[
+        bool, typer.Option("--disks-only", help="restore the disks only, no VM (or --new-vm)")
+    ] = False,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="the VM's own region (default: from the backup's snapshots) or the backup's "
+            "replica region (from its replicas, which must be complete)"
+        ),
+    ] = None,
+    target_group: Annotated[
+        str | None,
+        typer.Option(
+            "--resource-group",
+            "-g",
+            help="the resource group to restore into (default: the VM's own); it must exist",
+        ),
     ] = None,
     subnet: Annotated[
-        str | None, typer.Option(help="vnet/subnet in the VM's group for the new VM's NIC")
+        str | None,
+        typer.Option(
+            help="VNET/SUBNET in the target group, or a subnet's resource id, for the new VM's "
+            "NIC (default: the VM's recorded subnet, when restoring in its own region)"
+        ),
     ] = None,
+    keep_partial: Annotated[
+        bool,
+        typer.Option("--keep-partial", help="if it fails midway, keep and list what it created"),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-    resource_group: GroupOption = None,
+    vm_group: Annotated[
+        str | None,
+        typer.Option("--vm-resource-group", help="the VM's resource group, when names repeat"),
+    ] = None,
     output: OutputOption = None,
 ) -> None:
-    """Restore the backup's disks as new disks beside the VM (never touching its own disks),
-    and a new VM on them with --new-vm."""
+    """Restore a backup as new disks, and with --new-vm a new VM on them built as the backup
+    recorded it (size, security profile, disks' LUNs, SKUs and caching); the VM's own disks are
+    never touched. Give exactly one of --new-vm NAME or --disks-only: there is no default, as
+    the two leave different things behind.
+
+    Before creating anything it checks that the backup (or its replica in --region) is complete,
+    the group and subnet exist, the size is available there and the name is free; a failed
+    check exits 2 and changes nothing. A restore that fails midway deletes what it created
+    (with --keep-partial: lists it) and exits 1.
+    """
+    if (new_vm is None) == (not disks_only):
+        raise BadInput(
+            "give one of --new-vm NAME (a VM on the restored disks) or --disks-only"
+            if new_vm is None
+            else "--new-vm and --disks-only exclude each other: give one"
+        )
+    if new_vm is not None and not VM_NAME.match(new_vm):
+        raise BadInput(f"--new-vm {new_vm!r} is not a valid VM name")
+    if target_group is not None and not RESOURCE_GROUP.match(target_group):
+        raise BadInput(f"--resource-group {target_group!r} is not a valid resource group name")
+    if subnet is not None and not (_SUBNET.match(subnet) or _SUBNET_ID.match(subnet)):
+        raise BadInput(f"--subnet {subnet!r}: give VNET/SUBNET or a subnet's resource id")
+    if subnet is not None and new_vm is None:
+        raise BadInput("--subnet is for the new VM's NIC: give it with --new-vm")
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, vm_group)  # a VM that is gone is restored from the catalog alone
     found = _backup(run, backup)
+    if found.vm_key != target.key and found.vm_name.lower() == target.name.lower():
+        # A live VM of that name elsewhere (say, one restored earlier) hides the one backed up.
+        raise BadInput(
+            f"--backup {backup!r} is of {found.vm_name} in {found.source_resource_group}, not in "
+            f"{target.resource_group}: add --vm-resource-group {found.source_resource_group}"
+        )
     if found.vm_key != target.key or found.state is not BackupState.COMPLETED:
         raise BadInput(f"--backup {backup!r}: not a completed backup of {target.name}")
-    if new_vm is not None:
-        checked(checked_new_vm, run.services.gateway.list_vms(), new_vm, target.resource_group)
-        if subnet is None or not _SUBNET.match(subnet):
-            raise BadInput(f"--new-vm needs --subnet vnet/subnet in {target.resource_group}")
-    what = f"{len(found.snapshots)} new disk(s)" + (f" and VM {new_vm}" if new_vm else "")
-    if not yes:
-        typer.confirm(
-            f"Restore {found.backup_id} of {target.name} as {what} in {target.resource_group}? "
-            "The VM's own disks are not touched.",
-            abort=True,
-            err=True,
-        )
+    where = checked(checked_region, region, "--region") if region else found.region
+    group = target_group or target.resource_group
     restore_id = names.orchestration_id("restore", target.key, run.now)
     payload = {
         "vm_key": target.key,
         "backup_id": found.backup_id,
         "restore_id": restore_id,
-        "resource_group": target.resource_group,
+        "resource_group": group,
+        "region": where,
         "new_vm": new_vm,
         "subnet": subnet,
+        "keep_partial": keep_partial,
     }
+    # The workflow checks again before it creates anything; this answers before the prompt.
+    problems = check_restore(payload, run.operator)["problems"]
+    if problems:
+        raise BadInput("; ".join(problems))
+    source = "snapshots" if where == found.region else "replicas"
+    what = f"{len(found.snapshots)} new disk(s)" + (f" and VM {new_vm}" if new_vm else "")
+    if not yes:
+        typer.confirm(
+            f"Restore {found.backup_id} of {target.name} from its {source} in {where} as {what} "
+            f"in {group}? The VM's own disks are not touched.",
+            abort=True,
+            err=True,
+        )
     (status,) = run_workflows(
-        run.as_operator(),  # it writes the VM's own group, which the app's roles do not reach
-        [Start("restore_backup", restore_id, payload)],
+        run.as_operator(),  # it writes the operator's groups, which the app's roles do not reach
+        [Start("restore_backup_v2", restore_id, payload)],
         label=f"restoring {target.name}",
     )
     result = outcome(status)
+    if result.get("state") == "rejected":  # something changed since the check above
+        raise BadInput(str(result.get("error")))
     emit(
         opts.format(output),
         result,
         lambda: [
-            f"restore of {found.backup_id}: {result.get('state')}",
+            f"restore of {found.backup_id} into {group} ({where}): {result.get('state')}",
             *[f"disk: {disk}" for disk in result.get("disks", [])],
+            f"NIC: {result.get('nic_id') or '-'}",
             f"VM: {result.get('vm_id') or '-'}",
             f"error: {result['error']}" if result.get("error") else "",
+            *[f"kept: {kept}" for kept in result.get("kept", [])],
+            "deleted what it created" if result.get("cleaned_up") else "",
         ],
     )
     if not succeeded(result):
@@ -357,7 +441,7 @@ def replicate_all(
     """Copy every completed backup of the VM not yet copied, oldest first."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     backups = [
         b
         for b in reversed(run.services.catalog.list_backups(target.key))
@@ -417,7 +501,7 @@ def replication_status(
     """Each backup's copy in the DR region, and its copy jobs."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     backups = [
         {
             "backup_id": b.backup_id,
@@ -497,7 +581,7 @@ def verify_all(
     """Verify every completed backup of the VM."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     backups = [
         b for b in run.services.catalog.list_backups(target.key) if b.state is BackupState.COMPLETED
     ]
@@ -549,7 +633,7 @@ def verification_report(
     """Verification results per VM over the last days: rate, failures, last verified."""
     opts = options(ctx)
     run = opts.run()
-    key = run.vm(vm, resource_group).key if vm else None
+    key = run.known_vm(vm, resource_group).key if vm else None
     summaries = run.services.catalog.verification_report(now=run.now, days=days, vm_key=key)
     rows = [
         {
@@ -587,10 +671,17 @@ def plan(
     """What retention would keep and delete now, with every reason (a dry run: deletes nothing)."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
-    policy = checked(valid_policy, target)
+    target = run.known_vm(vm, resource_group)
+    # A VM that is gone keeps every backup, as retention itself does (`apply_retention`).
+    policy = None if target.gone else checked(valid_policy, target)
     backups = run.services.catalog.list_backups(target.key, include_deleted=True)
-    planned = plan_retention(backups, policy, run.now, in_use=backups_in_use(run.services, backups))
+    planned = plan_retention(
+        backups,
+        policy,
+        run.now,
+        in_use=backups_in_use(run.services, backups),
+        policy_error=source_gone(target.name, target.tags.get(POLICY_TAG)) if target.gone else None,
+    )
     taken = {b.backup_id: b.taken_at for b in backups}
     rows = [
         {

@@ -32,7 +32,7 @@ from shared.adapters.catalog import catalog_from_settings
 from shared.adapters.credentials import OPERATOR_TOKEN, StaticTokenCredential, arm_clients
 from shared.clock import SettableClock, SystemClock
 from shared.domain.models import VM
-from shared.inputs import InputError, one_vm
+from shared.inputs import InputError, known_vm, one_vm
 from shared.services import Services
 from shared.settings import Settings
 
@@ -90,6 +90,12 @@ class Run:
     def vm(self, name: str, resource_group: str | None = None) -> VM:
         """The VM an argument names; an unknown or ambiguous name is bad input."""
         return checked(one_vm, self.services.gateway.list_vms(), name, resource_group)
+
+    def known_vm(self, name: str, resource_group: str | None = None) -> VM:
+        """The VM an argument names, live or, once deleted, as its last backup recorded it
+        (`VM.gone`); a name neither Azure nor the catalog knows is bad input."""
+        vms = self.services.gateway.list_vms()
+        return checked(known_vm, vms, self.services.catalog, name, resource_group)
 
     def as_operator(self) -> Run:
         """This run with the operator's services, for workflows only an operator may run."""

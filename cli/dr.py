@@ -56,7 +56,7 @@ def start_test(
     """Restore the VM from a replicated backup in the DR region, boot it, check it, clean up."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     region = (
         checked(checked_region, test_region, "--test-region")
         if test_region is not None
@@ -142,7 +142,7 @@ def history(
     """The VM's DR tests over the last days, newest first, with phases and RTO."""
     opts = options(ctx)
     run = opts.run()
-    target = run.vm(vm, resource_group)
+    target = run.known_vm(vm, resource_group)
     tests = [
         t.to_dict() for t in run.services.catalog.dr_history(target.key, now=run.now, days=days)
     ]
@@ -170,7 +170,7 @@ def success_rate(
     """DR success per VM and for the fleet, with RTO percentiles of the successful tests."""
     opts = options(ctx)
     run = opts.run()
-    key = run.vm(vm, resource_group).key if vm else None
+    key = run.known_vm(vm, resource_group).key if vm else None
     catalog = run.services.catalog
     rates = [
         {**r.to_dict(), "rate": r.rate}

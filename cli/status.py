@@ -16,7 +16,8 @@ from shared.health import fleet_status
 def status(ctx: typer.Context, output: OutputOption = None) -> None:
     """Per VM: RPO against its schedule, replica lag, verification, DR success and last RTO;
     also misconfigured tags, VMs whose disks cannot be backed up (not protectable), VMs with no
-    policy and snapshots the catalog does not know. Exits 1 when the fleet is not healthy."""
+    policy, VMs that are gone but have backups (source gone) and snapshots the catalog does not
+    know. Exits 1 when the fleet is not healthy."""
     opts = options(ctx)
     run = opts.run()
     health = fleet_status(run.services.gateway, run.services.catalog, run.now)
@@ -71,6 +72,21 @@ def _views(health: dict[str, Any]) -> list[Any]:
                 "not protectable (disks Azure cannot snapshot)",
                 health["not_protectable"],
                 [("vm", "VM"), ("reason", "why")],
+            )
+        )
+    if health["source_gone"]:
+        views.append(
+            table(
+                "source gone (VM no longer in Azure; its backups are kept)",
+                health["source_gone"],
+                [
+                    ("vm", "VM"),
+                    ("resource_group", "resource group"),
+                    ("region", "region"),
+                    ("backups", "backups"),
+                    ("last_backup", "last backup"),
+                    ("replica_region", "DR region"),
+                ],
             )
         )
     views.append(f"no policy: {', '.join(health['unprotected']) or 'none'}")

@@ -4,7 +4,9 @@ Per protected VM: the last backup's age against its schedule (RPO), replica lag,
 verification, DR success rate and last RTO. Also what needs an operator: misconfigured policy tags
 (with the reason), VMs whose policy asks for backups of disks Azure cannot snapshot (ephemeral OS,
 unmanaged VHD: not protectable, with the reason), VMs with no policy, and snapshots of this app
-that the catalog does not know.
+that the catalog does not know. A VM Azure no longer has but whose backups the catalog holds is
+listed as "source gone" with its backups, which are kept (it does not make the fleet unhealthy:
+deleting a VM is an operator's act, and its backups are still restorable).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.domain.models import Backup, BackupState, ReplicationStatus
+from shared.domain.models import POLICY_TAG, VM, Backup, BackupState, ReplicationStatus
 from shared.domain.policy import PolicyError, policy_for
 from shared.domain.schedule import interval_seconds
+from shared.inputs import gone_vms
 from shared.ports import BackupCatalog, ComputeGateway
 
 WINDOW_DAYS = 30
@@ -65,6 +68,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
                 "last_rto_seconds": dr.last_rto_seconds if dr else None,
             }
         )
+    source_gone = [_gone(catalog, vm) for vm in gone_vms(catalog, vms)]
     known = _known_snapshots(catalog, {vm.key for vm in vms})
     unknown = sorted(
         s.id
@@ -78,12 +82,29 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
         "misconfigured": misconfigured,
         "not_protectable": not_protectable,
         "unprotected": unprotected,
+        "source_gone": source_gone,
         "unknown_snapshots": unknown,
         "fleet_dr_success_rate": fleet.rate if fleet else None,
         "healthy": all(v["rpo_ok"] for v in protected)
         and not misconfigured
         and not not_protectable
         and not unknown,
+    }
+
+
+def _gone(catalog: BackupCatalog, vm: VM) -> dict[str, Any]:
+    """A VM Azure no longer has, with its backups (kept: retention deletes none of them)."""
+    backups = [b for b in catalog.list_backups(vm.key) if b.state is BackupState.COMPLETED]
+    return {
+        "vm": vm.name,
+        "vm_key": vm.key,
+        "resource_group": vm.resource_group,
+        "region": vm.location,
+        "policy": vm.tags.get(POLICY_TAG),
+        "backups": len(backups),
+        "backup_ids": [b.backup_id for b in backups],
+        "last_backup": backups[0].taken_at.isoformat() if backups else None,
+        "replica_region": backups[0].replica_region if backups else None,
     }
 
 

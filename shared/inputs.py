@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain import names
-from shared.domain.models import VM
+from shared.domain.models import VM, BackupState
 from shared.domain.policy import BackupPolicy, PolicyError, policy_for
+from shared.ports import BackupCatalog
 
 VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}$")
@@ -62,6 +63,46 @@ def one_vm(vms: list[VM], name: str, resource_group: str | None = None) -> VM:
     return matches[0]
 
 
+def known_vm(
+    vms: list[VM], catalog: BackupCatalog, name: str, resource_group: str | None = None
+) -> VM:
+    """The VM `name` as Azure has it or, when Azure has no such VM, as its last backup recorded
+    it (`VM.gone`): a VM that was deleted, even with its resource group, keeps its backups, and
+    they can still be listed, restored and DR-tested. A name neither Azure nor the catalog
+    knows stays "no VM named ..."."""
+    try:
+        return one_vm(vms, name, resource_group)
+    except InputError as error:
+        if error.code != "VmNotFound":
+            raise
+        missing = error
+    matches = find_vm(gone_vms(catalog, vms), name, resource_group)
+    if not matches:
+        raise missing
+    if len(matches) > 1:
+        groups = ", ".join(sorted(vm.resource_group for vm in matches))
+        raise InputError(
+            "AmbiguousVm",
+            f"several deleted VMs named {name!r} have backups ({groups}): give the resource group",
+        )
+    return matches[0]
+
+
+def gone_vms(catalog: BackupCatalog, vms: list[VM]) -> list[VM]:
+    """VMs with completed backups that are not among `vms` (the live list): each as its newest
+    completed backup recorded it, sorted by key."""
+    live = {vm.key for vm in vms}
+    gone = []
+    for key, latest in catalog.latest_backups().items():
+        if key in live:
+            continue
+        full = next(
+            (b for b in catalog.list_backups(key) if b.state is BackupState.COMPLETED), latest
+        )
+        gone.append(VM.from_backup(full))
+    return sorted(gone, key=lambda vm: vm.key)
+
+
 def checked_new_vm(vms: list[VM], name: str, resource_group: str) -> str:
     """A name for a new VM in `resource_group` that no VM there has yet."""
     if not VM_NAME.match(name):
@@ -101,6 +142,12 @@ def policy_region(vm: VM) -> str:
 
 def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
     """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand)."""
+    if vm.gone:
+        raise InputError(
+            "VmGone",
+            f"{vm.name} no longer exists in Azure: its backups are kept, it gets no new ones",
+            not_found=True,
+        )
     valid_policy(vm)  # a malformed tag is refused before anything starts
     if vm.not_protectable:  # never a backup of fewer disks than the VM has
         raise InputError(

@@ -20,6 +20,7 @@ from shared.domain.models import (
     Disk,
     DrTest,
     JsonRecord,
+    NicConfig,
     ReplicationJob,
     ReplicationStatus,
     Verification,
@@ -165,6 +166,11 @@ class ComputeGateway(Protocol):
         read in the same GET); NotFoundError when there is none."""
         ...
 
+    def get_nic(self, nic_id: str) -> NicConfig:
+        """A VM's NIC as a backup records it (its primary IP configuration's subnet, private IP
+        allocation, accelerated networking); NotFoundError when it is gone."""
+        ...
+
     def begin_snapshot(
         self, *, name: str, resource_group: str, region: str, disk: Disk, tags: dict[str, str]
     ) -> Accepted:
@@ -227,7 +233,8 @@ class ComputeGateway(Protocol):
     def begin_nic(
         self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
     ) -> Accepted:
-        """Start creating a NIC on `subnet` ("vnet/subnet" in the same group).
+        """Start creating a NIC on `subnet` ("vnet/subnet" in the same group, or a subnet's
+        full resource id).
 
         The name is deterministic: a retry PUTs the same NIC.
         """
@@ -235,6 +242,15 @@ class ComputeGateway(Protocol):
 
     def nic_state(self, nic_id: str) -> str:
         """A NIC's provisioning state (Updating | Succeeded | Failed); NotFoundError if gone."""
+        ...
+
+    def group_exists(self, resource_group: str) -> bool:
+        """Whether the subscription has a resource group of this name (one HEAD)."""
+        ...
+
+    def subnet_region(self, subnet_id: str) -> str | None:
+        """The region of the VNet holding this subnet (a subnet's full resource id); None when
+        the VNet or the subnet does not exist (one GET of the VNet)."""
         ...
 
     def begin_vm_from_disks(

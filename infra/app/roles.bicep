@@ -12,13 +12,16 @@ resource fleetReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'backupdr-fleet-reader')
   properties: {
     roleName: 'backupdr fleet reader (${environmentName})'
-    description: 'List VMs, snapshots and the VM sizes offered across the subscription, and poll the long-running operations the app started.'
+    description: 'List VMs, read their NICs, list snapshots and the VM sizes offered across the subscription, and poll the long-running operations the app started.'
     type: 'CustomRole'
     assignableScopes: [subscription().id]
     permissions: [
       {
         actions: [
           'Microsoft.Compute/virtualMachines/read'
+          // each backup records the VM's NICs (subnet, private IP allocation, accelerated
+          // networking), so a VM that is gone can be rebuilt on its network
+          'Microsoft.Network/networkInterfaces/read'
           // the fleet status lists every snapshot in the subscription, to find unknown ones
           'Microsoft.Compute/snapshots/read'
           // the DR test's pre-flight: is the VM size offered to us in the test region (Resource SKUs)

@@ -38,7 +38,10 @@ and "vtpm", default true) and "hyper_v_generation" (V1, V2: the default). A subs
 "sku_restrictions": [{"size", "region", "zones"?, "reason"?}] make a VM size unavailable to it in
 a region (or in some zones), as the Resource SKUs list and VM creates then show; sizes are those of
 `local.armsim.skus`. Each VM gets disks `{vm}-osdisk` / `{vm}-data{lun}` and a NIC `{vm}-nic` in
-its group.
+its group, on "subnet" ("vnet/subnet" of its group, or a subnet id; it must exist): by default the
+group's first subnet, or in a group with no VNet the portal's `{group}-vnet`/`default`
+(10.0.0.0/24), which is then made. Optional "accelerated_networking" (the NIC's), "license_type"
+and "boot_diagnostics" (true: on, managed storage) show on the NIC and VM as Azure has them.
 Incremental snapshots are billed for min(size, change_gib_per_day x days since the disk's previous
 snapshot); a disk's first snapshot is billed at its full size.
 

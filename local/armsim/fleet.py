@@ -23,6 +23,10 @@ _VM_KEYS = {
     "hyper_v_generation",
     "secure_boot",
     "vtpm",
+    "subnet",
+    "accelerated_networking",
+    "license_type",
+    "boot_diagnostics",
 }
 _RESTRICTION_KEYS = {"size", "region", "zones", "reason"}
 

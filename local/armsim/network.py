@@ -47,6 +47,46 @@ def _next_address(world: World, subnet: dict[str, Any]) -> str:
     return str(host)
 
 
+def seeded_nic(
+    world: World,
+    nic_id: str,
+    subnet_id: str,
+    *,
+    location: str,
+    vm_id: str,
+    accelerated_networking: bool = False,
+) -> dict[str, Any]:
+    """The document of a NIC a seeded VM was created with, as a NIC GET shows one (the
+    NetworkInterfaces_CreateOrUpdate example's 200 body): one primary Dynamic IPv4
+    configuration on an existing subnet, the next free address, attached to the VM."""
+    _, subnet = _subnet(world, subnet_id)
+    return {
+        "location": location,
+        "properties": {
+            "ipConfigurations": [
+                {
+                    "name": "ipconfig1",
+                    "id": f"{nic_id}/ipConfigurations/ipconfig1",
+                    "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
+                    "properties": {
+                        "primary": True,
+                        "privateIPAddress": _next_address(world, subnet),
+                        "privateIPAddressVersion": "IPv4",
+                        "privateIPAllocationMethod": "Dynamic",
+                        "subnet": {"id": str(subnet["id"])},
+                    },
+                }
+            ],
+            "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
+            "enableAcceleratedNetworking": accelerated_networking,
+            "enableIPForwarding": False,
+            "vnetEncryptionSupported": False,
+            "primary": True,
+            "virtualMachine": {"id": vm_id},
+        },
+    }
+
+
 def put_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
     ref = _ref(args, NIC_TYPE)
     body = copy.deepcopy(request.json_object())

@@ -210,8 +210,18 @@ class ArmSimulator:
         hyper_v_generation: str = "V2",
         secure_boot: bool = True,
         vtpm: bool = True,
+        subnet: str | None = None,
+        accelerated_networking: bool = False,
+        license_type: str | None = None,
+        boot_diagnostics: bool = False,
     ) -> dict[str, Any]:
         """A running VM with its managed disks and NIC, as a fleet seeds it.
+
+        Its NIC is on `subnet` ("vnet/subnet" in the VM's group, or a subnet's full id), which
+        must exist; by default the group's first subnet, and in a group with no VNet the one the
+        portal makes (`{group}-vnet` 10.0.0.0/16, subnet `default` 10.0.0.0/24).
+        `license_type` (Windows_Server, RHEL_BYOS, ...) and `boot_diagnostics` (on, in managed
+        storage) go on the VM as Azure shows them.
 
         `security_type` Standard, TrustedLaunch or ConfidentialVM (with UEFI `secure_boot` and
         `vtpm`, which Standard has none of) and `hyper_v_generation` V1 or V2 (Trusted Launch and
@@ -337,19 +347,15 @@ class ArmSimulator:
                 data = disk(f"{name}-data{lun}", spec, os=False)
                 data_entries.append(entry(data, {"lun": lun, "createOption": "Attach"}))
             nic_ref = ResourceId(subscription, group.name, NIC_TYPE, f"{name}-nic")
-            self.world.new_resource(
-                nic_ref,
-                {
-                    "location": location,
-                    "properties": {
-                        "ipConfigurations": [
-                            {"name": "ipconfig1", "properties": {"primary": True}}
-                        ],
-                        "virtualMachine": {"id": vm_id},
-                    },
-                },
-                0.0,
+            nic = network.seeded_nic(
+                self.world,
+                str(nic_ref),
+                self._seed_subnet(subscription, group.name, location, subnet),
+                location=location,
+                vm_id=vm_id,
+                accelerated_networking=accelerated_networking,
             )
+            self.world.new_resource(nic_ref, nic, 0.0)
             body: dict[str, Any] = {
                 "location": location,
                 "tags": dict(tags or {}),
@@ -368,6 +374,10 @@ class ArmSimulator:
             }
             if zones:
                 body["zones"] = zones
+            if license_type:
+                body["properties"]["licenseType"] = license_type
+            if boot_diagnostics:
+                body["properties"]["diagnosticsProfile"] = {"bootDiagnostics": {"enabled": True}}
             managed = body["properties"]["storageProfile"]["osDisk"].get("managedDisk")
             if security_type == "ConfidentialVM" and managed is not None:
                 managed["securityProfile"] = {"securityEncryptionType": "VMGuestStateOnly"}
@@ -376,6 +386,35 @@ class ArmSimulator:
             )
             vm.boots_at = vm.ready_at
             return self.world.render(vm)
+
+    def _seed_subnet(self, subscription: str, group: str, location: str, subnet: str | None) -> str:
+        """The subnet id a seeded VM's NIC goes on (see add_vm); the world's lock is held."""
+        if subnet is not None and subnet.startswith("/"):
+            return subnet
+        if subnet is not None:
+            vnet, _, name = subnet.partition("/")
+            return f"{make_id(subscription, group, VNET_TYPE, vnet)}/subnets/{name}"
+        for existing in self.world.of_type(VNET_TYPE, subscription, group):
+            for found in existing.properties.get("subnets") or []:
+                return str(found["id"])
+        vnet_id = make_id(subscription, group, VNET_TYPE, f"{group}-vnet")
+        body = {
+            "location": location,
+            "properties": {
+                "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                "subnets": [
+                    {
+                        "name": "default",
+                        "id": f"{vnet_id}/subnets/default",
+                        "type": network.SUBNET_TYPE,
+                        "properties": {"addressPrefix": "10.0.0.0/24"},
+                    }
+                ],
+                "virtualNetworkPeerings": [],
+            },
+        }
+        self.world.new_resource(ResourceId.parse(vnet_id), body, 0.0)
+        return f"{vnet_id}/subnets/default"
 
 
 def _seed_security(

@@ -22,9 +22,16 @@ from shared.activities.common import (
 )
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import Backup, BackupState, ReplicationStatus, SnapshotRef
-from shared.domain.policy import BackupPolicy, PolicyError, policy_for
-from shared.domain.retention import plan_retention
+from shared.domain.models import (
+    VM,
+    Backup,
+    BackupState,
+    NicConfig,
+    ReplicationStatus,
+    SnapshotRef,
+)
+from shared.domain.policy import BackupPolicy, PolicyError, format_policy, policy_for
+from shared.domain.retention import plan_retention, source_gone
 from shared.domain.schedule import interval_seconds, is_due, slot_at
 from shared.domain.tiers import tier_for
 from shared.errors import NotFoundError, sanitise
@@ -138,6 +145,7 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     tier = existing.tier if existing else tier_for(taken_at, _earlier_backups(svc, vm.key))
     retried = existing is not None and existing.state is BackupState.FAILED
     attempts = existing.attempts + 1 if existing and retried else 1
+    nics = _nics(svc, vm)  # before any snapshot: a backup that cannot record it takes none
     group = svc.settings.backup_group(vm.location)
     refs: list[SnapshotRef] = []
     poll_after = 0.0
@@ -201,9 +209,27 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
             zones=vm.zones,
             replica_region=policy.replicate if policy else None,
             attempts=attempts,
+            resource_group=vm.resource_group,
+            tags=dict(vm.tags),
+            policy=format_policy(policy) if policy else None,
+            license_type=vm.license_type,
+            boot_diagnostics=vm.boot_diagnostics,
+            boot_diagnostics_uri=vm.boot_diagnostics_uri,
+            nics=nics,
         )
     )
     return {"vm_key": vm.key, "backup_id": backup_id, "state": "creating", "poll_after": poll_after}
+
+
+def _nics(svc: Services, vm: VM) -> tuple[NicConfig, ...]:
+    """The VM's NICs as a restore needs them, read once per backup (the first is primary).
+
+    A NIC that cannot be read fails the backup: one that does not say how to rebuild the VM's
+    network would not restore it."""
+    return tuple(
+        dataclasses.replace(svc.gateway.get_nic(nic_id), primary=index == 0)
+        for index, nic_id in enumerate(vm.nic_ids)
+    )
 
 
 def _earlier_backups(svc: Services, vm_key: str) -> list[datetime]:
@@ -308,8 +334,8 @@ def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy 
     try:
         vm = svc.gateway.get_vm(_resource_group_of(newest.vm_id), newest.vm_name)
         return policy_for(vm), None
-    except NotFoundError:
-        return None, f"VM {newest.vm_name} not found"
+    except NotFoundError:  # gone: its backups stay, newest included, until an operator acts
+        return None, source_gone(newest.vm_name, newest.policy)
     except PolicyError as error:
         return None, str(error)
 

@@ -1,7 +1,8 @@
 """Cleanup steps: delete what a test created, one kind at a time, and find what crashes left.
 
 Everything a DR test or verification creates sits in the region's DR-test group, tagged with the
-test id. Deleting a VM takes Azure minutes, so these steps only send the deletes and look again;
+test id (a failed restore's: in the group it restored into, tagged with the restore id).
+Deleting a VM takes Azure minutes, so these steps only send the deletes and look again;
 the clean-up workflow (`shared/orchestrations/cleanup.py`) waits between them on durable timers.
 """
 
@@ -82,13 +83,11 @@ def _expired_tests(svc: Services, region: str, now: datetime) -> list[str]:
 
 
 def _left(svc: Services, payload: Payload) -> list[TaggedResource]:
-    """Everything in the region's DR-test group still tagged with the test id (deleting too)."""
-    group = svc.settings.drtest_group(payload["region"])
-    return [
-        r
-        for r in svc.gateway.list_tagged(group, TEST_TAG)
-        if r.tags.get(TEST_TAG) == payload["test_id"]
-    ]
+    """Everything still tagged with the test id (deleting too): in the region's DR-test group,
+    or, for a restore, in the `resource_group` it worked in under its own `tag`."""
+    group = payload.get("resource_group") or svc.settings.drtest_group(payload["region"])
+    tag = payload.get("tag") or TEST_TAG
+    return [r for r in svc.gateway.list_tagged(group, tag) if r.tags.get(tag) == payload["test_id"]]
 
 
 def _is(resource: TaggedResource, kind: str) -> bool:

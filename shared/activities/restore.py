@@ -1,8 +1,12 @@
-"""Restore steps: new disks from a backup's snapshots (and a new VM on them) beside the original.
+"""Restore steps: new disks from a backup's snapshots (and a new VM on them).
 
-A restore never touches the VM's own disks: it creates new ones in the VM's resource group and
-region, named after the restore, tagged with the backup they came from and without an expiry
-(they are the operator's now, not test resources the sweeper removes).
+A restore never touches the VM's own disks: it creates new ones, by default in the VM's resource
+group and region from the source snapshots, or in another region from the backup's replicas
+there, into the group the operator names; named after the restore, tagged with the backup they
+came from and the restore id, without an expiry (they are the operator's now, not test resources
+the sweeper removes). `check_restore` runs first and finds everything that would make the
+restore fail before anything is created; a restore that fails midway deletes what carries its
+restore id (the clean-up workflow) unless the operator asked to keep it.
 """
 
 from __future__ import annotations
@@ -16,16 +20,148 @@ from shared.activities.common import (
     Payload,
     audited,
     load_backup,
+    parse_time,
     require_vm_size,
     vm_settings,
 )
 from shared.domain import names
-from shared.domain.models import BackupState
-from shared.errors import PermanentError
+from shared.domain.models import AuditEntry, Backup, BackupState, ReplicationStatus
+from shared.errors import CapacityError, NotFoundError, PermanentError, sanitise
 from shared.ports import Accepted
 from shared.services import Services
 
 RESTORE_TAG = "backupdr-restore"
+
+
+def check_restore(payload: Payload, svc: Services) -> Payload:
+    """Pre-flight: what would make this restore fail, found before anything is created.
+
+    Answers {"problems": [...]}, each saying what to change: the backup (or its replica in the
+    target region) complete for every disk, the target group there, and for a new VM its subnet
+    (in the target region), its size available there, and its name free in the group. Reads
+    only, so it may run any number of times.
+    """
+    backup = load_backup(svc, payload)
+    region = payload.get("region") or backup.region
+    group = payload["resource_group"]
+    problems = _source_problems(svc, backup, region)
+    if not svc.gateway.group_exists(group):
+        problems.append(f"resource group {group} does not exist: create it or name another")
+    if payload.get("new_vm"):
+        problems += _vm_problems(svc, payload, backup, region)
+    return {"problems": problems, "region": region}
+
+
+def _source_problems(svc: Services, backup: Backup, region: str) -> list[str]:
+    """The backup's snapshots (its own region) or replicas (`region`): all there and complete."""
+    if backup.state is not BackupState.COMPLETED:
+        return [f"backup {backup.backup_id} is {backup.state}, not restorable"]
+    if region.lower() == backup.region.lower():
+        sources = {ref.disk_role: ref.snapshot_id for ref in backup.snapshots}
+    elif backup.replica_region and region.lower() == backup.replica_region.lower():
+        pending = [
+            f"{ref.disk_role}: {ref.replica_status}"
+            for ref in backup.snapshots
+            if not ref.replica_id or ref.replica_status is not ReplicationStatus.COMPLETED
+        ]
+        if pending:
+            return [
+                f"the replica of backup {backup.backup_id} in {region} is not complete "
+                f"({', '.join(pending)}): restore from {backup.region} or from a backup whose "
+                "replica is complete"
+            ]
+        sources = {ref.disk_role: ref.replica_id or "" for ref in backup.snapshots}
+    else:
+        copied = f", replicated to {backup.replica_region}" if backup.replica_region else ""
+        return [
+            f"backup {backup.backup_id} has no copy in {region} (it is in {backup.region}{copied})"
+        ]
+    problems = []
+    for role, snapshot_id in sources.items():
+        try:
+            snapshot = svc.gateway.get_snapshot(snapshot_id)
+        except NotFoundError:
+            problems.append(f"the {role} snapshot of backup {backup.backup_id} in {region} is gone")
+            continue
+        percent = snapshot.completion_percent
+        if snapshot.provisioning_state != "Succeeded" or (percent is not None and percent < 100):
+            state = snapshot.copy_error or f"{snapshot.provisioning_state}, {percent or 0:g} %"
+            problems.append(
+                f"the {role} snapshot of backup {backup.backup_id} in {region} is not complete "
+                f"({state})"
+            )
+    return problems
+
+
+def _vm_problems(svc: Services, payload: Payload, backup: Backup, region: str) -> list[str]:
+    group, name = payload["resource_group"], payload["new_vm"]
+    problems = []
+    subnet = restore_subnet(svc, payload, backup, region)
+    if subnet is None:
+        problems.append(
+            f"a new VM needs a subnet: the backup recorded none in {region}; name a VNET/SUBNET"
+        )
+    else:
+        try:
+            found = svc.gateway.subnet_region(subnet)
+        except PermanentError as error:
+            problems.append(str(error))
+        else:
+            shown = _subnet_text(subnet)
+            if found is None:
+                problems.append(f"subnet {shown} does not exist: name an existing VNET/SUBNET")
+            elif found.lower() != region.lower():
+                problems.append(
+                    f"subnet {shown} is in {found}, not {region}: a NIC must be in its VNet's "
+                    "region"
+                )
+    try:
+        require_vm_size(svc, backup, region, _zone(backup, region))
+    except (CapacityError, PermanentError) as error:
+        problems.append(f"{error}: restore in another region or resize after restoring disks")
+    try:
+        svc.gateway.get_vm(group, name)
+    except NotFoundError:
+        pass
+    else:
+        problems.append(f"a VM named {name} already exists in {group}: choose another name")
+    return problems
+
+
+def restore_subnet(svc: Services, payload: Payload, backup: Backup, region: str) -> str | None:
+    """The new VM's subnet as a full resource id: the one named ("vnet/subnet" in the target
+    group, or a full id), else the one the backup recorded when restoring in its own region."""
+    subnet = payload.get("subnet")
+    if subnet:
+        return str(subnet) if subnet.startswith("/") else _subnet_id(svc, payload, subnet)
+    if region.lower() == backup.region.lower():
+        return backup.subnet_id
+    return None
+
+
+def _subnet_id(svc: Services, payload: Payload, subnet: str) -> str:
+    vnet, _, name = subnet.partition("/")
+    return (
+        f"/subscriptions/{svc.settings.subscription_id}/resourceGroups/"
+        f"{payload['resource_group']}/providers/Microsoft.Network/virtualNetworks/{vnet}"
+        f"/subnets/{name}"
+    )
+
+
+def _subnet_text(subnet_id: str) -> str:
+    """A subnet id as an operator names it: `vnet/subnet in group`."""
+    parts = subnet_id.split("/")
+    if len(parts) == 11:
+        return f"{parts[8]}/{parts[10]} in {parts[4]}"
+    return subnet_id
+
+
+def _zone(backup: Backup, region: str) -> str | None:
+    """The zone of restored disks and VM: the VM's own in its own region, else none (a zone
+    number names a datacenter of one region only)."""
+    if backup.zones and region.lower() == backup.region.lower():
+        return backup.zones[0]
+    return None
 
 
 def _tags(payload: Payload) -> dict[str, str]:
@@ -33,20 +169,29 @@ def _tags(payload: Payload) -> dict[str, str]:
 
 
 def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
-    """Start one new managed disk per snapshot of the backup, in the VM's own group and region,
-    and the new VM's NIC on `subnet` alongside when a VM is wanted."""
+    """Start one new managed disk per snapshot of the backup (per replica, when `region` is
+    its replica region) in the target group, and the new VM's NIC on its subnet alongside when
+    a VM is wanted. Names come from the restore id, so a repeat PUTs the same resources."""
     backup = load_backup(svc, payload)
     if backup.state is not BackupState.COMPLETED:
         raise PermanentError(f"backup {backup.backup_id} is {backup.state}, not restorable")
-    # Beside the original, in its region: its zone too, as zonal disks attach only to a VM in
-    # their zone and the VM had that zone (a regional VM recorded none).
-    zone = backup.zones[0] if backup.zones else None
+    region = payload.get("region") or backup.region
+    from_replicas = region.lower() != backup.region.lower()
+    # Its zone in its own region, as zonal disks attach only to a VM in their zone and the VM
+    # had that zone (a regional VM recorded none); elsewhere regional.
+    zone = _zone(backup, region)
     if payload.get("new_vm"):
-        require_vm_size(svc, backup, backup.region, zone)  # before anything is created
+        require_vm_size(svc, backup, region, zone)  # before anything is created
     group = payload["resource_group"]
-    nic = _begin_nic(svc, payload, backup.region) if payload.get("new_vm") else None
+    nic = None
+    if payload.get("new_vm"):
+        subnet = restore_subnet(svc, payload, backup, region) if payload.get("region") else None
+        nic = _begin_nic(svc, {**payload, "subnet": subnet or payload["subnet"]}, region)
     disks, poll_after = [], nic.poll_after_seconds if nic else 0.0
     for ref in backup.snapshots:
+        source = ref.replica_id if from_replicas else ref.snapshot_id
+        if not source:
+            raise PermanentError(f"backup {backup.backup_id} has no {ref.disk_role} replica")
         name = names.dr_resource_name("disk", backup.vm_name, payload["restore_id"], ref.disk_role)
         accepted = audited(
             svc,
@@ -56,8 +201,8 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
                 svc.gateway.begin_disk_from_snapshot,
                 name=name,
                 resource_group=group,
-                region=backup.region,
-                snapshot_id=ref.snapshot_id,
+                region=region,
+                snapshot_id=source,
                 sku=ref.sku,
                 zone=zone,
                 tags=_tags(payload),
@@ -73,7 +218,7 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
         "poll_after": poll_after,
         "vm_size": backup.vm_size,
         "os_type": backup.os_type,
-        "region": backup.region,
+        "region": region,
         "zone": zone,
         **vm_settings(backup),
     }
@@ -129,3 +274,44 @@ def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
         operation="restore",
     )
     return {"vm_id": accepted.resource_id, "poll_after": accepted.poll_after_seconds}
+
+
+def record_restore(payload: Payload, svc: Services) -> Payload:
+    """Write how a restore ended to the audit log: completed, failed (with the reason and what
+    it left) or rejected by its pre-flight. The row is keyed by the restore's own end time, so a
+    repeat rewrites it."""
+    result = payload["result"]
+    state = result["state"]
+    where = f"{payload['resource_group']} in {result.get('region') or '?'}"
+    detail = f"backup {payload['backup_id']} restored into {where}"
+    if result.get("error"):
+        detail += f": {result['error']}"
+    if result.get("kept"):
+        detail += f"; kept: {', '.join(result['kept'])}"
+    target = payload.get("new_vm") or "disks"
+    svc.catalog.audit(
+        AuditEntry(
+            at=parse_time(payload["completed"]),
+            action="restore",
+            resource_id=f"{payload['resource_group']}/{target}#{payload['restore_id']}",
+            result={"completed": "ok"}.get(state, state),
+            vm_key=payload["vm_key"],
+            operation="restore",
+            identity=svc.settings.managed_identity_client_id or svc.settings.credential,
+            detail=sanitise(detail)[:1000],
+        )
+    )
+    return {"recorded": True}
+
+
+def list_restored(payload: Payload, svc: Services) -> Payload:
+    """What the restore created that is still there (carrying its restore id), VMs first."""
+    group, restore_id = payload["resource_group"], payload["restore_id"]
+    found = [
+        r
+        for r in svc.gateway.list_tagged(group, RESTORE_TAG)
+        if r.tags.get(RESTORE_TAG) == restore_id
+    ]
+    order = ("microsoft.compute/virtualmachines", "microsoft.network/networkinterfaces")
+    rank = {kind: index for index, kind in enumerate(order)}
+    return {"ids": [r.id for r in sorted(found, key=lambda r: (rank.get(r.type.lower(), 2), r.id))]}

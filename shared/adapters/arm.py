@@ -28,7 +28,7 @@ from azure.mgmt.resource.resources import models as resources
 
 from shared.adapters.arm_errors import retry_after_seconds, translate, translated
 from shared.adapters.credentials import ArmClients, arm_clients
-from shared.domain.models import VM, Disk
+from shared.domain.models import VM, Disk, NicConfig
 from shared.errors import BusyError, NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import (
     Accepted,
@@ -115,6 +115,12 @@ class ArmComputeGateway:
         with translated(f"get VM {resource_group}/{name}"):
             vm = self._compute.virtual_machines.get(resource_group, name, expand="instanceView")
             return _vm(vm)
+
+    def get_nic(self, nic_id: str) -> NicConfig:
+        """A VM's NIC as a backup records it (networkInterfaces/read); NotFoundError if gone."""
+        group, name = _locate(nic_id, NIC_TYPE)
+        with translated(f"get NIC {group}/{name}"):
+            return _nic(self._network.network_interfaces.get(group, name))
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -236,19 +242,9 @@ class ArmComputeGateway:
     def begin_nic(
         self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
     ) -> Accepted:
-        """Start creating a NIC on `subnet` ("vnet/subnet" in the same group)."""
-        vnet, _, subnet_name = subnet.partition("/")
-        if not vnet or not subnet_name or "/" in subnet_name:
-            raise PermanentError(f"subnet {subnet!r} is not in the form vnet/subnet")
-        subnet_id = resource_id(
-            subscription=self._subscription,
-            resource_group=resource_group,
-            namespace="Microsoft.Network",
-            type="virtualNetworks",
-            name=vnet,
-            child_type_1="subnets",
-            child_name_1=subnet_name,
-        )
+        """Start creating a NIC on `subnet` ("vnet/subnet" in the same group, or a subnet's
+        full resource id)."""
+        subnet_id = self._subnet_id(resource_group, subnet)
         body = network.NetworkInterface(
             location=region,
             tags=tags,
@@ -279,6 +275,45 @@ class ArmComputeGateway:
             nic = self._network.network_interfaces.get(group, name)
         props = nic.properties or network.NetworkInterfacePropertiesFormat()
         return _text(props.provisioning_state) or ""
+
+    def group_exists(self, resource_group: str) -> bool:
+        """Whether the subscription has a resource group of this name (one HEAD)."""
+        with translated(f"check resource group {resource_group}"):
+            return bool(self._resources.resource_groups.check_existence(resource_group))
+
+    def subnet_region(self, subnet_id: str) -> str | None:
+        """The region of the VNet holding this subnet; None when the VNet or subnet is missing."""
+        parts = parse_resource_id(subnet_id)
+        group, vnet_name, subnet_name = (
+            str(parts.get(key) or "") for key in ("resource_group", "name", "child_name_1")
+        )
+        if not (group and vnet_name and subnet_name) or parts.get("child_type_1") != "subnets":
+            raise PermanentError(f"{subnet_id!r} is not a subnet's resource id")
+        try:
+            with translated(f"get VNet {group}/{vnet_name}"):
+                vnet = self._network.virtual_networks.get(group, vnet_name)
+        except NotFoundError:
+            return None
+        props = vnet.properties or network.VirtualNetworkPropertiesFormat()
+        names = {(s.name or "").lower() for s in props.subnets or []}
+        return (vnet.location or "") if subnet_name.lower() in names else None
+
+    def _subnet_id(self, resource_group: str, subnet: str) -> str:
+        """A subnet's full id from "vnet/subnet" in `resource_group` (a full id is kept)."""
+        if subnet.startswith("/"):
+            return subnet
+        vnet, _, subnet_name = subnet.partition("/")
+        if not vnet or not subnet_name or "/" in subnet_name:
+            raise PermanentError(f"subnet {subnet!r} is not in the form vnet/subnet")
+        return resource_id(
+            subscription=self._subscription,
+            resource_group=resource_group,
+            namespace="Microsoft.Network",
+            type="virtualNetworks",
+            name=vnet,
+            child_type_1="subnets",
+            child_name_1=subnet_name,
+        )
 
     def begin_vm_from_disks(
         self,
@@ -611,6 +646,49 @@ def _vm(item: compute.VirtualMachine) -> VM:
         not_protectable=tuple(d for d in disks if isinstance(d, str)),
         **_security(props),
         zones=tuple(item.zones or ()),
+        nic_ids=_nic_ids(props),
+        license_type=props.license_type or None,
+        **_boot_diagnostics(props),
+    )
+
+
+def _nic_ids(props: compute.VirtualMachineProperties) -> tuple[str, ...]:
+    """The VM's NIC ids, the primary first (a VM with one NIC need not mark it primary)."""
+    profile = props.network_profile or compute.NetworkProfile()
+    refs = [ref for ref in profile.network_interfaces or () if ref.id]
+    primary = [ref for ref in refs if ref.properties is not None and ref.properties.primary]
+    return tuple(dict.fromkeys(str(ref.id) for ref in [*primary, *refs]))
+
+
+def _boot_diagnostics(props: compute.VirtualMachineProperties) -> dict[str, Any]:
+    """Boot diagnostics on or off, and its storage account URI (none: managed storage)."""
+    profile = props.diagnostics_profile or compute.DiagnosticsProfile()
+    boot = profile.boot_diagnostics or compute.BootDiagnostics()
+    return {
+        "boot_diagnostics": bool(boot.enabled),
+        "boot_diagnostics_uri": boot.storage_uri or None,
+    }
+
+
+def _nic(item: network.NetworkInterface) -> NicConfig:
+    """A NIC's primary IP configuration (else its first) and accelerated networking."""
+    props = item.properties or network.NetworkInterfacePropertiesFormat()
+    configs = [
+        config.properties or network.NetworkInterfaceIPConfigurationPropertiesFormat()
+        for config in props.ip_configurations or ()
+    ]
+    primary = next((c for c in configs if c.primary), configs[0] if configs else None)
+    subnet = primary.subnet if primary is not None else None
+    return NicConfig(
+        id=item.id or "",
+        subnet_id=subnet.id if subnet is not None and subnet.id else None,
+        private_ip_allocation=(
+            _text(primary.private_ip_allocation_method) if primary is not None else None
+        )
+        or "Dynamic",
+        private_ip_address=primary.private_ip_address if primary is not None else None,
+        accelerated_networking=bool(props.enable_accelerated_networking),
+        primary=props.primary is not False,
     )
 
 

@@ -12,7 +12,9 @@ import types
 import typing
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Final, Self
+
+POLICY_TAG: Final = "backup-policy"  # the VM tag that holds its backup policy
 
 
 class Tier(StrEnum):
@@ -145,6 +147,14 @@ class VM(JsonRecord):
     # reason per disk; `disks` leaves those out. Such a VM is never backed up: a backup of
     # fewer disks than the VM has would not restore it.
     not_protectable: tuple[str, ...] = ()
+    # Its NICs (primary first), read one by one when it is backed up (`ComputeGateway.get_nic`).
+    nic_ids: tuple[str, ...] = ()
+    license_type: str | None = None  # Windows_Server, RHEL_BYOS, ... (Azure Hybrid Benefit)
+    boot_diagnostics: bool = False
+    boot_diagnostics_uri: str | None = None  # None with boot diagnostics on: managed storage
+    # Not in Azure any more: rebuilt from its last backup record (`VM.from_backup`), so its
+    # backups can still be listed, restored and DR-tested; nothing may back it up or tag it.
+    gone: bool = False
 
     @property
     def key(self) -> str:
@@ -154,6 +164,61 @@ class VM(JsonRecord):
     def not_protectable_reason(self) -> str:
         """Why the VM cannot be backed up ("" when it can)."""
         return "; ".join(self.not_protectable)
+
+    @classmethod
+    def from_backup(cls, backup: Backup) -> VM:
+        """The VM as its backup recorded it, for a VM Azure no longer has (`gone`).
+
+        Its disks are the backup's; its tags the recorded ones (an older row without tags still
+        carries its recorded policy as the `backup-policy` tag).
+        """
+        tags = dict(backup.tags)
+        if backup.policy is not None:
+            tags.setdefault(POLICY_TAG, backup.policy)
+        return cls(
+            id=backup.vm_id,
+            name=backup.vm_name,
+            resource_group=backup.source_resource_group,
+            location=backup.region,
+            disks=tuple(
+                Disk(
+                    id=ref.source_disk_id,
+                    name=ref.source_disk_id.rsplit("/", 1)[-1],
+                    size_gb=ref.size_gb,
+                    sku=ref.sku,
+                    lun=ref.lun,
+                    zone=backup.zones[0] if backup.zones else None,
+                    caching=ref.caching,
+                )
+                for ref in backup.snapshots
+            ),
+            tags=tags,
+            vm_size=backup.vm_size,
+            os_type=backup.os_type,
+            zone=backup.zones[0] if backup.zones else None,
+            security_type=backup.security_type,
+            secure_boot=backup.secure_boot,
+            vtpm=backup.vtpm,
+            hyper_v_generation=backup.hyper_v_generation,
+            zones=backup.zones,
+            nic_ids=tuple(nic.id for nic in backup.nics),
+            license_type=backup.license_type,
+            boot_diagnostics=backup.boot_diagnostics,
+            boot_diagnostics_uri=backup.boot_diagnostics_uri,
+            gone=True,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NicConfig(JsonRecord):
+    """One NIC of a VM as a backup records it: what a restore needs to rebuild its network."""
+
+    id: str
+    subnet_id: str | None = None  # the primary IP configuration's subnet
+    private_ip_allocation: str = "Dynamic"  # Dynamic | Static
+    private_ip_address: str | None = None
+    accelerated_networking: bool = False
+    primary: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +271,33 @@ class Backup(JsonRecord):
     hold: bool = False
     error_message: str | None = None
     attempts: int = 1  # tries at this slot; a failed slot is retried a bounded number of times
+    # The rest of the VM as Azure had it (older rows: unknown), so a restore needs no live VM:
+    # its group, tags, policy tag (retention of a VM that is gone), licence, boot diagnostics
+    # and NICs (primary first).
+    resource_group: str = ""
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    policy: str | None = None
+    license_type: str | None = None
+    boot_diagnostics: bool = False
+    boot_diagnostics_uri: str | None = None
+    nics: tuple[NicConfig, ...] = ()
+
+    @property
+    def source_resource_group(self) -> str:
+        """The backed-up VM's resource group (from its id on rows older than the field)."""
+        if self.resource_group:
+            return self.resource_group
+        parts = self.vm_id.split("/")
+        lowered = [part.lower() for part in parts]
+        if "resourcegroups" in lowered and lowered.index("resourcegroups") + 1 < len(parts):
+            return parts[lowered.index("resourcegroups") + 1]
+        return self.vm_key.split("~", 1)[0]
+
+    @property
+    def subnet_id(self) -> str | None:
+        """The primary NIC's subnet, as recorded (None: not recorded)."""
+        primary = next((nic for nic in self.nics if nic.primary), None)
+        return primary.subnet_id if primary else None
 
 
 @dataclasses.dataclass(frozen=True)

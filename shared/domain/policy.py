@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from shared.domain.models import POLICY_TAG as POLICY_TAG
 from shared.domain.models import VM
 from shared.domain.names import REGION_PATTERN
 from shared.domain.schedule import cron_problem
 
-POLICY_TAG = "backup-policy"
 LEGACY_TAG = "azlin:backup-schedule"
 TAG_VALUE_LIMIT = 256  # Azure's limit for a tag value
 SCHEDULE_LIMIT = 100

@@ -182,6 +182,16 @@ def plan_retention(
     )
 
 
+def source_gone(vm_name: str, policy: str | None) -> str:
+    """Why a VM that Azure no longer has keeps all its backups (`policy_error` of its plan):
+    under its last known policy nothing more is deleted until an operator says so."""
+    last = f"last policy {policy}" if policy else "no policy recorded"
+    return (
+        f"source gone: VM {vm_name} no longer exists; its backups are kept ({last}) "
+        "until an operator deletes them"
+    )
+
+
 def _expiry(backup: Backup, beyond: str) -> str:
     if backup.state is BackupState.COMPLETED:
         return f"expired: beyond {beyond}"

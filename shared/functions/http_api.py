@@ -25,6 +25,7 @@ from shared.inputs import (
     checked_backup_id,
     checked_region,
     dr_test_request,
+    known_vm,
     manual_backup,
     one_vm,
     policy_region,
@@ -82,7 +83,7 @@ async def start_dr_test(
     try:
         svc = services()
         body = _body(req, allowed={"testRegion", "backupId", "rtoTargetSeconds", "resourceGroup"})
-        vm = _one_vm(svc, req, body)
+        vm = _one_vm(svc, req, body, gone_too=True)
         region = _checked(checked_region, body.get("testRegion") or _checked(policy_region, vm))
         backup_id = body.get("backupId")
         if backup_id is not None:
@@ -125,14 +126,19 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="vms/{vm}/backups", methods=["GET"])
 def vm_backups(req: func.HttpRequest) -> func.HttpResponse:
-    """A VM's backups, newest first."""
+    """A VM's backups, newest first; also those of a VM Azure no longer has (`source_gone`)."""
     try:
         svc = services()
-        vm = _one_vm(svc, req, {})
+        vm = _one_vm(svc, req, {}, gone_too=True)
     except ApiError as error:
         return error.response()
     return _json(
-        {"vm": vm.name, "backups": [b.to_dict() for b in svc.catalog.list_backups(vm.key)]}
+        {
+            "vm": vm.name,
+            "resource_group": vm.resource_group,
+            "source_gone": vm.gone,
+            "backups": [b.to_dict() for b in svc.catalog.list_backups(vm.key)],
+        }
     )
 
 
@@ -156,11 +162,18 @@ def _body(req: func.HttpRequest, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
-def _one_vm(svc: Services, req: func.HttpRequest, body: Mapping[str, Any]) -> VM:
+def _one_vm(
+    svc: Services, req: func.HttpRequest, body: Mapping[str, Any], *, gone_too: bool = False
+) -> VM:
+    """The VM the route names; with `gone_too`, also one Azure no longer has, as its last
+    backup recorded it (its backups are listed and DR-tested; it gets no new backups)."""
     group = body.get("resourceGroup") or req.params.get("resourceGroup")
     if group is not None and not isinstance(group, str):
         raise ApiError(400, "InvalidResourceGroup", f"{group!r} is not a valid resource group name")
-    return _checked(one_vm, svc.gateway.list_vms(), req.route_params.get("vm", ""), group)
+    name = req.route_params.get("vm", "")
+    if gone_too:
+        return _checked(known_vm, svc.gateway.list_vms(), svc.catalog, name, group)
+    return _checked(one_vm, svc.gateway.list_vms(), name, group)
 
 
 def _checked(check: Callable[..., T], *args: Any) -> T:

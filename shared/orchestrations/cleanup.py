@@ -1,4 +1,4 @@
-"""Clean-up of what a DR test or verification created, as a sub-workflow of theirs.
+"""Clean-up of what a DR test, verification or failed restore created, as a sub-workflow of theirs.
 
 Deletes go kind by kind in dependency order (VMs, then NICs, then disks: a VM holds its NIC and
 disks until it is gone). Each kind's deletes are sent in one step and waited out on durable
@@ -19,15 +19,33 @@ MAX_ROUNDS = 4
 
 
 def clean_up_test(
-    context: Context, region: str, test_id: str, vm_key: str | None, operation: str
+    context: Context,
+    region: str,
+    test_id: str,
+    vm_key: str | None,
+    operation: str,
+    *,
+    resource_group: str | None = None,
+    tag: str | None = None,
 ) -> Generator[Any, Any, bool]:
     """Delete everything tagged with the test id; True when nothing of it is left.
+
+    By default that is the region's DR-test group and the test tag; a restore names the group it
+    worked in and its own tag (their steps' inputs carry these only when given, so the DR
+    tests' histories replay unchanged).
 
     It never raises, so callers run it always, even after a failure: a step that fails or a
     kind that outlasts DELETE_TIMEOUT ends it unclean, and the sweeper deletes what is left
     once its expiry tag passes.
     """
-    step = {"region": region, "test_id": test_id, "vm_key": vm_key, "operation": operation}
+    step: dict[str, Any] = {
+        "region": region,
+        "test_id": test_id,
+        "vm_key": vm_key,
+        "operation": operation,
+    }
+    if resource_group is not None:
+        step |= {"resource_group": resource_group, "tag": tag}
     try:
         for _ in range(MAX_ROUNDS):
             begun = yield context.call_activity_with_retry("begin_test_cleanup", RETRY, step)

@@ -210,7 +210,10 @@ class TestRestore:
         backup_id = fresh.json("backup", "trigger", "db-01")["backup_id"]
         disks = len(fresh.sim.disks())
         result = CliRunner().invoke(
-            app, ["backup", "restore", "db-01", "--backup", backup_id], input="n\n", env=fresh.env
+            app,
+            ["backup", "restore", "db-01", "--backup", backup_id, "--disks-only"],
+            input="n\n",
+            env=fresh.env,
         )
         assert result.exit_code == 1
         assert len(fresh.sim.disks()) == disks
@@ -219,9 +222,11 @@ class TestRestore:
         ("args", "message"),
         [
             (["--new-vm", "web-01", "--subnet", "vnet-app/snet-app"], "already exists"),
-            (["--new-vm", "web-02"], "needs --subnet"),
+            (["--new-vm", "web-02", "--subnet", "vnet-app/snet-x"], "does not exist"),
+            ([], "give one of --new-vm NAME"),
+            (["--new-vm", "web-02", "--disks-only"], "exclude each other"),
         ],
-        ids=["existing-vm-name", "no-subnet"],
+        ids=["existing-vm-name", "missing-subnet", "neither", "both"],
     )
     def test_bad_restore_input_exits_2(self, fresh: World, args: list[str], message: str) -> None:
         backup_id = fresh.json("backup", "trigger", "web-01")["backup_id"]
@@ -372,7 +377,10 @@ class TestBadInput:
             (["dr", "test", "db-01"], "has no replicate region"),
             (["dr", "test", "web-01", "--backup", "20200101t000000z-x"], "no such backup"),
             (["dr", "test", "web-01", "--test-resource-group", "bad/group"], "resource group"),
-            (["backup", "restore", "web-01", "--backup", "nope-1", "--yes"], "no backup"),
+            (
+                ["backup", "restore", "web-01", "--backup", "nope-1", "--disks-only", "--yes"],
+                "no backup",
+            ),
             (["dr", "test-history", "ghost"], "no VM named 'ghost'"),
             (["dr", "success-rate", "--days", "0"], "--days"),
             (["-o", "yaml", "status"], "yaml"),
@@ -396,3 +404,10 @@ def test_demo_runs_the_seeded_fleet_and_prints_its_health(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.stderr
     assert "no backup policy:" in result.stdout
     assert report.read_text().lower().startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize("group", ["backup", "dr"])
+def test_a_group_without_a_command_prints_its_help_and_no_error_line(group: str) -> None:
+    result = CliRunner().invoke(app, [group])
+    assert "Commands" in result.stdout
+    assert "error" not in result.stderr

@@ -141,6 +141,45 @@ class TestListVms:
         assert len(reads) == 11  # ceil(1050 / 100) pages of one list, nothing else
         assert all(path.endswith("/providers/Microsoft.Compute/virtualMachines") for path in reads)
 
+    def test_get_nic_reads_what_a_backup_records_of_the_vms_network(self) -> None:
+        sim = ArmSimulator(clock=VirtualClock(datetime(2026, 1, 5, tzinfo=UTC)))
+        vnet = {"name": "vnet-app", "address_prefix": "10.1.0.0/16"}
+        subnets = [{"name": "snet-a", "address_prefix": "10.1.1.0/24"}]
+        sim.add_group(SUB, APP_RG, "eastus", vnets=[{**vnet, "subnets": subnets}])
+        sim.add_vm(
+            SUB,
+            APP_RG,
+            "app-01",
+            subnet="vnet-app/snet-a",
+            accelerated_networking=True,
+            license_type="RHEL_BYOS",
+            boot_diagnostics=True,
+        )
+        sim.add_vm(SUB, APP_RG, "app-02")  # the group's first subnet by default
+        with sim.serve() as server:
+            gateway = gateway_for(server)
+            vm = gateway.get_vm(APP_RG, "app-01")
+            nic = gateway.get_nic(vm.nic_ids[0])
+            other = gateway.get_nic(gateway.get_vm(APP_RG, "app-02").nic_ids[0])
+        assert (vm.license_type, vm.boot_diagnostics, vm.boot_diagnostics_uri) == (
+            "RHEL_BYOS",
+            True,
+            None,
+        )
+        network = f"/subscriptions/{SUB}/resourceGroups/{APP_RG}/providers/Microsoft.Network"
+        assert vm.nic_ids == (f"{network}/networkInterfaces/app-01-nic",)
+        assert nic.id == vm.nic_ids[0]
+        assert nic.subnet_id == f"{network}/virtualNetworks/vnet-app/subnets/snet-a"
+        assert (nic.private_ip_allocation, nic.private_ip_address) == ("Dynamic", "10.1.1.4")
+        assert (nic.accelerated_networking, nic.primary) == (True, True)
+        assert (other.subnet_id, other.private_ip_address) == (nic.subnet_id, "10.1.1.5")
+        assert not other.accelerated_networking
+
+    def test_get_nic_of_a_missing_nic_raises_not_found(self, gateway: ComputeGateway) -> None:
+        network = f"/subscriptions/{SUB}/resourceGroups/{APP_RG}/providers/Microsoft.Network"
+        with pytest.raises(NotFoundError):
+            gateway.get_nic(f"{network}/networkInterfaces/no-such-nic")
+
     def test_get_vm_of_a_missing_vm_raises_not_found(self, gateway: ComputeGateway) -> None:
         with pytest.raises(NotFoundError, match="ResourceNotFound"):
             gateway.get_vm(APP_RG, "no-such-vm")
@@ -432,6 +471,37 @@ class TestNic:
     ) -> None:
         with pytest.raises(PermanentError, match="vnet/subnet"):
             gateway.begin_nic(name="n", resource_group=DRTEST, region="eastus", subnet="x", tags={})
+
+    def test_begin_nic_takes_a_subnets_full_id_in_another_group(
+        self, operator: ComputeGateway, sim: ArmSimulator
+    ) -> None:
+        """As the operator, who restores into groups the app cannot write."""
+        vnet, subnet = SUBNET.split("/")
+        full = (
+            f"/subscriptions/{SUB}/resourceGroups/{DRTEST}/providers/Microsoft.Network/"
+            f"virtualNetworks/{vnet}/subnets/{subnet}"
+        )
+        operator.begin_nic(name="n", resource_group=APP_RG, region="eastus", subnet=full, tags={})
+        nic = next(n for n in sim.nics() if n["name"] == "n")
+        assert nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] == full
+
+    def test_subnet_region_is_its_vnets_or_none_when_either_is_missing(
+        self, operator: ComputeGateway
+    ) -> None:
+        base = f"/subscriptions/{SUB}/resourceGroups/{DRTEST}/providers/Microsoft.Network"
+        assert (
+            operator.subnet_region(f"{base}/virtualNetworks/{SUBNET.replace('/', '/subnets/')}")
+            == "eastus"
+        )
+        assert (
+            operator.subnet_region(f"{base}/virtualNetworks/vnet-backupdr-drtest/subnets/x") is None
+        )
+        assert operator.subnet_region(f"{base}/virtualNetworks/nowhere/subnets/x") is None
+        with pytest.raises(PermanentError, match="not a subnet"):
+            operator.subnet_region(f"{base}/virtualNetworks/nowhere")
+
+    def test_group_exists(self, operator: ComputeGateway) -> None:
+        assert (operator.group_exists(DRTEST), operator.group_exists("rg-x")) == (True, False)
 
     def test_a_vm_on_a_nic_still_being_provisioned_is_refused_until_it_is_ready(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM

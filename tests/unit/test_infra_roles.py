@@ -19,11 +19,12 @@ from shared.settings import Settings
 # that the app's workflows pass with under the simulator's authorization (and removing any one
 # fails one: tests/e2e/test_least_privilege.py).
 CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    # Subscription scope: reads only (list the fleet and its snapshots, the VM sizes offered
-    # where a DR test restores, poll operations).
+    # Subscription scope: reads only (list the fleet, the NICs a backup records, its
+    # snapshots, the VM sizes offered where a DR test restores, poll operations).
     "fleetReader": frozenset(
         {
             "Microsoft.Compute/virtualMachines/read",
+            "Microsoft.Network/networkInterfaces/read",
             "Microsoft.Compute/snapshots/read",
             "Microsoft.Compute/skus/read",
             "Microsoft.Compute/locations/operations/read",

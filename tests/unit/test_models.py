@@ -15,6 +15,7 @@ from shared.domain.models import (
     Disk,
     DrTest,
     JsonRecord,
+    NicConfig,
     ReplicationJob,
     ReplicationStatus,
     SnapshotRef,
@@ -26,6 +27,35 @@ from shared.domain.models import (
 from tests.unit.builders import at
 
 T = at("2026-11-29T02:00")
+
+VM_ID = "/subscriptions/s/resourceGroups/RG-Lost/providers/Microsoft.Compute/virtualMachines/app"
+NIC_ID = "/subscriptions/s/resourceGroups/RG-Lost/providers/Microsoft.Network/networkInterfaces/n"
+GONE_BACKUP = Backup(
+    backup_id="20261129t020000z-9876543210",
+    vm_key="rg-lost~app",
+    vm_id=VM_ID,
+    vm_name="app",
+    region="eastus",
+    slot=T,
+    taken_at=T,
+    tier=Tier.DAILY,
+    snapshots=(
+        SnapshotRef("os", "/d/app-os", "snap-os", 30, sku="Premium_LRS", caching="ReadWrite"),
+        SnapshotRef("lun2", "/d/app-2", "snap-2", 64, lun=2, sku="StandardSSD_LRS"),
+    ),
+    vm_size="Standard_D4s_v5",
+    security_type="TrustedLaunch",
+    secure_boot=True,
+    vtpm=True,
+    hyper_v_generation="V2",
+    zones=("2",),
+    resource_group="RG-Lost",
+    tags={"env": "prod"},
+    policy="schedule=0 2 * * *;daily=7",
+    license_type="RHEL_BYOS",
+    boot_diagnostics=True,
+    nics=(NicConfig(NIC_ID, "/vnet/subnets/s", "Static", "10.0.0.9", True),),
+)
 
 RECORDS = [
     pytest.param(
@@ -73,6 +103,7 @@ RECORDS = [
         ),
         id="backup-with-snapshots",
     ),
+    pytest.param(GONE_BACKUP, id="backup-with-the-vm-configuration"),
     pytest.param(
         ReplicationJob(
             "job-1", "rg~web", "b-1", "os", "snap", "snap-r", "eastus", "westus2",
@@ -112,3 +143,27 @@ def test_datetimes_are_stored_as_iso_text_with_their_zone() -> None:
 
 def test_vm_key_is_case_insensitive_like_azure_names() -> None:
     assert vm_key("RG-App", "Web-01") == vm_key("rg-app", "web-01") == "rg-app~web-01"
+
+
+def test_a_vm_that_is_gone_is_rebuilt_from_its_last_backup() -> None:
+    vm = VM.from_backup(GONE_BACKUP)
+    assert vm.gone
+    assert (vm.id, vm.name, vm.resource_group, vm.key) == (VM_ID, "app", "RG-Lost", "rg-lost~app")
+    assert (vm.location, vm.zone, vm.vm_size) == ("eastus", "2", "Standard_D4s_v5")
+    assert (vm.security_type, vm.secure_boot, vm.vtpm) == ("TrustedLaunch", True, True)
+    assert [(d.role, d.sku, d.size_gb, d.caching) for d in vm.disks] == [
+        ("os", "Premium_LRS", 30, "ReadWrite"),
+        ("lun2", "StandardSSD_LRS", 64, None),
+    ]
+    # its recorded policy stands in for the tag the recorded tags lack (older rows: no tags)
+    assert vm.tags == {"env": "prod", "backup-policy": "schedule=0 2 * * *;daily=7"}
+    assert vm.nic_ids == (NIC_ID,)
+    assert GONE_BACKUP.subnet_id == "/vnet/subnets/s"
+
+
+def test_an_older_backup_row_finds_its_resource_group_in_the_vm_id() -> None:
+    older = Backup.from_dict(
+        {k: v for k, v in GONE_BACKUP.to_dict().items() if k not in {"resource_group", "nics"}}
+    )
+    assert older.source_resource_group == "RG-Lost"
+    assert (older.nics, older.subnet_id) == ((), None)
