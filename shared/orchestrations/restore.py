@@ -15,44 +15,16 @@ CREATE_TIMEOUT = timedelta(minutes=30)
 
 
 def restore_backup(context: Context) -> Generator[Any, Any, Payload]:
-    """New disks from every snapshot -> provisioned -> (a new VM on them, running).
+    """The first version, registered until no instance started under it is left: new disks
+    -> provisioned -> (a new VM on them, running), with no pre-flight and no clean-up.
 
-    Input: {vm_key, backup_id, restore_id, resource_group, new_vm?, subnet?}. The new VM's NIC
-    is made with the disks, and the VM only once both are provisioned. The original disks are
-    never touched; what was created stays for the operator, even after a failure.
+    Input: {vm_key, backup_id, restore_id, resource_group, new_vm?, subnet?}. Its durable calls
+    are `_restore`'s, in the same order, so its histories replay unchanged.
     """
     item: Payload = context.get_input()
-    created: Payload = {"disks": [], "vm_id": None}
+    created: Payload = {"disks": [], "nic_id": None, "vm_id": None}
     try:
-        restore = yield context.call_activity_with_retry("begin_restore_disks", RETRY, item)
-        created["disks"] = [d["disk_id"] for d in restore["disks"]]
-        disks = yield from poll(
-            context,
-            "check_dr_disks",
-            {"disks": restore["disks"], "nic_id": restore["nic_id"]},
-            first_wait=restore["poll_after"],
-            timeout=DISK_TIMEOUT,
-            done=lambda r: bool(r["done"]),
-        )
-        if disks is None or disks["error"]:
-            raise RuntimeError(f"disks: {disks['error'] if disks else 'timed out'}")
-        if item.get("new_vm"):
-            vm = yield context.call_activity_with_retry(
-                "begin_restore_vm", RETRY, {**item, "restore": restore}
-            )
-            created["vm_id"] = vm["vm_id"]
-            running = yield from poll(
-                context,
-                "check_dr_vm",
-                vm,
-                first_wait=vm["poll_after"],
-                timeout=CREATE_TIMEOUT,
-                done=lambda r: r["provisioning_state"] in ("succeeded", "failed"),
-            )
-            if running is None:
-                raise RuntimeError(f"VM: timed out after {CREATE_TIMEOUT}")
-            if running["provisioning_state"] != "succeeded":  # the first failed read ends it
-                raise RuntimeError(f"VM failed: {running.get('error') or 'provisioning failed'}")
+        yield from _restore(context, item, created)
     except Exception as error:
         return {"state": "failed", "error": failure_text(error), **created}
     return {"state": "completed", **created}
