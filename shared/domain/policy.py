@@ -28,6 +28,7 @@ from shared.domain.schedule import cron_problem
 LEGACY_TAG = "azlin:backup-schedule"
 TAG_VALUE_LIMIT = 256  # Azure's limit for a tag value
 SCHEDULE_LIMIT = 100
+_ODD_CHARACTER = re.compile(r"[^\x20-\x7e]")
 MAX_COUNT = 1000
 _COUNT_TEXT = re.compile(r"[0-9]{1,4}")
 _SIMPLE_DAILY = re.compile(r"([0-9]{1,2}) ([0-9]{1,2}) \* \* \*")
@@ -90,6 +91,7 @@ class BackupPolicy:
 def _schedule(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise PolicyError(f"{key}={value!r}: must be a cron expression")
+    _check_characters(value)
     cron = " ".join(value.split()).lower()  # cron names (JAN, MON) are case-insensitive
     if len(cron) > SCHEDULE_LIMIT:
         raise PolicyError(f"{key}={value!r}: longer than {SCHEDULE_LIMIT} characters")
@@ -138,9 +140,21 @@ def _check_length(text: str) -> None:
         raise PolicyError(f"value is {len(text)} characters; Azure allows {TAG_VALUE_LIMIT}")
 
 
+def _check_characters(text: str) -> None:
+    """Printable ASCII only: a tab, a newline or a no-break space pasted into a tag reads as a
+    plain space in the portal, and would make the tag mean something other than it shows."""
+    odd = _ODD_CHARACTER.search(text)
+    if odd:
+        raise PolicyError(
+            f"character U+{ord(odd[0]):04X} at position {odd.start()}: only printable ASCII "
+            "(letters, digits, punctuation and plain spaces) is allowed"
+        )
+
+
 def parse_policy(text: str) -> BackupPolicy:
     """The policy a `backup-policy` tag value asks for; absent keys take their defaults."""
     _check_length(text)
+    _check_characters(text)
     values: dict[str, Any] = {}
     for segment in text.split(";"):
         if not segment.strip():

@@ -8,6 +8,7 @@ on the same backup instead of making a second one.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,23 @@ from croniter import CroniterError, croniter
 # Croniter's `R` (random) and `H` (hashed) fields would make a slot depend on more than the cron
 # text; a schedule must be the same wherever it is read. Month and day names (MAR, THU) are fine.
 _NONDETERMINISTIC = re.compile(r"(?<![a-z])[rh](?![a-z])", re.IGNORECASE)
+# Quartz-style extensions croniter reads but the policy's docs do not promise: last (L), nearest
+# weekday (W), nth weekday (#) and no specific value (?).
+_EXTENSIONS = re.compile(r"[#?]|(?<![a-z])(?:l|w|lw)(?![a-z])", re.IGNORECASE)
+# A range whose start is past its end: croniter wraps it around (`5-1` hours is 5..23 and 0..1),
+# which is rarely what was meant; the schedule must say the hours it wants.
+_RANGE = re.compile(r"([a-z0-9]+)-([a-z0-9]+)", re.IGNORECASE)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_NAMES = (
+    {},
+    {},
+    {},
+    {name: index + 1 for index, name in enumerate(_MONTHS)},
+    {name: index for index, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+)
+# The production fleet timer's tick (BACKUPDR_FLEET_BACKUP_SCHEDULE, every 15 minutes): slots
+# closer together than that would be due between two ticks, and each tick could take only one.
+FLEET_TICK_MINUTES = 15
 
 
 def require_utc(value: datetime, what: str = "time") -> datetime:
@@ -34,13 +52,40 @@ def cron_problem(cron: str) -> str | None:
         return "not a 5-field cron expression"
     if _NONDETERMINISTIC.search(cron):
         return "random (R) and hashed (H) fields are not allowed"
+    if _EXTENSIONS.search(cron):
+        return "L, W, # and ? are not supported; use plain cron fields"
+    reversed_range = _reversed_range(cron.split())
+    if reversed_range:
+        return f"range {reversed_range} runs backwards; list both parts (e.g. 22-23,0-1)"
     if not croniter.is_valid(cron):
         return "not a valid cron expression"
     try:
-        croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+        schedule = croniter(cron, datetime(2000, 1, 1, tzinfo=UTC))
+        schedule.get_next(datetime)
     except CroniterError:
         return "never fires"
+    if _closest_minutes(schedule.expanded[0]) < FLEET_TICK_MINUTES:
+        return f"fires more often than every {FLEET_TICK_MINUTES} minutes, the fleet timer's tick"
     return None
+
+
+def _reversed_range(fields: list[str]) -> str | None:
+    for index, field in enumerate(fields):
+        for start, end in _RANGE.findall(field):
+            first, last = (_NAMES[index].get(v.lower(), v) for v in (start, end))
+            if str(first).isdigit() and str(last).isdigit() and int(first) > int(last):
+                return f"{start}-{end}"
+    return None
+
+
+def _closest_minutes(minutes: list[int | str]) -> int:
+    """The shortest gap between two minutes of the hour a cron fires at, counting the gap
+    across the hour (stricter than needed when the next hour does not fire)."""
+    if "*" in minutes:
+        return 1
+    ordered = sorted(int(m) for m in minutes)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    return min([*gaps, 60 - ordered[-1] + ordered[0]])
 
 
 def _iterator(cron: str, start: datetime) -> croniter:
