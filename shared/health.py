@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.domain.models import POLICY_TAG, VM, Backup, BackupState, ReplicationStatus
 from shared.domain.policy import PolicyError, policy_for
-from shared.domain.schedule import interval_seconds
+from shared.domain.schedule import rpo_target_seconds
 from shared.inputs import gone_vms
 from shared.ports import BackupCatalog, ComputeGateway
 
@@ -48,7 +48,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
         replicated = [b for b in completed if b.replication_status is ReplicationStatus.COMPLETED]
         verification = verifications.get(vm.key)
         dr = dr_rates.get(vm.key)
-        target = interval_seconds(policy.schedule, now)
+        target = rpo_target_seconds(policy.schedule, now)
         rpo = (now - completed[0].taken_at).total_seconds() if completed else None
         protected.append(
             {
@@ -59,7 +59,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
                 "last_backup": completed[0].taken_at.isoformat() if completed else None,
                 "rpo_seconds": rpo,
                 "rpo_target_seconds": target,
-                "rpo_ok": rpo is not None and rpo <= target * 1.5,
+                "rpo_ok": rpo is not None and rpo <= target,  # the alert's rule, the same grace
                 "replica_region": policy.replicate,
                 "replica_lag_seconds": _lag(policy.replicate, completed, replicated),
                 "last_verified": _iso(verification.last_verified if verification else None),

@@ -32,7 +32,7 @@ from shared.domain.models import (
 )
 from shared.domain.policy import BackupPolicy, PolicyError, format_policy, policy_for
 from shared.domain.retention import plan_retention, source_gone
-from shared.domain.schedule import interval_seconds, is_due, slot_at
+from shared.domain.schedule import is_due, rpo_target_seconds, slot_at
 from shared.domain.tiers import tier_for
 from shared.errors import NotFoundError, sanitise
 from shared.services import Services
@@ -72,7 +72,7 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
             continue
         last = latest.get(vm.key)
         rpo = None if last is None else (now - last.taken_at).total_seconds()
-        target = interval_seconds(policy.schedule, now)
+        target = rpo_target_seconds(policy.schedule, now)
         telemetry.emit(
             "RpoObserved", vm=vm.key, rpo_seconds=rpo, target_seconds=target, misconfigured=False
         )

@@ -34,6 +34,9 @@ _NAMES = (
 # The production fleet timer's tick (BACKUPDR_FLEET_BACKUP_SCHEDULE, every 15 minutes): slots
 # closer together than that would be due between two ticks, and each tick could take only one.
 FLEET_TICK_MINUTES = 15
+# How long after its slot a backup may complete before the VM counts as late: a fleet tick to
+# start it, snapshot time and the retries of a throttled or failed first try.
+RPO_GRACE = timedelta(hours=1)
 
 
 def require_utc(value: datetime, what: str = "time") -> datetime:
@@ -122,7 +125,14 @@ def is_due(cron: str, last_slot: datetime | None, now: datetime) -> bool:
     return last_slot is None or current > require_utc(last_slot, "last_slot")
 
 
-def interval_seconds(cron: str, around: datetime) -> float:
-    """Seconds between the slot at `around` and the next one: the RPO a schedule promises there."""
-    current = slot_at(cron, around)
-    return (next_slot(cron, current) - current).total_seconds()
+def rpo_target_seconds(cron: str, now: datetime) -> float:
+    """The age the newest backup may have at `now`: the gap between the two most recent slots
+    (the one the newest backup should stand for and the one before), plus `RPO_GRACE` for the
+    run to take it.
+
+    The last gap, not the next: a weekday schedule's Monday slot comes after a three-day gap,
+    so Monday's target is three days, and a failed Friday is late by Saturday, not by Monday.
+    """
+    current = slot_at(cron, now)
+    previous = slot_at(cron, current - timedelta(minutes=1))
+    return (current - previous + RPO_GRACE).total_seconds()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.domain.schedule import interval_seconds, is_due, next_slot, slot_at
+from shared.domain.schedule import RPO_GRACE, is_due, next_slot, rpo_target_seconds, slot_at
 from tests.unit.builders import at
 
 DAILY_2AM = "0 2 * * *"
@@ -76,17 +76,30 @@ def test_a_vm_that_missed_many_slots_is_due_once_not_once_per_slot() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cron", "around", "seconds"),
+    ("cron", "now", "seconds"),
     [
         pytest.param(DAILY_2AM, "2026-11-29T12:00", 86_400, id="daily"),
         pytest.param("0 */6 * * *", "2026-11-29T12:00", 21_600, id="six-hourly"),
-        pytest.param("0 2 * * mon-fri", "2026-11-27T12:00", 3 * 86_400, id="weekend-gap"),
+        # Friday 2026-11-27: the last gap is Thursday -> Friday, a day, though the next is three.
+        pytest.param("0 2 * * mon-fri", "2026-11-27T12:00", 86_400, id="friday"),
+        pytest.param("0 2 * * mon-fri", "2026-11-28T12:00", 86_400, id="saturday"),
+        pytest.param("0 2 * * mon-fri", "2026-11-30T12:00", 3 * 86_400, id="monday"),
+        # Monthly on the 1st: on 2026-12-15 the last gap is November's 30 days.
+        pytest.param("0 2 1 * *", "2026-12-15T12:00", 30 * 86_400, id="monthly"),
     ],
 )
-def test_interval_seconds_is_the_gap_to_the_next_slot(
-    cron: str, around: str, seconds: float
+def test_the_rpo_target_is_the_last_gap_between_slots_plus_the_grace(
+    cron: str, now: str, seconds: float
 ) -> None:
-    assert interval_seconds(cron, at(around)) == seconds
+    assert rpo_target_seconds(cron, at(now)) == seconds + RPO_GRACE.total_seconds()
+
+
+def test_a_failed_friday_is_late_by_saturday_and_a_good_friday_is_not_late_on_monday() -> None:
+    weekdays = "0 2 * * mon-fri"
+    thursday, friday = at("2026-11-26T02:05"), at("2026-11-27T02:05")
+    saturday, monday = at("2026-11-28T04:00"), at("2026-11-30T02:30")
+    assert (saturday - thursday).total_seconds() > rpo_target_seconds(weekdays, saturday)
+    assert (monday - friday).total_seconds() <= rpo_target_seconds(weekdays, monday)
 
 
 @pytest.mark.parametrize(
