@@ -9,6 +9,7 @@ from shared.adapters import telemetry
 from shared.functions import (
     backup,
     drtest,
+    failover,
     http_api,
     purge,
     replication,
@@ -28,6 +29,7 @@ def build_app() -> df.DFApp:
         verification,
         drtest,
         restore,
+        failover,
         sweeper,
         purge,
         http_api,

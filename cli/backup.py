@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,6 @@ from cli.output import cell, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities.backup import backups_in_use
 from shared.activities.restore import check_restore
-from shared.domain import names
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -37,11 +37,12 @@ from shared.domain.policy import (
 )
 from shared.domain.retention import plan_retention, source_gone
 from shared.inputs import (
-    RESOURCE_GROUP,
-    VM_NAME,
+    RestoreFields,
     checked_backup_id,
     checked_region,
+    checked_restore_shape,
     manual_backup,
+    restore_request,
     valid_policy,
 )
 from shared.orchestrations.replication import replication_instance_id
@@ -56,12 +57,16 @@ ParallelOption = Annotated[
 RegionOption = Annotated[
     str, typer.Option("--target-region", help="the Azure region to copy to, e.g. westus2")
 ]
-_SINCE = re.compile(r"^([0-9]{1,4})([dh])$")
-_SUBNET = re.compile(r"^[\w.-]{1,80}/[\w.-]{1,80}$")
-_SUBNET_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[\w.()-]{1,90}/providers/"
-    r"Microsoft\.Network/virtualNetworks/[\w.-]{1,80}/subnets/[\w.-]{1,80}$",
-    re.IGNORECASE,
+_SINCE = re.compile(r"^([0-9]{1,4})([dh])\Z")
+# How `backup restore` names its inputs in a refusal.
+CLI_FIELDS = RestoreFields(
+    backup="--backup",
+    new_vm="--new-vm",
+    disks_only="--disks-only",
+    region="--region",
+    resource_group="--resource-group",
+    subnet="--subnet",
+    vm_group="--vm-resource-group",
 )
 _NONE = "none"
 
@@ -331,54 +336,43 @@ def restore(
     output: OutputOption = None,
 ) -> None:
     """Restore a backup as new disks, and with --new-vm a new VM on them built as the backup
-    recorded it (size, security profile, disks' LUNs, SKUs and caching); the VM's own disks are
-    never touched. Give exactly one of --new-vm NAME or --disks-only: there is no default, as
-    the two leave different things behind.
+    recorded it (size, security profile, disks' LUNs, SKUs and caching, licence type, tags but
+    its backup policy, boot diagnostics, the NIC's accelerated networking, and its static
+    private IP when back on its own subnet and free: Dynamic otherwise, saying why); the VM's
+    own disks are never touched. Give exactly one of --new-vm NAME or --disks-only: there is no
+    default, as the two leave different things behind.
 
     Before creating anything it checks that the backup (or its replica in --region) is complete,
     the group and subnet exist, the size is available there and the name is free; a failed
     check exits 2 and changes nothing. A restore that fails midway deletes what it created
     (with --keep-partial: lists it) and exits 1.
     """
-    if (new_vm is None) == (not disks_only):
-        raise BadInput(
-            "give one of --new-vm NAME (a VM on the restored disks) or --disks-only"
-            if new_vm is None
-            else "--new-vm and --disks-only exclude each other: give one"
-        )
-    if new_vm is not None and not VM_NAME.match(new_vm):
-        raise BadInput(f"--new-vm {new_vm!r} is not a valid VM name")
-    if target_group is not None and not RESOURCE_GROUP.match(target_group):
-        raise BadInput(f"--resource-group {target_group!r} is not a valid resource group name")
-    if subnet is not None and not (_SUBNET.match(subnet) or _SUBNET_ID.match(subnet)):
-        raise BadInput(f"--subnet {subnet!r}: give VNET/SUBNET or a subnet's resource id")
-    if subnet is not None and new_vm is None:
-        raise BadInput("--subnet is for the new VM's NIC: give it with --new-vm")
+    checked(
+        checked_restore_shape, new_vm, disks_only, target_group, subnet, keep_partial, CLI_FIELDS
+    )
     opts = options(ctx)
     run = opts.run()
     target = run.known_vm(vm, vm_group)  # a VM that is gone is restored from the catalog alone
-    found = _backup(run, backup)
-    if found.vm_key != target.key and found.vm_name.lower() == target.name.lower():
-        # A live VM of that name elsewhere (say, one restored earlier) hides the one backed up.
-        raise BadInput(
-            f"--backup {backup!r} is of {found.vm_name} in {found.source_resource_group}, not in "
-            f"{target.resource_group}: add --vm-resource-group {found.source_resource_group}"
-        )
-    if found.vm_key != target.key or found.state is not BackupState.COMPLETED:
-        raise BadInput(f"--backup {backup!r}: not a completed backup of {target.name}")
-    where = checked(checked_region, region, "--region") if region else found.region
-    group = target_group or target.resource_group
-    restore_id = names.orchestration_id("restore", target.key, run.now)
-    payload = {
-        "vm_key": target.key,
-        "backup_id": found.backup_id,
-        "restore_id": restore_id,
-        "resource_group": group,
-        "region": where,
-        "new_vm": new_vm,
-        "subnet": subnet,
-        "keep_partial": keep_partial,
-    }
+    checked(checked_backup_id, backup, "--backup")
+    found = run.services.catalog.find_backup(backup)
+    restore_id, payload = checked(
+        partial(
+            restore_request,
+            backup_id=backup,
+            new_vm=new_vm,
+            disks_only=disks_only,
+            region=region,
+            resource_group=target_group,
+            subnet=subnet,
+            keep_partial=keep_partial,
+            fields=CLI_FIELDS,
+        ),
+        target,
+        found,
+        run.now,
+    )
+    assert found is not None  # restore_request refuses a backup the catalog does not have
+    where, group = payload["region"], payload["resource_group"]
     # The workflow checks again before it creates anything; this answers before the prompt.
     problems = check_restore(payload, run.operator)["problems"]
     if problems:
@@ -404,13 +398,18 @@ def restore(
         opts.format(output),
         result,
         lambda: [
-            f"restore of {found.backup_id} into {group} ({where}): {result.get('state')}",
-            *[f"disk: {disk}" for disk in result.get("disks", [])],
-            f"NIC: {result.get('nic_id') or '-'}",
-            f"VM: {result.get('vm_id') or '-'}",
-            f"error: {result['error']}" if result.get("error") else "",
-            *[f"kept: {kept}" for kept in result.get("kept", [])],
-            "deleted what it created" if result.get("cleaned_up") else "",
+            line
+            for line in [
+                f"restore of {found.backup_id} into {group} ({where}): {result.get('state')}",
+                *[f"disk: {disk}" for disk in result.get("disks", [])],
+                f"NIC: {result.get('nic_id') or '-'}",
+                f"VM: {result.get('vm_id') or '-'}",
+                f"error: {result['error']}" if result.get("error") else "",
+                *[f"kept: {kept}" for kept in result.get("kept", [])],
+                "deleted what it created" if result.get("cleaned_up") else "",
+                *_applied_lines(result.get("applied")),
+            ]
+            if line
         ],
     )
     if not succeeded(result):
@@ -710,6 +709,26 @@ def plan(
             f"halted: {planned.halted}" if planned.halted else "",
         ],
     )
+
+
+def _applied_lines(applied: dict[str, Any] | None) -> list[str]:
+    """The recorded settings a restored VM got, and the notes on what differs."""
+    if not applied:
+        return []
+    address = applied.get("private_ip_address")
+    boot = (
+        "off"
+        if not applied.get("boot_diagnostics")
+        else applied.get("boot_diagnostics_uri") or "managed storage"
+    )
+    return [
+        f"private IP: {applied.get('private_ip_allocation')}" + (f" {address}" if address else ""),
+        f"accelerated networking: {'on' if applied.get('accelerated_networking') else 'off'}",
+        f"license type: {applied.get('license_type') or '-'}",
+        f"boot diagnostics: {boot}",
+        f"tags: {', '.join(sorted(applied.get('vm_tags') or {})) or '-'}",
+        *[f"note: {note}" for note in applied.get("notes") or []],
+    ]
 
 
 def _backup(run: Run, backup_id: str) -> Backup:

@@ -11,17 +11,23 @@ from cli.context import GroupOption, OutputOption, Run, checked, options
 from cli.errors import FAILED, BadInput
 from cli.output import duration, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
+from shared.activities import failover as failovers
 from shared.domain.models import VM
 from shared.domain.policy import PolicyError, policy_for
 from shared.inputs import (
     RESOURCE_GROUP,
+    InputError,
     checked_backup_id,
     checked_region,
     dr_test_request,
+    gone_vms,
     policy_region,
 )
 
-app = typer.Typer(no_args_is_help=True, help="Disaster-recovery tests: run them, read the record.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Disaster recovery: tests (run them, read the record) and failover to the DR region.",
+)
 
 DaysOption = Annotated[int, typer.Option(min=1, help="the window, in days")]
 RESULT_COLUMNS = [
@@ -198,3 +204,177 @@ def success_rate(
             "RTO " + ", ".join(f"p{p} {duration(s)}" for p, s in rto.items()) if rto else "",
         ],
     )
+
+
+FAILOVER_COLUMNS = [
+    ("group", "group"),
+    ("vm_name", "VM"),
+    ("state", "state"),
+    ("new_vm_name", "new VM"),
+    ("rto", "RTO"),
+    ("phases", "restore / create / boot / guest"),
+    ("error", "error"),
+]
+
+
+@app.command("failover")
+def failover(
+    ctx: typer.Context,
+    vm: Annotated[str | None, typer.Argument(help="the VM's name (or --region)")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="fail over every protected VM of this region (or a VM)"),
+    ] = None,
+    group: Annotated[
+        int | None,
+        typer.Option(min=0, help="with --region: only this backup-recovery-group"),
+    ] = None,
+    backup: Annotated[
+        str | None,
+        typer.Option(help="with a VM: the backup to restore (default: newest complete replica)"),
+    ] = None,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Bring a VM, or every protected VM of a region, up in its DR region from the replicas,
+    in the recovery group and subnet infra provisions there, and leave it running.
+
+    A region goes by `backup-recovery-group` tag (lower first, untagged last), the VMs of a
+    group in parallel. Every check (a complete replica, the subnet, the size, the name) runs
+    before anything starts: a failed one exits 2 and creates nothing.
+    """
+    if (vm is None) == (region is None):
+        raise BadInput("give a VM or --region REGION (exactly one)")
+    if group is not None and region is None:
+        raise BadInput("--group is for a region failover: give it with --region")
+    if backup is not None and vm is None:
+        raise BadInput("--backup is for one VM's failover: give it with a VM")
+    opts = options(ctx)
+    run = opts.run()
+    if vm is not None:
+        _fail_over_vm(opts.format(output), run, vm, backup, resource_group)
+    else:
+        where = checked(checked_region, region, "--region")
+        _fail_over_region(opts.format(output), run, where, group)
+
+
+def _fail_over_vm(
+    fmt: Any, run: Run, name: str, backup: str | None, resource_group: str | None
+) -> None:
+    target = checked(failovers.source_vm, run.services, name, resource_group)
+    region = _failover_region(target)
+    if backup is not None:
+        checked(checked_backup_id, backup, "--backup")
+        if run.services.catalog.get_backup(target.key, backup) is None:
+            raise BadInput(f"--backup {backup!r}: no such backup of {target.name}")
+    instance_id = failovers.failover_id(target.key, run.now)
+    item = {
+        "vm_key": target.key,
+        "vm_name": target.name,
+        "target_region": region,
+        "failover_id": instance_id,
+        "backup_id": backup,
+    }
+    plan, problems = failovers.failover_problems(run.services, item)
+    if problems:
+        raise BadInput(f"{target.name}: " + "; ".join(problems))
+    (status,) = run_workflows(
+        run, [Start("failover_vm", instance_id, item)], label=f"failing over {target.name}"
+    )
+    result = outcome(status)
+    emit(
+        fmt,
+        result,
+        lambda: [
+            f"failover of {target.name} to {region} from backup {plan['backup_id']}: "
+            f"{result.get('state')}",
+            f"VM: {result.get('new_vm_name') or '-'} in {plan['resource_group']}"
+            f" ({result.get('vm_id') or '-'})",
+            f"RTO {duration(result.get('rto_seconds')) or '-'}"
+            f" ({_phases(result.get('phase_seconds'))})",
+            f"error: {result['error']}" if result.get("error") else "",
+        ],
+    )
+    if not succeeded(result):
+        raise typer.Exit(FAILED)
+
+
+def _failover_region(vm: VM) -> str:
+    try:
+        return policy_region(vm)
+    except InputError:
+        raise BadInput(
+            f"{vm.name} has no replicate region: there is no replica to fail over from"
+        ) from None
+
+
+def _fail_over_region(fmt: Any, run: Run, region: str, group: int | None) -> None:
+    chosen, _ = failovers.region_vms(run.services, region)
+    if not chosen:
+        served = sorted({v.location for v in _protected(run)})
+        raise BadInput(
+            f"--region {region}: no protected VM to fail over there"
+            + (f" (protected VMs are in {', '.join(served)})" if served else "")
+        )
+    if group is not None:
+        chosen = [v for v in chosen if failovers.recovery_group(v) == group]
+        if not chosen:
+            raise BadInput(f"--group {group}: no protected VM of {region} is in that group")
+    started = run.now
+    problems = []
+    for target in chosen:
+        item = {
+            "vm_key": target.key,
+            "vm_name": target.name,
+            "target_region": policy_region(target),
+            "failover_id": failovers.member_id(target.key, started),
+        }
+        problems += [
+            f"{target.name}: {p}" for p in failovers.failover_problems(run.services, item)[1]
+        ]
+    if problems:
+        raise BadInput("; ".join(problems))
+    instance_id = failovers.region_failover_id(region, started, group)
+    payload = {"region": region, "region_failover_id": instance_id, "group": group}
+    (status,) = run_workflows(
+        run,
+        [Start("failover_region", instance_id, payload)],
+        label=f"failing over {len(chosen)} VM(s) of {region}",
+        children=("failover_vm", len(chosen)),
+    )
+    result = outcome(status)
+    rows = [
+        {
+            **v,
+            "group": g["group"],
+            "rto": duration(v.get("rto_seconds")),
+            "phases": _phases(v.get("phase_seconds")),
+        }
+        for g in result.get("groups", [])
+        for v in g["vms"]
+    ]
+    emit(
+        fmt,
+        result,
+        lambda: [
+            table(f"Failover of {region}", rows, FAILOVER_COLUMNS),
+            *[f"skipped {s['vm_name']}: {s['reason']}" for s in result.get("skipped", [])],
+            f"{region}: {result.get('failed_over', 0)} of {result.get('total', 0)} VM(s) up, "
+            f"region RTO {duration(result.get('rto_seconds')) or '-'}",
+            f"error: {result['error']}" if result.get("error") else "",
+        ],
+    )
+    if not succeeded(result):
+        raise typer.Exit(FAILED)
+
+
+def _protected(run: Run) -> list[VM]:
+    vms = failovers.live_sources(run.services)
+    every = vms + gone_vms(run.services.catalog, vms)
+    return [v for v in every if _replicate_region(v)]
+
+
+def _phases(phases: dict[str, float] | None) -> str:
+    if not phases:
+        return "-"
+    return " / ".join(duration(phases.get(p)) or "-" for p in failovers.PHASES)

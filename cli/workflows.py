@@ -34,9 +34,18 @@ class Start:
 
 
 def run_workflows(
-    run: Run, starts: Sequence[Start], *, label: str, max_parallel: int | None = None
+    run: Run,
+    starts: Sequence[Start],
+    *,
+    label: str,
+    max_parallel: int | None = None,
+    children: tuple[str, int] | None = None,
 ) -> list[InstanceStatus]:
-    """Run `starts` to the end, at most `max_parallel` at once; their final statuses in order."""
+    """Run `starts` to the end, at most `max_parallel` at once; their final statuses in order.
+
+    `children` (an orchestrator's name, how many): the progress counts those sub-orchestrations
+    as they finish (a region failover's VMs) instead of the starts.
+    """
     from function_app import build_app
 
     batch = max_parallel or max(len(starts), 1)
@@ -49,16 +58,16 @@ def run_workflows(
             _progress() as progress,
             ThreadPoolExecutor(1, thread_name_prefix="durable-host") as driver,
         ):
-            task = progress.add_task(label, total=len(starts))
+            task = progress.add_task(label, total=children[1] if children else len(starts))
             for first in range(0, len(starts), batch):
                 for start in starts[first : first + batch]:
                     host.start(start.orchestrator, start.payload, start.instance_id)
                 working = driver.submit(host.run_until_idle)
                 while not working.done():
-                    progress.update(task, completed=_finished(host, starts))
+                    progress.update(task, completed=_finished(host, starts, children))
                     wait([working], timeout=REFRESH_SECONDS)
                 working.result()
-                progress.update(task, completed=_finished(host, starts))
+                progress.update(task, completed=_finished(host, starts, children))
             return [host.status(start.instance_id) for start in starts]
     finally:
         install(None)
@@ -75,7 +84,11 @@ def _progress() -> Progress:
     )
 
 
-def _finished(host: LocalDurableHost, starts: Sequence[Start]) -> int:
+def _finished(
+    host: LocalDurableHost, starts: Sequence[Start], children: tuple[str, int] | None = None
+) -> int:
+    if children is not None:
+        return sum(i.name == children[0] and i.runtime_status in DONE for i in host.instances())
     statuses = {status.instance_id: status.runtime_status for status in host.instances()}
     return sum(statuses.get(start.instance_id) in DONE for start in starts)
 

@@ -1,6 +1,7 @@
 // backupdr: one deployment per subscription (`azd up`). Creates the app's resource group (Function
 // App, storage, monitoring), a backup group per region for snapshots and replicas, a DR-test group
-// per region with an isolated network, the app's least-privilege roles, the workbook and alerts.
+// per region with an isolated network, a recovery group per DR region with the network failovers
+// bring VMs up on, the app's least-privilege roles, the workbook and alerts.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -35,6 +36,9 @@ param replicationLagTargetSeconds int = 14400
 @description('Address space of each isolated DR-test VNet (never peered, so it may repeat across regions).')
 param drTestAddressPrefix string = '10.250.0.0/24'
 
+@description('Address space of each recovery VNet, where a failover brings VMs up (peer it or change it to fit your network).')
+param recoveryAddressPrefix string = '10.251.0.0/24'
+
 @description('Timer schedules (NCRONTAB, six fields, UTC).')
 param fleetBackupSchedule string = '0 */15 * * * *'
 param replicateSchedule string = '0 7,37 * * * *'
@@ -58,6 +62,9 @@ var backupGroupTemplate = 'rg-backups-{region}'
 var drTestGroupTemplate = 'rg-backupdr-drtest-{region}'
 var drTestVnetName = 'vnet-backupdr-drtest'
 var drTestSubnetName = 'snet-restore'
+var recoveryGroupTemplate = 'rg-backupdr-recovery-{region}'
+var recoveryVnetName = 'vnet-backupdr-recovery'
+var recoverySubnetName = 'snet-recovery'
 // Every region in either list gets both groups: replicas land in the target's backup group,
 // verification disks in the source region's DR-test group, DR tests in the target's.
 var groupRegions = union(backupRegions, drTestRegions)
@@ -79,6 +86,15 @@ resource backupGroups 'Microsoft.Resources/resourceGroups@2024-03-01' = [
 resource drTestGroups 'Microsoft.Resources/resourceGroups@2024-03-01' = [
   for region in groupRegions: {
     name: replace(drTestGroupTemplate, '{region}', region)
+    location: region
+    tags: union(tags, { 'managed-by': 'backupdr' })
+  }
+]
+
+// A failover restores VMs into their DR region: only the DR regions get a recovery group.
+resource recoveryGroups 'Microsoft.Resources/resourceGroups@2024-03-01' = [
+  for region in drTestRegions: {
+    name: replace(recoveryGroupTemplate, '{region}', region)
     location: region
     tags: union(tags, { 'managed-by': 'backupdr' })
   }
@@ -170,6 +186,31 @@ module drTestNetworks 'app/drtest-network.bicep' = [
   }
 ]
 
+module recoveryGroupRoles 'app/rbac-group.bicep' = [
+  for (region, i) in drTestRegions: {
+    name: 'recovery-group-role-${region}'
+    scope: recoveryGroups[i]
+    params: {
+      principalId: identity.outputs.principalId
+      roleDefinitionId: roles.outputs.recoveryOperatorRoleId
+    }
+  }
+]
+
+module recoveryNetworks 'app/drtest-network.bicep' = [
+  for (region, i) in drTestRegions: {
+    name: 'recovery-network-${region}'
+    scope: recoveryGroups[i]
+    params: {
+      location: region
+      tags: union(tags, { 'managed-by': 'backupdr' })
+      vnetName: recoveryVnetName
+      subnetName: recoverySubnetName
+      addressPrefix: recoveryAddressPrefix
+    }
+  }
+]
+
 module function 'app/function.bicep' = {
   name: 'function'
   scope: appGroup
@@ -192,6 +233,8 @@ module function 'app/function.bicep' = {
       BACKUPDR_BACKUP_RESOURCE_GROUP: backupGroupTemplate
       BACKUPDR_DRTEST_RESOURCE_GROUP: drTestGroupTemplate
       BACKUPDR_DRTEST_SUBNET: '${drTestVnetName}/${drTestSubnetName}'
+      BACKUPDR_RECOVERY_RESOURCE_GROUP: recoveryGroupTemplate
+      BACKUPDR_RECOVERY_SUBNET: '${recoveryVnetName}/${recoverySubnetName}'
       BACKUPDR_TASK_HUB: 'backupdr'
       BACKUPDR_FLEET_BACKUP_SCHEDULE: fleetBackupSchedule
       BACKUPDR_REPLICATE_SCHEDULE: replicateSchedule

@@ -46,6 +46,12 @@ class CapacityError(PermanentError):
     """Azure has no capacity for the request (AllocationFailed, SkuNotAvailable, quota)."""
 
 
+class AddressUnavailableError(PermanentError):
+    """A static private IP address Azure refuses for a NIC: held by another IP configuration
+    (PrivateIPAddressIsAllocated), outside the subnet (PrivateIPAddressNotInSubnet) or in its
+    reserved range (PrivateIPAddressInReservedRange). The NIC can take a dynamic one instead."""
+
+
 _SECRETS = [
     # SAS query strings (sig=..., se=..., sv=...) on any URL.
     (

@@ -7,19 +7,27 @@ that does not exist) and the command line as exit code 2. Nothing is changed bef
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 from typing import Any
 
 from shared.domain import names
-from shared.domain.models import VM, BackupState
+from shared.domain.models import VM, Backup, BackupState
 from shared.domain.policy import BackupPolicy, PolicyError, policy_for
 from shared.ports import BackupCatalog
 
-VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}$")
-REGION = re.compile(r"^[a-z][a-z0-9]{2,31}$")
-BACKUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, so "web-01\n" would pass.
+VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}\Z")
+REGION = re.compile(r"^[a-z][a-z0-9]{2,31}\Z")
+BACKUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}\Z")
+SUBNET = re.compile(r"^[\w.-]{1,80}/[\w.-]{1,80}\Z")  # VNET/SUBNET in the target group
+SUBNET_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[\w.()-]{1,90}/providers/"
+    r"Microsoft\.Network/virtualNetworks/[\w.-]{1,80}/subnets/[\w.-]{1,80}\Z",
+    re.IGNORECASE,
+)
 
 Payload = dict[str, Any]
 
@@ -182,3 +190,108 @@ def dr_test_request(
         "backup_id": backup_id,
         "rto_target_seconds": rto_target_seconds,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreFields:
+    """How an entrypoint names a restore's inputs, so a refusal names what the operator typed."""
+
+    backup: str = "backupId"
+    new_vm: str = "newVm"
+    disks_only: str = "disksOnly"
+    region: str = "region"
+    resource_group: str = "resourceGroup"
+    subnet: str = "subnet"
+    vm_group: str = "the VM's resource group"
+
+
+def restore_request(
+    vm: VM,
+    backup: Backup | None,
+    now: datetime,
+    *,
+    backup_id: object,
+    new_vm: object = None,
+    disks_only: object = False,
+    region: object = None,
+    resource_group: object = None,
+    subnet: object = None,
+    keep_partial: object = False,
+    fields: RestoreFields = RestoreFields(),
+) -> tuple[str, Payload]:
+    """The instance id (= restore id) and input of a `restore_backup_v2` of `vm` from `backup`
+    (the catalog's row for `backup_id`, None if it has none), started at `now`.
+
+    Checks the shapes only; what Azure must have for it to work (the replica complete, the group
+    and subnet there, the size available, the name free) is `check_restore`'s pre-flight.
+    """
+    checked_restore_shape(new_vm, disks_only, resource_group, subnet, keep_partial, fields)
+    f = fields
+    checked_backup_id(backup_id, f.backup)
+    if backup is None:
+        raise InputError("BackupNotFound", f"no backup with id {backup_id!r}")
+    if backup.vm_key != vm.key and backup.vm_name.lower() == vm.name.lower():
+        # A live VM of that name elsewhere (say, one restored earlier) hides the one backed up.
+        raise InputError(
+            "BackupOfAnotherVm",
+            f"{f.backup} {backup_id!r} is of {backup.vm_name} in {backup.source_resource_group}, "
+            f"not in {vm.resource_group}: add {f.vm_group} {backup.source_resource_group}",
+        )
+    if backup.vm_key != vm.key or backup.state is not BackupState.COMPLETED:
+        raise InputError(
+            "BackupNotRestorable", f"{f.backup} {backup_id!r}: not a completed backup of {vm.name}"
+        )
+    where = checked_region(region, f.region) if region is not None else backup.region
+    restore_id = names.orchestration_id("restore", vm.key, now.replace(microsecond=0))
+    return restore_id, {
+        "vm_key": vm.key,
+        "backup_id": backup.backup_id,
+        "restore_id": restore_id,
+        "resource_group": resource_group or vm.resource_group,
+        "region": where,
+        "new_vm": new_vm,
+        "subnet": subnet,
+        "keep_partial": keep_partial,
+    }
+
+
+def checked_restore_shape(
+    new_vm: object,
+    disks_only: object,
+    resource_group: object,
+    subnet: object,
+    keep_partial: object = False,
+    fields: RestoreFields = RestoreFields(),
+) -> None:
+    """A restore's inputs that need nothing looked up: one of a new VM's name or disks only,
+    and the names' and subnet's shapes."""
+    f = fields
+    if not isinstance(disks_only, bool) or not isinstance(keep_partial, bool):
+        what = f.disks_only if not isinstance(disks_only, bool) else "keepPartial"
+        raise InputError("InvalidFlag", f"{what} must be true or false")
+    if (new_vm is None) == (not disks_only):
+        raise InputError(
+            "NewVmOrDisksOnly",
+            f"give one of {f.new_vm} NAME (a VM on the restored disks) or {f.disks_only}"
+            if new_vm is None
+            else f"{f.new_vm} and {f.disks_only} exclude each other: give one",
+        )
+    if new_vm is not None and not (isinstance(new_vm, str) and VM_NAME.match(new_vm)):
+        raise InputError("InvalidVmName", f"{f.new_vm} {new_vm!r} is not a valid VM name")
+    if resource_group is not None and not (
+        isinstance(resource_group, str) and RESOURCE_GROUP.match(resource_group)
+    ):
+        raise InputError(
+            "InvalidResourceGroup",
+            f"{f.resource_group} {resource_group!r} is not a valid resource group name",
+        )
+    if subnet is not None and not (
+        isinstance(subnet, str) and (SUBNET.match(subnet) or SUBNET_ID.match(subnet))
+    ):
+        raise InputError(
+            "InvalidSubnet", f"{f.subnet} {subnet!r}: give VNET/SUBNET or a subnet's resource id"
+        )
+    if subnet is not None and new_vm is None:
+        raise InputError(
+            "SubnetWithoutVm", f"{f.subnet} is for the new VM's NIC: give it with {f.new_vm}"
+        )

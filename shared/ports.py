@@ -19,6 +19,7 @@ from shared.domain.models import (
     Claim,
     Disk,
     DrTest,
+    Failover,
     JsonRecord,
     NicConfig,
     ReplicationJob,
@@ -231,10 +232,21 @@ class ComputeGateway(Protocol):
         ...
 
     def begin_nic(
-        self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
+        self,
+        *,
+        name: str,
+        resource_group: str,
+        region: str,
+        subnet: str,
+        tags: dict[str, str],
+        accelerated_networking: bool = False,
+        private_ip_address: str | None = None,
     ) -> Accepted:
         """Start creating a NIC on `subnet` ("vnet/subnet" in the same group, or a subnet's
-        full resource id).
+        full resource id), with accelerated networking as asked, its one IP configuration
+        Static on `private_ip_address` when given, else Dynamic. A static address Azure refuses
+        (taken by another NIC, outside the subnet, reserved) raises AddressUnavailableError
+        and creates nothing.
 
         The name is deterministic: a retry PUTs the same NIC.
         """
@@ -270,6 +282,9 @@ class ComputeGateway(Protocol):
         vtpm: bool = False,
         zone: str | None = None,
         caching: Mapping[str, str] | None = None,
+        license_type: str | None = None,
+        boot_diagnostics: bool = False,
+        boot_diagnostics_uri: str | None = None,
     ) -> Accepted:
         """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached.
 
@@ -277,7 +292,8 @@ class ComputeGateway(Protocol):
         for the latter two) must be the OS disk's: a disk made from a snapshot keeps its source's
         security type and Hyper-V generation. `zone` must be the disks' zone (None: regional);
         `caching` maps disk roles ("os", "lun0", ...) to their host caching (Azure's default for
-        a role not named).
+        a role not named). `license_type` (Azure Hybrid Benefit: Windows_Server, RHEL_BYOS, ...)
+        and boot diagnostics (on: managed storage, or the account of `boot_diagnostics_uri`).
         """
         ...
 
@@ -411,6 +427,14 @@ class BackupCatalog(Protocol):
         self, *, now: datetime, days: int, vm_key: str | None = None
     ) -> list[DrSuccessRate]:
         """DR success per VM over the last `days`, and the fleet as vm_key "*" (last)."""
+        ...
+
+    def save_failover(self, failover: Failover) -> None:
+        """Upsert a VM's failover row (keyed by its start and id: a repeat rewrites it)."""
+        ...
+
+    def failovers(self, *, now: datetime, days: int, vm_key: str | None = None) -> list[Failover]:
+        """Failovers started in the last `days` up to `now`, of one VM or all, newest first."""
         ...
 
     def rto_percentiles(

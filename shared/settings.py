@@ -43,6 +43,10 @@ class Settings:
     drtest_resource_group: str = "rg-backupdr-drtest-{region}"
     # "vnet/subnet" of the isolated network in each DR-test group that restored VMs join.
     drtest_subnet: str = "vnet-backupdr-drtest/snet-restore"
+    # Where a failover brings VMs up in each DR region: a group of its own with a recovery
+    # network ("vnet/subnet"), separate from the isolated DR-test network.
+    recovery_resource_group: str = "rg-backupdr-recovery-{region}"
+    recovery_subnet: str = "vnet-backupdr-recovery/snet-recovery"
     manual_limit_per_hour: int = 4
     # A DR test slower than this failed its recovery objective, even if the VM came up.
     rto_target_seconds: int = 3600
@@ -83,6 +87,10 @@ class Settings:
                 "BACKUPDR_DRTEST_RESOURCE_GROUP", defaults.drtest_resource_group
             ),
             drtest_subnet=env.get("BACKUPDR_DRTEST_SUBNET", defaults.drtest_subnet),
+            recovery_resource_group=env.get(
+                "BACKUPDR_RECOVERY_RESOURCE_GROUP", defaults.recovery_resource_group
+            ),
+            recovery_subnet=env.get("BACKUPDR_RECOVERY_SUBNET", defaults.recovery_subnet),
             manual_limit_per_hour=_positive_int(
                 env, "BACKUPDR_MANUAL_LIMIT_PER_HOUR", defaults.manual_limit_per_hour
             ),
@@ -105,6 +113,10 @@ class Settings:
     def drtest_group(self, region: str) -> str:
         """The pre-provisioned resource group where DR tests and verification disks run."""
         return self.drtest_resource_group.format(region=region)
+
+    def recovery_group(self, region: str) -> str:
+        """The pre-provisioned resource group a failover restores VMs into in `region`."""
+        return self.recovery_resource_group.format(region=region)
 
 
 def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:

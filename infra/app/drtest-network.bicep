@@ -1,6 +1,8 @@
 // The isolated network restored VMs join: a VNet that is never peered, one subnet, and an NSG
 // that refuses every inbound connection from the internet. Restored VMs get no public IP; the
 // guest check goes through Run Command (the VM agent), not through an inbound port.
+// main.bicep also deploys it as each DR region's recovery network, which failovers bring VMs up on
+// (its own group and address space; peer it to what the recovered VMs need).
 param location string
 param tags object
 param vnetName string

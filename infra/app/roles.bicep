@@ -2,7 +2,7 @@
 // Contributor and Virtual Machine Contributor write anywhere they are assigned), so each role
 // lists exactly the operations the ComputeGateway adapter performs and the linked actions Azure
 // checks on the resources those operations name. The reader and the snapshot source are assigned
-// at subscription scope; the two writers per resource group by rbac-group.bicep.
+// at subscription scope; the three writers per resource group by rbac-group.bicep.
 targetScope = 'subscription'
 
 param environmentName string
@@ -100,7 +100,43 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Compute/virtualMachines/delete'
           'Microsoft.Compute/virtualMachines/instanceView/read'
           'Microsoft.Compute/virtualMachines/runCommand/action'
-          'Microsoft.Network/networkInterfaces/read'
+          // (reading the NIC: the fleet reader, at subscription scope)
+          'Microsoft.Network/networkInterfaces/write'
+          'Microsoft.Network/networkInterfaces/delete'
+          'Microsoft.Network/networkInterfaces/join/action' // linked: the VM's NIC
+          'Microsoft.Network/virtualNetworks/subnets/join/action' // linked: the NIC's subnet
+          'Microsoft.Resources/subscriptions/resourceGroups/resources/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+// A failover restores VMs for good into a recovery group: the DR-test operator's rights there,
+// and the two reads of the restore's pre-flight (the group exists, the subnet is in the region).
+resource recoveryOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'backupdr-recovery-operator')
+  properties: {
+    roleName: 'backupdr recovery operator (${environmentName})'
+    description: 'Fail VMs over: restore disks, create a NIC and a VM, run the guest check and, after a failure, clean up, in a backupdr recovery resource group.'
+    type: 'CustomRole'
+    assignableScopes: [subscription().id]
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Resources/subscriptions/resourceGroups/read' // pre-flight: the group exists
+          'Microsoft.Network/virtualNetworks/read' // pre-flight: the subnet and its region
+          'Microsoft.Compute/disks/read'
+          'Microsoft.Compute/disks/write' // also linked: the VM attaches the restored disks
+          'Microsoft.Compute/disks/delete'
+          'Microsoft.Compute/virtualMachines/write'
+          'Microsoft.Compute/virtualMachines/delete'
+          'Microsoft.Compute/virtualMachines/instanceView/read'
+          'Microsoft.Compute/virtualMachines/runCommand/action'
+          // (reading the NIC: the fleet reader, at subscription scope)
           'Microsoft.Network/networkInterfaces/write'
           'Microsoft.Network/networkInterfaces/delete'
           'Microsoft.Network/networkInterfaces/join/action' // linked: the VM's NIC
@@ -135,3 +171,4 @@ resource snapshotSourceAssignment 'Microsoft.Authorization/roleAssignments@2022-
 
 output snapshotWriterRoleId string = snapshotWriter.id
 output drTestOperatorRoleId string = drTestOperator.id
+output recoveryOperatorRoleId string = recoveryOperator.id

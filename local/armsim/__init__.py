@@ -40,8 +40,13 @@ a region (or in some zones), as the Resource SKUs list and VM creates then show;
 `local.armsim.skus`. Each VM gets disks `{vm}-osdisk` / `{vm}-data{lun}` and a NIC `{vm}-nic` in
 its group, on "subnet" ("vnet/subnet" of its group, or a subnet id; it must exist): by default the
 group's first subnet, or in a group with no VNet the portal's `{group}-vnet`/`default`
-(10.0.0.0/24), which is then made. Optional "accelerated_networking" (the NIC's), "license_type"
-and "boot_diagnostics" (true: on, managed storage) show on the NIC and VM as Azure has them.
+(10.0.0.0/24), which is then made. Optional "accelerated_networking" (the NIC's), "private_ip"
+(a Static address in the subnet; default Dynamic, the next free one), "license_type" and
+"boot_diagnostics" (true: on, managed storage; or the storage account's blob URI) show on the NIC
+and VM as Azure has them. A NIC PUT with a Static address is refused as Microsoft.Network refuses
+it (400 PrivateIPAddressMissing, PrivateIPAddressNotInSubnet, PrivateIPAddressInReservedRange,
+PrivateIPAddressIsAllocated); a VM whose NIC has accelerated networking on a size whose SKU
+capabilities lack it, 400 VMSizeIsNotPermittedToEnableAcceleratedNetworking.
 Incremental snapshots are billed for min(size, change_gib_per_day x days since the disk's previous
 snapshot); a disk's first snapshot is billed at its full size.
 

@@ -14,7 +14,7 @@ from local.armsim.protocol import DISK_TYPE, SNAPSHOT_TYPE, Reply, Request, Reso
 from local.armsim.state import Resource, World
 
 GIB = 1024**3
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\Z")
 DEFAULT_SKU = "Standard_LRS"
 
 

@@ -25,6 +25,7 @@ _VM_KEYS = {
     "vtpm",
     "subnet",
     "accelerated_networking",
+    "private_ip",
     "license_type",
     "boot_diagnostics",
 }

@@ -32,19 +32,75 @@ def _subnet(world: World, subnet_id: str) -> tuple[Resource, dict[str, Any]]:
     )
 
 
-def _next_address(world: World, subnet: dict[str, Any]) -> str:
-    """The lowest free address of the subnet (Azure keeps the first four for itself)."""
+def _prefix(subnet: dict[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     prefix = (subnet.get("properties") or {}).get("addressPrefix") or "10.0.0.0/24"
-    network = ipaddress.ip_network(prefix, strict=False)
-    used = {
-        str(config.get("properties", {}).get("privateIPAddress"))
+    return ipaddress.ip_network(prefix, strict=False)
+
+
+def _holders(world: World, subnet: dict[str, Any], but: str = "") -> dict[str, str]:
+    """The private addresses in use in the subnet's VNet's subscription, and the IP
+    configuration holding each (those of NIC `but` aside)."""
+    return {
+        str(config.get("properties", {}).get("privateIPAddress")): str(config.get("id", ""))
         for nic in world.of_type(NIC_TYPE, str(subnet["id"]).split("/")[2])
+        if nic.id.lower() != but.lower()
         for config in nic.properties.get("ipConfigurations") or []
+        if str(config.get("properties", {}).get("subnet", {}).get("id", "")).lower()
+        == str(subnet["id"]).lower()
     }
-    host = network.network_address + 4
+
+
+def _next_address(world: World, subnet: dict[str, Any], but: str = "") -> str:
+    """The lowest free address of the subnet (Azure keeps the first four for itself)."""
+    used = _holders(world, subnet, but)
+    host = _prefix(subnet).network_address + 4
     while str(host) in used:
         host += 1
     return str(host)
+
+
+def _check_static(
+    world: World, subnet: dict[str, Any], config: dict[str, Any], nic_id: str
+) -> None:
+    """Refuse a static private address as Microsoft.Network does (400): missing, outside the
+    subnet, in its reserved range (the first four and the last address), or held by another
+    NIC's IP configuration."""
+    props = config["properties"]
+    address = props.get("privateIPAddress")
+    if not address:
+        raise bad_request(
+            "Private IP address is required when privateIPAllocationMethod is Static in IP "
+            f"configuration {config['id']}.",
+            "PrivateIPAddressMissing",
+        )
+    network = _prefix(subnet)
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError:
+        raise bad_request(
+            f"IP address {address} in IP configuration {config['id']} is not valid.",
+            "InvalidPrivateIPAddressFormat",
+        ) from None
+    if ip not in network:
+        raise bad_request(
+            f"Private static IP address {address} does not belong to the range of subnet prefix "
+            f"{network}.",
+            "PrivateIPAddressNotInSubnet",
+        )
+    if int(ip) - int(network.network_address) < 4 or ip == network.broadcast_address:
+        raise bad_request(
+            f"Private static IP address {address} falls within reserved IP range of subnet "
+            f"prefix {network}.",
+            "PrivateIPAddressInReservedRange",
+        )
+    holder = _holders(world, subnet, but=nic_id).get(str(ip))
+    if holder:
+        owner = holder.split("/ipConfigurations/")[0]
+        raise bad_request(
+            f"IP configuration {config['id']} is using the private IP address {address} which "
+            f"is already allocated to resource {owner}.",
+            "PrivateIPAddressIsAllocated",
+        )
 
 
 def seeded_nic(
@@ -55,11 +111,20 @@ def seeded_nic(
     location: str,
     vm_id: str,
     accelerated_networking: bool = False,
+    private_ip: str | None = None,
 ) -> dict[str, Any]:
     """The document of a NIC a seeded VM was created with, as a NIC GET shows one (the
-    NetworkInterfaces_CreateOrUpdate example's 200 body): one primary Dynamic IPv4
-    configuration on an existing subnet, the next free address, attached to the VM."""
+    NetworkInterfaces_CreateOrUpdate example's 200 body): one primary IPv4 configuration on an
+    existing subnet, Dynamic on the next free address or Static on `private_ip`, attached to
+    the VM."""
     _, subnet = _subnet(world, subnet_id)
+    config: dict[str, Any] = {"id": f"{nic_id}/ipConfigurations/ipconfig1", "properties": {}}
+    if private_ip is not None:
+        config["properties"]["privateIPAddress"] = private_ip
+        try:
+            _check_static(world, subnet, config, nic_id)
+        except ArmError as error:
+            raise ValueError(error.message) from None
     return {
         "location": location,
         "properties": {
@@ -70,9 +135,9 @@ def seeded_nic(
                     "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
                     "properties": {
                         "primary": True,
-                        "privateIPAddress": _next_address(world, subnet),
+                        "privateIPAddress": private_ip or _next_address(world, subnet),
                         "privateIPAddressVersion": "IPv4",
-                        "privateIPAllocationMethod": "Dynamic",
+                        "privateIPAllocationMethod": "Static" if private_ip else "Dynamic",
                         "subnet": {"id": str(subnet["id"])},
                     },
                 }
@@ -109,8 +174,19 @@ def put_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
         props.setdefault("privateIPAllocationMethod", "Dynamic")
         props.setdefault("privateIPAddressVersion", "IPv4")
         props.setdefault("primary", index == 0)
-        if "privateIPAddress" not in props:
-            props["privateIPAddress"] = _next_address(world, subnet)
+        if str(props["privateIPAllocationMethod"]).lower() == "static":
+            props["privateIPAllocationMethod"] = "Static"
+            _check_static(world, subnet, config, nic_id)
+        else:
+            # Dynamic: the free address it names or has (a repeated PUT keeps it), else the
+            # next free one.
+            props["privateIPAllocationMethod"] = "Dynamic"
+            given = props.get("privateIPAddress") or _address_of(
+                existing, str(config["name"]), subnet_id
+            )
+            if not given or str(given) in _holders(world, subnet, but=nic_id):
+                given = _next_address(world, subnet, but=nic_id)
+            props["privateIPAddress"] = str(given)
     properties = body.setdefault("properties", {})
     properties.setdefault("dnsSettings", {}).setdefault("dnsServers", [])
     properties["dnsSettings"].setdefault("appliedDnsServers", [])
@@ -138,6 +214,18 @@ def put_nic(world: World, request: Request, args: dict[str, str]) -> Reply:
         expected_seconds=expected,
     )
     return Reply(status, world.render(nic), async_headers(request, world, operation))
+
+
+def _address_of(nic: Resource | None, config_name: str, subnet_id: str) -> str | None:
+    """The private address the NIC's IP configuration of that name has on that subnet."""
+    for config in (nic.properties.get("ipConfigurations") or []) if nic else []:
+        props = config.get("properties") or {}
+        if (
+            str(config.get("name", "")).lower() == config_name.lower()
+            and str((props.get("subnet") or {}).get("id", "")).lower() == subnet_id.lower()
+        ):
+            return str(props.get("privateIPAddress") or "") or None
+    return None
 
 
 def render_network(world: World, resource: Resource) -> dict[str, Any]:

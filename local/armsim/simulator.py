@@ -213,15 +213,17 @@ class ArmSimulator:
         subnet: str | None = None,
         accelerated_networking: bool = False,
         license_type: str | None = None,
-        boot_diagnostics: bool = False,
+        boot_diagnostics: bool | str = False,
+        private_ip: str | None = None,
     ) -> dict[str, Any]:
         """A running VM with its managed disks and NIC, as a fleet seeds it.
 
         Its NIC is on `subnet` ("vnet/subnet" in the VM's group, or a subnet's full id), which
         must exist; by default the group's first subnet, and in a group with no VNet the one the
         portal makes (`{group}-vnet` 10.0.0.0/16, subnet `default` 10.0.0.0/24).
-        `license_type` (Windows_Server, RHEL_BYOS, ...) and `boot_diagnostics` (on, in managed
-        storage) go on the VM as Azure shows them.
+        `license_type` (Windows_Server, RHEL_BYOS, ...) and `boot_diagnostics` (True: on, in
+        managed storage; a blob endpoint URI: on, in that storage account) go on the VM as Azure
+        shows them; `private_ip` makes the NIC's address Static on it (default Dynamic).
 
         `security_type` Standard, TrustedLaunch or ConfidentialVM (with UEFI `secure_boot` and
         `vtpm`, which Standard has none of) and `hyper_v_generation` V1 or V2 (Trusted Launch and
@@ -236,6 +238,9 @@ class ArmSimulator:
         """
         if os_type not in {"Linux", "Windows"}:
             raise ValueError(f"VM {name}: os_type must be Linux or Windows, not {os_type!r}")
+        offered = skus.vm_size(size)
+        if accelerated_networking and offered is not None and not offered.accelerated_networking:
+            raise ValueError(f"VM {name}: size {size} does not offer accelerated networking")
         security, os_security = _seed_security(
             name, size, security_type, hyper_v_generation, secure_boot, vtpm
         )
@@ -354,6 +359,7 @@ class ArmSimulator:
                 location=location,
                 vm_id=vm_id,
                 accelerated_networking=accelerated_networking,
+                private_ip=private_ip,
             )
             self.world.new_resource(nic_ref, nic, 0.0)
             body: dict[str, Any] = {
@@ -377,7 +383,10 @@ class ArmSimulator:
             if license_type:
                 body["properties"]["licenseType"] = license_type
             if boot_diagnostics:
-                body["properties"]["diagnosticsProfile"] = {"bootDiagnostics": {"enabled": True}}
+                boot: dict[str, Any] = {"enabled": True}
+                if isinstance(boot_diagnostics, str):
+                    boot["storageUri"] = boot_diagnostics
+                body["properties"]["diagnosticsProfile"] = {"bootDiagnostics": boot}
             managed = body["properties"]["storageProfile"]["osDisk"].get("managedDisk")
             if security_type == "ConfidentialVM" and managed is not None:
                 managed["securityProfile"] = {"securityEncryptionType": "VMGuestStateOnly"}

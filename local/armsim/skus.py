@@ -49,6 +49,11 @@ class VmSize:
     ephemeral_os_disk: bool = False  # EphemeralOSDiskSupported (has a cache or resource disk)
     max_data_disks: int = 4
 
+    @property
+    def accelerated_networking(self) -> bool:
+        """AcceleratedNetworkingEnabled: Azure offers it on sizes of two vCPUs or more."""
+        return self.vcpus >= 2
+
     def capabilities(self) -> list[dict[str, str]]:
         values: dict[str, str] = {
             "MaxResourceVolumeMB": str(16384 * self.vcpus if self.ephemeral_os_disk else 0),
@@ -66,7 +71,7 @@ class VmSize:
             "vCPUsPerCore": "1" if self.vcpus == 1 else "2",
             "EphemeralOSDiskSupported": str(self.ephemeral_os_disk),
             "EncryptionAtHostSupported": "True",
-            "AcceleratedNetworkingEnabled": str(self.vcpus >= 2),
+            "AcceleratedNetworkingEnabled": str(self.accelerated_networking),
             "RdmaEnabled": "False",
             "MaxNetworkInterfaces": str(max(2, self.vcpus)),
         }

@@ -389,6 +389,22 @@ def _nics(world: World, properties: dict[str, Any], vm_id: str) -> list[Resource
     return nics
 
 
+def _check_accelerated_networking(size: skus.VmSize, nics: list[Resource], vm_id: str) -> None:
+    """A NIC with accelerated networking needs a size that offers it (the SKUs list's
+    AcceleratedNetworkingEnabled); ARM refuses the VM otherwise, naming the VM where its
+    message says "Network Interface" (Azure/acs-engine#3600, Azure/Moodle#124)."""
+    if size.accelerated_networking:
+        return
+    if any(nic.properties.get("enableAcceleratedNetworking") for nic in nics):
+        allowed = ", ".join(s.name for s in skus.SIZES.values() if s.accelerated_networking)
+        raise bad_request(
+            f"Virtual Machine size {size.name} is not in the allowed list of VM sizes for "
+            f"accelerated networking to be enabled on Network Interface {vm_id}. Allowed sizes: "
+            f"{allowed}.",
+            "VMSizeIsNotPermittedToEnableAcceleratedNetworking",
+        )
+
+
 def _not_provisioned(nic: Resource, vm_id: str, state: str) -> ArmError:
     """What ARM answers a write that uses a resource still being written (terraform#7986 shows
     it from Microsoft.Network: 429 RetryableError, detail ReferencedResourceNotProvisioned)."""
@@ -416,6 +432,7 @@ def put_vm(world: World, request: Request, args: dict[str, str]) -> Reply:
     size = _size(properties)
     zones = [str(z) for z in body.get("zones") or []]
     nics = _nics(world, properties, vm_id)
+    _check_accelerated_networking(size, nics, vm_id)
     created: list[Resource] = []
     try:
         disks, generation = _prepare_storage(

@@ -25,12 +25,35 @@ from shared.activities.common import (
     vm_settings,
 )
 from shared.domain import names
-from shared.domain.models import AuditEntry, Backup, BackupState, ReplicationStatus
-from shared.errors import CapacityError, NotFoundError, PermanentError, sanitise
+from shared.domain.models import (
+    POLICY_TAG,
+    AuditEntry,
+    Backup,
+    BackupState,
+    NicConfig,
+    ReplicationStatus,
+)
+from shared.domain.policy import LEGACY_TAG
+from shared.errors import (
+    AddressUnavailableError,
+    CapacityError,
+    NotFoundError,
+    PermanentError,
+    sanitise,
+)
 from shared.ports import Accepted
 from shared.services import Services
 
 RESTORE_TAG = "backupdr-restore"
+# Recorded VM tags a restored VM does not get: its backup policy (old and new tag), so a restored
+# copy is not backed up as a second VM until an operator tags it.
+POLICY_TAGS = frozenset({POLICY_TAG.lower(), LEGACY_TAG.lower()})
+MAX_TAGS = 50  # Azure's limit per resource
+_ADDRESS_REASONS = {
+    "PrivateIPAddressIsAllocated": "another NIC holds it",
+    "PrivateIPAddressNotInSubnet": "it is outside the subnet's range now",
+    "PrivateIPAddressInReservedRange": "it is in the subnet's reserved range now",
+}
 
 
 def check_restore(payload: Payload, svc: Services) -> Payload:
@@ -45,7 +68,17 @@ def check_restore(payload: Payload, svc: Services) -> Payload:
     region = payload.get("region") or backup.region
     group = payload["resource_group"]
     problems = _source_problems(svc, backup, region)
-    if not svc.gateway.group_exists(group):
+    try:
+        exists = svc.gateway.group_exists(group)
+    except NotFoundError:
+        exists = False
+    except PermanentError as error:  # e.g. 403: this identity may not even read the group
+        problems.append(
+            f"cannot use resource group {group} ({error}): name a group this identity may "
+            "write (the app's: a recovery or DR-test group; an operator's: see README)"
+        )
+        exists = True
+    if not exists:
         problems.append(f"resource group {group} does not exist: create it or name another")
     if payload.get("new_vm"):
         problems += _vm_problems(svc, payload, backup, region)
@@ -183,10 +216,14 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
     if payload.get("new_vm"):
         require_vm_size(svc, backup, region, zone)  # before anything is created
     group = payload["resource_group"]
-    nic = None
+    nic, applied = None, None
     if payload.get("new_vm"):
         subnet = restore_subnet(svc, payload, backup, region) if payload.get("region") else None
-        nic = _begin_nic(svc, {**payload, "subnet": subnet or payload["subnet"]}, region)
+        nic, applied = _begin_nic(
+            svc, {**payload, "subnet": subnet or payload["subnet"]}, region, backup
+        )
+        extras = _vm_extras(backup, region)
+        applied = {**applied, **extras, "notes": applied["notes"] + extras["notes"]}
     disks, poll_after = [], nic.poll_after_seconds if nic else 0.0
     for ref in backup.snapshots:
         source = ref.replica_id if from_replicas else ref.snapshot_id
@@ -221,33 +258,123 @@ def begin_restore_disks(payload: Payload, svc: Services) -> Payload:
         "region": region,
         "zone": zone,
         **vm_settings(backup),
+        # What the new VM gets of the rest of the recorded settings (None: disks only).
+        "applied": applied,
     }
 
 
-def _begin_nic(svc: Services, payload: Payload, region: str) -> Accepted:
+def _begin_nic(
+    svc: Services, payload: Payload, region: str, backup: Backup
+) -> tuple[Accepted, Payload]:
+    """The new VM's NIC as the recorded primary NIC was: its accelerated networking, and its
+    private IP Static on the recorded address only when restoring into the recorded subnet and
+    Azure finds the address free; Dynamic otherwise, with a note saying why. A repeat tries the
+    same address again: the NIC's own address counts as free to it."""
     group = payload["resource_group"]
     name = names.dr_resource_name("nic", payload["new_vm"], payload["restore_id"])
-    return audited(
-        svc,
-        "create",
-        f"{group}/networkInterfaces/{name}",
-        partial(
-            svc.gateway.begin_nic,
-            name=name,
-            resource_group=group,
-            region=region,
-            subnet=payload["subnet"],
-            tags=_tags(payload),
-        ),
-        vm_key=payload["vm_key"],
-        operation="restore",
-    )
+    recorded = next((nic for nic in backup.nics if nic.primary), None)
+    accelerated = bool(recorded and recorded.accelerated_networking)
+    applied: Payload = {
+        "accelerated_networking": accelerated,
+        "private_ip_allocation": "Dynamic",
+        "private_ip_address": None,
+        "notes": [],
+    }
+    subnet = str(payload["subnet"])
+    subnet_id = subnet if subnet.startswith("/") else _subnet_id(svc, payload, subnet)
+    static = _static_address(recorded, subnet_id, applied["notes"])
+
+    def create(address: str | None) -> Accepted:
+        return audited(
+            svc,
+            "create",
+            f"{group}/networkInterfaces/{name}",
+            partial(
+                svc.gateway.begin_nic,
+                name=name,
+                resource_group=group,
+                region=region,
+                subnet=subnet,
+                tags=_tags(payload),
+                accelerated_networking=accelerated,
+                private_ip_address=address,
+            ),
+            vm_key=payload["vm_key"],
+            operation="restore",
+        )
+
+    if static is None:
+        return create(None), applied
+    try:
+        accepted = create(static)
+    except AddressUnavailableError as error:
+        text = str(error)
+        reason = next((why for code, why in _ADDRESS_REASONS.items() if code in text), text)
+        applied["notes"].append(
+            f"private IP Dynamic: the recorded static address {static} is not free ({reason})"
+        )
+        return create(None), applied
+    applied |= {"private_ip_allocation": "Static", "private_ip_address": static}
+    return accepted, applied
+
+
+def _static_address(recorded: NicConfig | None, subnet_id: str, notes: list[str]) -> str | None:
+    """The recorded static address when the restore goes into the recorded subnet, else None
+    (with a note when there was one to keep)."""
+    if recorded is None:
+        notes.append("no NIC recorded with this backup: private IP Dynamic")
+        return None
+    if recorded.private_ip_allocation.lower() != "static" or not recorded.private_ip_address:
+        return None
+    if (recorded.subnet_id or "").lower() != subnet_id.lower():
+        notes.append(
+            f"private IP Dynamic: the recorded static address {recorded.private_ip_address} is "
+            f"on subnet {_subnet_text(recorded.subnet_id or '?')}, not the one restored into"
+        )
+        return None
+    return recorded.private_ip_address
+
+
+def restored_vm_tags(backup: Backup) -> dict[str, str]:
+    """The recorded VM tags a restored VM gets: all but its backup policy (`POLICY_TAGS`)."""
+    return {k: v for k, v in backup.tags.items() if k.lower() not in POLICY_TAGS}
+
+
+def _vm_extras(backup: Backup, region: str) -> Payload:
+    """The recorded tags, licence and boot diagnostics the new VM is created with.
+
+    Boot diagnostics stay off when they were off, and go to managed storage when they were
+    managed, or whenever the VM is restored outside its own region: its storage account is in
+    that region, which may be the one that is down. In its own region it keeps its account.
+    """
+    notes = []
+    uri = None
+    if backup.boot_diagnostics and backup.boot_diagnostics_uri:
+        if region.lower() == backup.region.lower():
+            uri = backup.boot_diagnostics_uri
+        else:
+            notes.append(
+                f"boot diagnostics in managed storage: the recorded storage account is in "
+                f"{backup.region}"
+            )
+    dropped = sorted(k for k in backup.tags if k.lower() in POLICY_TAGS)
+    if dropped:
+        notes.append(f"not tagged {', '.join(dropped)}: tag it to have the restored VM backed up")
+    return {
+        "vm_tags": restored_vm_tags(backup),
+        "license_type": backup.license_type,
+        "boot_diagnostics": backup.boot_diagnostics,
+        "boot_diagnostics_uri": uri,
+        "notes": notes,
+    }
 
 
 def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
     """Start a new VM named by the operator on the restored disks and the NIC made with them."""
     restore, group, name = payload["restore"], payload["resource_group"], payload["new_vm"]
     disks = restore["disks"]
+    # Restores started before these were recorded: no tags but the restore's, Azure's defaults.
+    applied: Payload = restore.get("applied") or {}
     accepted = audited(
         svc,
         "create",
@@ -262,18 +389,28 @@ def begin_restore_vm(payload: Payload, svc: Services) -> Payload:
             os_disk_id=next(d["disk_id"] for d in disks if d["lun"] is None),
             data_disks=[(d["lun"], d["disk_id"]) for d in disks if d["lun"] is not None],
             nic_id=restore["nic_id"],
-            tags=_tags(payload),
+            tags=_vm_tags(payload, applied.get("vm_tags") or {}),
             # Restores started before these were recorded get Azure's defaults.
             security_type=restore.get("security_type", "Standard"),
             secure_boot=bool(restore.get("secure_boot", False)),
             vtpm=bool(restore.get("vtpm", False)),
             zone=restore.get("zone"),
             caching=restore.get("caching") or {},
+            license_type=applied.get("license_type"),
+            boot_diagnostics=bool(applied.get("boot_diagnostics", False)),
+            boot_diagnostics_uri=applied.get("boot_diagnostics_uri"),
         ),
         vm_key=payload["vm_key"],
         operation="restore",
     )
     return {"vm_id": accepted.resource_id, "poll_after": accepted.poll_after_seconds}
+
+
+def _vm_tags(payload: Payload, recorded: dict[str, str]) -> dict[str, str]:
+    """The restore's own tags and the VM's recorded ones (no policy), within Azure's 50."""
+    own = _tags(payload)
+    kept = [(k, v) for k, v in recorded.items() if k not in own][: MAX_TAGS - len(own)]
+    return {**dict(kept), **own}
 
 
 def record_restore(payload: Payload, svc: Services) -> Payload:

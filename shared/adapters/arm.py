@@ -240,24 +240,38 @@ class ArmComputeGateway:
     # --- DR: network, VM, guest --------------------------------------------------------------
 
     def begin_nic(
-        self, *, name: str, resource_group: str, region: str, subnet: str, tags: dict[str, str]
+        self,
+        *,
+        name: str,
+        resource_group: str,
+        region: str,
+        subnet: str,
+        tags: dict[str, str],
+        accelerated_networking: bool = False,
+        private_ip_address: str | None = None,
     ) -> Accepted:
         """Start creating a NIC on `subnet` ("vnet/subnet" in the same group, or a subnet's
-        full resource id)."""
+        full resource id): with `private_ip_address`, Static on that address (Azure refuses one
+        that is taken, outside the subnet or reserved: AddressUnavailableError), else Dynamic."""
         subnet_id = self._subnet_id(resource_group, subnet)
         body = network.NetworkInterface(
             location=region,
             tags=tags,
             properties=network.NetworkInterfacePropertiesFormat(
+                enable_accelerated_networking=accelerated_networking,
                 ip_configurations=[
                     network.NetworkInterfaceIPConfiguration(
                         name="ipconfig1",
                         properties=network.NetworkInterfaceIPConfigurationPropertiesFormat(
                             subnet=network.Subnet(id=subnet_id),
-                            private_ip_allocation_method="Dynamic",
+                            private_ip_allocation_method="Static"
+                            if private_ip_address
+                            else "Dynamic",
+                            private_ip_address=private_ip_address or None,
+                            primary=True,
                         ),
                     )
-                ]
+                ],
             ),
         )
         return self._begin(
@@ -332,8 +346,14 @@ class ArmComputeGateway:
         vtpm: bool = False,
         zone: str | None = None,
         caching: Mapping[str, str] | None = None,
+        license_type: str | None = None,
+        boot_diagnostics: bool = False,
+        boot_diagnostics_uri: str | None = None,
     ) -> Accepted:
         """Start creating a VM with the OS disk attached and (LUN, disk id) data disks attached.
+
+        `license_type` goes on as given (None: none); boot diagnostics on in managed storage, or
+        in the storage account of `boot_diagnostics_uri`.
 
         The security type is always sent, Standard included: from API 2025-11-01 Azure may
         otherwise pick Trusted Launch for a new VM, and the OS disk's type must match the VM's
@@ -355,6 +375,14 @@ class ArmComputeGateway:
             zones=[zone] if zone else None,
             properties=compute.VirtualMachineProperties(
                 hardware_profile=compute.HardwareProfile(vm_size=vm_size),
+                license_type=license_type or None,
+                diagnostics_profile=compute.DiagnosticsProfile(
+                    boot_diagnostics=compute.BootDiagnostics(
+                        enabled=True, storage_uri=boot_diagnostics_uri or None
+                    )
+                )
+                if boot_diagnostics
+                else None,
                 security_profile=compute.SecurityProfile(
                     security_type=security_type,
                     uefi_settings=None

@@ -23,6 +23,7 @@ from azure.core.exceptions import (
 )
 
 from shared.errors import (
+    AddressUnavailableError,
     BackupDrError,
     CapacityError,
     NotFoundError,
@@ -47,6 +48,14 @@ QUOTA_CODE = "operationnotallowed"
 # ARM error codes (other than 5xx) of requests that succeed when simply sent again later.
 TRANSIENT_CODES = frozenset({"retryableerror", "anotheroperationinprogress", "operationpreempted"})
 NOT_FOUND_CODES = frozenset({"resourcenotfound", "notfound", "resourcegroupnotfound"})
+# A static private IP address the NIC cannot have (Microsoft.Network's 400 codes).
+ADDRESS_CODES = frozenset(
+    {
+        "privateipaddressisallocated",
+        "privateipaddressnotinsubnet",
+        "privateipaddressinreservedrange",
+    }
+)
 
 
 @contextmanager
@@ -78,6 +87,8 @@ def translate(error: AzureError, operation: str) -> BackupDrError:
         return ThrottledError(message, retry_after=retry_after_seconds(headers))
     if codes & CAPACITY_CODES or (QUOTA_CODE in codes and "quota" in message.lower()):
         return CapacityError(message)
+    if codes & ADDRESS_CODES:
+        return AddressUnavailableError(message)
     if isinstance(error, ResourceNotFoundError) or status == 404 or codes & NOT_FOUND_CODES:
         return NotFoundError(message)
     if (status is not None and status >= 500) or status == 408 or codes & TRANSIENT_CODES:

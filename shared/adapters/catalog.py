@@ -7,6 +7,7 @@ Tables and keys (DESIGN.md "State"; keys escaped by `entities.table_key`):
 | replicationjobs | vm_key       | job id (deterministic: backup id + disk role) |
 | verifications   | vm_key       | inverted verified_at + id (newest first)      |
 | drtests         | vm_key       | inverted started_at + id (newest first)       |
+| failovers       | vm_key       | inverted started_at + id (newest first)       |
 | auditlog        | UTC day      | time + short hash of the entry (sortable)     |
 
 A VM's backups are few, so they are read whole and ordered newest first here; verifications
@@ -50,6 +51,7 @@ from shared.domain.models import (
     BackupState,
     Claim,
     DrTest,
+    Failover,
     JsonRecord,
     ReplicationJob,
     ReplicationStatus,
@@ -66,6 +68,7 @@ BACKUPS = "backups"
 REPLICATION_JOBS = "replicationjobs"
 VERIFICATIONS = "verifications"
 DR_TESTS = "drtests"
+FAILOVERS = "failovers"
 AUDIT_LOG = "auditlog"
 CLAIMS = "claims"
 
@@ -102,7 +105,7 @@ AZURITE_TABLES = (
     "KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
 
-_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]{0,40})?$")
+_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]{0,40})?\Z")
 # Inverted times count down from here in microseconds, zero-padded so text order is time order.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -364,6 +367,17 @@ class TableCatalog:
         return [_success_rate(key, runs) for key, runs in sorted(by_vm.items())] + [
             _success_rate(FLEET, finished)
         ]
+
+    # -- failovers -----------------------------------------------------------------------------
+
+    def save_failover(self, failover: Failover) -> None:
+        row = _inverted(failover.started_at) + "_" + failover.id
+        self._upsert(FAILOVERS, to_entity(failover, failover.vm_key, row))
+
+    def failovers(self, *, now: datetime, days: int, vm_key: str | None = None) -> list[Failover]:
+        """Failovers started in the last `days` up to `now`, of one VM or all, newest first."""
+        found = self._window(Failover, FAILOVERS, "started_at", now, days, vm_key)
+        return sorted(found, key=lambda f: (f.started_at, f.id), reverse=True)
 
     def rto_percentiles(
         self,

@@ -361,6 +361,31 @@ class DrTest(JsonRecord):
 
 
 @dataclasses.dataclass(frozen=True)
+class Failover(JsonRecord):
+    """One VM brought up for good in its DR region from a backup's replica (a `failovers` row);
+    `region_failover_id` names the region failover it was part of, if any."""
+
+    id: str
+    vm_key: str
+    vm_name: str
+    backup_id: str
+    source_region: str
+    target_region: str
+    resource_group: str  # the recovery group it was restored into
+    started_at: datetime
+    region_failover_id: str | None = None
+    completed_at: datetime | None = None
+    state: str = "running"  # running | completed | failed | rejected
+    error: str | None = None
+    vm_id: str | None = None  # the VM it created (left running)
+    new_vm_name: str | None = None
+    recovery_group: int | None = None  # the `backup-recovery-group` it was failed over in
+    rto_seconds: float | None = None
+    # Seconds spent in each phase, in order: restore, create_vm, boot, guest_check.
+    phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class AuditEntry(JsonRecord):
     """One create or delete the app asked Azure for, and how it ended."""
 

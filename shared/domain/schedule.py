@@ -24,7 +24,7 @@ _EXTENSIONS = re.compile(r"[#?]|(?<![a-z])(?:l|w|lw)(?![a-z])", re.IGNORECASE)
 # which is rarely what was meant; the schedule must say the hours it wants.
 _RANGE = re.compile(r"([a-z0-9]+)-([a-z0-9]+)", re.IGNORECASE)
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_NAMES = (
+_NAMES: tuple[dict[str, int], ...] = (
     {},
     {},
     {},

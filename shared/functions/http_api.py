@@ -1,4 +1,5 @@
-"""The HTTP API (auth level FUNCTION): manual backups and DR tests, fleet status, a VM's backups.
+"""The HTTP API (auth level FUNCTION): manual backups, DR tests and restores, fleet status, a VM's
+backups.
 
 Every input is checked against an allow-list before anything changes; errors answer
 `{"error": {"code", "message"}}` with 400 (bad input), 404 (unknown VM), 409 (already running)
@@ -10,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from shared.activities.drtest import TEST_TTL
+from shared.activities.restore import check_restore
 from shared.domain import names
 from shared.domain.models import VM, AuditEntry, BackupState
 from shared.functions.wiring import RUNNING, utc_now
@@ -29,13 +32,27 @@ from shared.inputs import (
     manual_backup,
     one_vm,
     policy_region,
+    restore_request,
 )
+from shared.orchestrations.restore import CREATE_TIMEOUT, DISK_TIMEOUT
 from shared.report import render_report
 from shared.services import Services, services
 
 bp = df.Blueprint()
 
 RATE_WINDOW = timedelta(hours=1)
+# A restore's disks and VM each have their own timeout (orchestrations/restore.py): one started
+# longer ago than both is over.
+RESTORE_WINDOW = DISK_TIMEOUT + CREATE_TIMEOUT + timedelta(hours=1)
+RESTORE_FIELDS = {
+    "backupId",
+    "region",
+    "resourceGroup",
+    "subnet",
+    "newVm",
+    "disksOnly",
+    "keepPartial",
+}
 T = TypeVar("T")
 
 
@@ -107,6 +124,57 @@ async def start_dr_test(
         return error.response()
     response: func.HttpResponse = client.create_check_status_response(req, test_id)
     return response
+
+
+@bp.route(route="restores/{vm}", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def start_restore(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Restore a backup of a VM, live or deleted: body {backupId, region?, resourceGroup?,
+    subnet?, newVm? | disksOnly?, keepPartial?} (`resourceGroup`: where to restore; the VM is
+    the backup's). The pre-flight runs here first: what it finds is a 400, with nothing started.
+    It runs again in the workflow, which ends "rejected" if something changed in between."""
+    try:
+        svc = services()
+        body = _body(req, allowed=RESTORE_FIELDS)
+        name = req.route_params.get("vm", "")
+        backup_id = _checked(checked_backup_id, body.get("backupId"))
+        backup = svc.catalog.find_backup(backup_id)
+        # The backup names the VM's group: a deleted VM's name may since be taken elsewhere.
+        group = backup.source_resource_group if backup and _same(backup.vm_name, name) else None
+        vm = _checked(known_vm, svc.gateway.list_vms(), svc.catalog, name, group)
+        now = utc_now().replace(microsecond=0)
+        restore_id, payload = _checked(
+            partial(
+                restore_request,
+                backup_id=backup_id,
+                new_vm=body.get("newVm"),
+                disks_only=body.get("disksOnly", False),
+                region=body.get("region"),
+                resource_group=body.get("resourceGroup"),
+                subnet=body.get("subnet"),
+                keep_partial=body.get("keepPartial", False),
+            ),
+            vm,
+            backup,
+            now,
+        )
+        running = _requested(svc, vm.key, "manual-restore", "restore", now - RESTORE_WINDOW)
+        await _refuse_if_running(client, running)
+        problems = check_restore(payload, svc)["problems"]
+        if problems:
+            raise ApiError(400, "RestorePreflightFailed", "; ".join(problems))
+        _admit(svc, vm.key, "manual-restore", now)
+        await client.start_new("restore_backup_v2", instance_id=restore_id, client_input=payload)
+    except ApiError as error:
+        return error.response()
+    response: func.HttpResponse = client.create_check_status_response(req, restore_id)
+    return response
+
+
+def _same(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
 
 
 @bp.route(route="status", methods=["GET"])

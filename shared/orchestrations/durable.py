@@ -57,6 +57,7 @@ def fan_out(
     items: Sequence[Payload],
     instance_id: Callable[[Payload], str],
     batch_size: int,
+    results: list[Payload] | None = None,
 ) -> Generator[Any, Any, Payload]:
     """Run a sub-orchestration per item, `batch_size` at a time, and count outcomes per item.
 
@@ -64,7 +65,8 @@ def fan_out(
     sub-orchestrations, and a start on a running id replaces that instance and leaves its
     parent waiting forever. So callers make ids unique to the run or to a claim, and whether
     the work is already under way is decided before (from the catalog's claims), never by the
-    engine. One failed child counts as failed; its siblings' outcomes stand.
+    engine. One failed child counts as failed; its siblings' outcomes stand. `results`, when
+    given, receives each child's output in item order (a failed child: its state and error).
     """
     counts: Counter[str] = Counter()
     size = max(batch_size, 1)
@@ -81,6 +83,8 @@ def fan_out(
             # outcomes (the extension resumes task_all only once every child has finished).
             yield context.create_timer(context.current_utc_datetime)
         counts.update(_outcome(task) for task in tasks)
+        if results is not None:
+            results.extend(_result(task) for task in tasks)
     return {"total": len(items), **{state: counts[state] for state in sorted(counts)}}
 
 
@@ -88,6 +92,15 @@ def _outcome(task: Any) -> str:
     if task.state is TaskState.SUCCEEDED and isinstance(task.result, dict):
         return str(task.result.get("state") or "completed")
     return "failed"
+
+
+def _result(task: Any) -> Payload:
+    if task.state is TaskState.SUCCEEDED and isinstance(task.result, dict):
+        return dict(task.result)
+    if task.state is TaskState.SUCCEEDED:
+        return {"state": "completed", "result": task.result}
+    error = task.result if isinstance(task.result, Exception) else Exception(str(task.result))
+    return {"state": "failed", "error": failure_text(error)}
 
 
 _WRAPPER = re.compile(r"^\s*(?:Activity|Orchestrator) function '[^']*' failed:\s*")

@@ -85,6 +85,8 @@ def _restore(context: Context, item: Payload, result: Payload) -> Generator[Any,
     restore = yield context.call_activity_with_retry("begin_restore_disks", RETRY, item)
     result["disks"] = [d["disk_id"] for d in restore["disks"]]
     result["nic_id"] = restore["nic_id"]
+    if restore.get("applied"):  # the recorded settings the new VM gets, and what differs
+        result["applied"] = restore["applied"]
     disks = yield from poll(
         context,
         "check_dr_disks",
@@ -95,6 +97,8 @@ def _restore(context: Context, item: Payload, result: Payload) -> Generator[Any,
     )
     if disks is None or disks["error"]:
         raise RuntimeError(f"disks: {disks['error'] if disks else 'timed out'}")
+    # When the disks (and NIC) were ready: a failover splits its RTO into restore and create_vm.
+    result["disks_ready"] = context.current_utc_datetime.isoformat()
     if not item.get("new_vm"):
         return
     vm = yield context.call_activity_with_retry(

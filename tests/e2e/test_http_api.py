@@ -155,3 +155,105 @@ class TestReads:
             404,
             "VmNotFound",
         )
+
+
+APP_GROUP = "rg-app-eastus"
+DR_GROUP = "rg-backupdr-recovery-westus2"  # where the app may restore VMs for good (infra)
+DR_SUBNET = "vnet-backupdr-recovery/snet-recovery"
+
+
+def _backed_up(stack: Stack) -> str:
+    """A completed backup of web-01, replicated to westus2."""
+    assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
+    stack.host.run_until_idle()
+    (backup,) = stack.services.catalog.list_backups(WEB)
+    assert backup.replication_status == "completed"
+    return backup.backup_id
+
+
+def _delete_vm(stack: Stack, name: str) -> None:
+    """What deleting a VM with its disks and NIC leaves: none of them (its group stays)."""
+    world = stack.simulator.world
+    with world.lock:
+        for resource in list(world.resources.values()):
+            if f"/resourcegroups/{APP_GROUP}/" in resource.id.lower() and (
+                resource.name == name or resource.name.startswith(f"{name}-")
+            ):
+                world.remove(resource.id)
+
+
+def _made(stack: Stack) -> list[str]:
+    sim = stack.simulator
+    return sorted(r["id"] for r in [*sim.disks(), *sim.nics(), *sim.vms()])
+
+
+class TestRestore:
+    """POST /api/restores/{vm} runs the restore workflow, for a VM Azure still has or not."""
+
+    def test_a_deleted_vm_is_restored_from_the_dr_regions_replicas(self, stack: Stack) -> None:
+        backup_id = _backed_up(stack)
+        _delete_vm(stack, "web-01")
+        body = {
+            "backupId": backup_id,
+            "region": "westus2",
+            "resourceGroup": DR_GROUP,
+            "subnet": DR_SUBNET,
+            "newVm": "web-01",
+        }
+        response = _call(
+            stack, "start_restore", "POST", "restores/web-01", json.dumps(body).encode()
+        )
+        assert response.status_code == 202, response.get_body()
+        urls = json.loads(response.get_body())
+        assert {"id", "statusQueryGetUri"} <= set(urls)
+        again = _call(stack, "start_restore", "POST", "restores/web-01", json.dumps(body).encode())
+        assert _error(again) == (409, "AlreadyRunning")
+        stack.host.run_until_idle()
+        status = stack.host.status(urls["id"])
+        assert status.runtime_status == "Completed"
+        result = status.output
+        assert result["state"] == "completed", result
+        vm = next(v for v in stack.simulator.vms() if v["id"] == result["vm_id"])
+        assert (vm["location"], vm["name"]) == ("westus2", "web-01")
+        assert f"/resourceGroups/{DR_GROUP}/" in vm["id"]
+        assert "backup-policy" not in vm["tags"], "a restored copy is not backed up unasked"
+        assert vm["properties"]["hardwareProfile"]["vmSize"] == "Standard_D2s_v5"
+        assert len(vm["properties"]["storageProfile"]["dataDisks"]) == 1
+
+    def test_bad_bodies_get_400_or_404_and_nothing_is_started_or_made(self, stack: Stack) -> None:
+        backup_id = _backed_up(stack)
+        instances, made = len(stack.host.instances()), _made(stack)
+        good = {"backupId": backup_id, "newVm": "web-02"}
+        cases: list[tuple[str, object, tuple[int, str]]] = [
+            ("web-01", None, (400, "InvalidBackupId")),
+            ("web-01", {"backupId": "../x", "disksOnly": True}, (400, "InvalidBackupId")),
+            ("web-01", {"backupId": backup_id}, (400, "NewVmOrDisksOnly")),
+            ("web-01", {**good, "disksOnly": True}, (400, "NewVmOrDisksOnly")),
+            ("web-01", {**good, "newVm": "bad name!"}, (400, "InvalidVmName")),
+            ("web-01", {**good, "newVm": 7}, (400, "InvalidVmName")),
+            ("web-01", {**good, "disksOnly": "yes"}, (400, "InvalidFlag")),
+            ("web-01", {**good, "subnet": "no-slash"}, (400, "InvalidSubnet")),
+            ("web-01", {**good, "region": "West US 2"}, (400, "InvalidRegion")),
+            ("web-01", {**good, "resourceGroup": "bad/group"}, (400, "InvalidResourceGroup")),
+            ("web-01", {**good, "size": "big"}, (400, "UnknownField")),
+            (
+                "web-01",
+                {**good, "backupId": "20260101t000000z-0000000000"},
+                (400, "BackupNotFound"),
+            ),
+            ("db-01", good, (400, "BackupNotRestorable")),
+            ("ghost", good, (404, "VmNotFound")),
+            # The pre-flight, answered before anything starts.
+            ("web-01", {**good, "newVm": "web-01"}, (400, "RestorePreflightFailed")),
+            (
+                "web-01",
+                {**good, "region": "westus2", "resourceGroup": DR_GROUP, "subnet": "vnet-x/snet"},
+                (400, "RestorePreflightFailed"),
+            ),
+        ]
+        for vm, body, expected in cases:
+            raw = b"" if body is None else json.dumps(body).encode()
+            response = _call(stack, "start_restore", "POST", f"restores/{vm}", raw)
+            assert _error(response) == expected, (body, response.get_body())
+        assert len(stack.host.instances()) == instances
+        assert _made(stack) == made

@@ -2,7 +2,9 @@
 
 One short scenario exercises every workflow on a one-VM fleet through the real timers: backups
 every 20 minutes, retention deleting snapshots and replicas, cross-region copies, verification,
-a DR test, the sweeper removing a crashed test's leftover disk, and the fleet status. With the
+a DR test, the sweeper removing a crashed test's leftover disk, the fleet status, and two
+failovers into the recovery group (one that comes up, one whose VM fails to allocate and is
+cleaned up). With the
 roles read from infra/ it runs clean; with any single action taken from its role, the simulator
 refuses some request with ARM's 403 and some workflow (or the status) fails.
 """
@@ -18,10 +20,12 @@ from typing import Any
 import pytest
 
 from local.armsim.authz import Refusal
+from local.armsim.faults import FaultRule
 from local.armsim.infra_roles import app_assignments
 from local.armsim.rbac import Principal
 from local.azurite import Azurite
-from local.stack import local_stack
+from local.stack import Stack, local_stack
+from shared.activities.failover import failover_id
 from shared.adapters.credentials import SIMULATOR_TOKEN
 from shared.health import fleet_status
 
@@ -33,6 +37,13 @@ VNETS = [
         "name": "vnet-backupdr-drtest",
         "address_prefix": "10.90.0.0/16",
         "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24"}],
+    }
+]
+RECOVERY_VNETS = [
+    {
+        "name": "vnet-backupdr-recovery",
+        "address_prefix": "10.91.0.0/16",
+        "subnets": [{"name": "snet-recovery", "address_prefix": "10.91.1.0/24"}],
     }
 ]
 POLICY = (
@@ -48,6 +59,11 @@ FLEET = {
                 {"name": "rg-backupdr-drtest-eastus", "region": "eastus", "vnets": VNETS},
                 {"name": "rg-backups-westus2", "region": "westus2"},
                 {"name": "rg-backupdr-drtest-westus2", "region": "westus2", "vnets": VNETS},
+                {
+                    "name": "rg-backupdr-recovery-westus2",
+                    "region": "westus2",
+                    "vnets": RECOVERY_VNETS,
+                },
             ],
             "vms": [
                 {
@@ -66,6 +82,7 @@ SETTINGS = {
     "BACKUPDR_DRTEST_SCHEDULE": "0 30 * * * *",
     "BACKUPDR_REPLICATE_SCHEDULE": "0 */10 * * * *",
 }
+WEB = "rg-app-eastus~web-01"
 LEFTOVER = (
     f"/subscriptions/{SUB}/resourceGroups/rg-backupdr-drtest-eastus/providers/"
     "Microsoft.Compute/disks/crashed-test-disk"
@@ -127,10 +144,12 @@ def run_scenario(azurite: Azurite, drop: tuple[str, str] | None = None) -> Outco
             principals[SIMULATOR_TOKEN] = without(principals[SIMULATOR_TOKEN], *drop)
         stack.host.run_timers(until=END)
         stack.host.run_until_idle()
+        doomed = _fail_over(stack)
         failures = [
             f"{i.name} {i.instance_id}: {i.runtime_status} {_summary(i.output)}"
             for i in stack.host.instances()
-            if i.runtime_status != "Completed" or _failed(i.output)
+            if (i.runtime_status != "Completed" or _failed(i.output))
+            and not (i.instance_id.startswith(doomed) and _cleaned_up(i.output))
         ]
         try:
             fleet_status(stack.services.gateway, stack.services.catalog, stack.clock.now())
@@ -139,6 +158,31 @@ def run_scenario(azurite: Azurite, drop: tuple[str, str] | None = None) -> Outco
         if sim.world.find(LEFTOVER) is not None:
             failures.append("sweeper: the crashed test's disk is still there")
         return Outcome(list(sim.authorization.refusals), failures, [r.path for r in sim.requests])
+
+
+def _fail_over(stack: Stack) -> str:
+    """Fail web-01 over (it comes up), then again with its VM failing to allocate (the restore
+    deletes what it made); the doomed one's instance id prefix."""
+    now = stack.clock.now()
+    vm = {"vm_key": WEB, "vm_name": "web-01", "target_region": "westus2"}
+    first = failover_id(WEB, now)
+    stack.host.start("failover_vm", {**vm, "failover_id": first}, first)
+    stack.host.run_until_idle()
+    stack.simulator.add_fault(FaultRule(operation="vms.create", kind="allocation-failed"))
+    doomed = failover_id(WEB, stack.clock.now() + timedelta(seconds=1))
+    stack.host.start("failover_vm", {**vm, "failover_id": doomed}, doomed)
+    stack.host.run_until_idle()
+    stack.simulator.clear_faults()
+    return doomed
+
+
+def _cleaned_up(output: Any) -> bool:
+    """The failed failover, or its restore, ended as it should: failed, and cleaned up."""
+    if not isinstance(output, dict) or output.get("state") != "failed":
+        return False
+    return "AllocationFailed" in str(output.get("error")) and "clean-up" not in str(
+        output.get("error")
+    )
 
 
 def _failed(output: Any) -> bool:

@@ -78,7 +78,11 @@ FLEET: dict[str, Any] = {
                     "zone": "2",
                     "security_type": "TrustedLaunch",
                     "subnet": "vnet-app/snet-app",
-                    "tags": {"backup-policy": POLICY},
+                    "private_ip": "10.1.1.10",
+                    "accelerated_networking": True,
+                    "license_type": "RHEL_BYOS",
+                    "boot_diagnostics": True,
+                    "tags": {"backup-policy": POLICY, "env": "prod", "owner": "payments"},
                     "os_disk": {"size_gb": 64, "sku": "Premium_LRS", "caching": "ReadOnly"},
                     "data_disks": [
                         {"lun": 0, "size_gb": 128, "sku": "StandardSSD_LRS", "caching": "None"},
@@ -157,7 +161,40 @@ def test_restores_from_the_replicas_into_the_dr_region_as_the_backup_recorded_it
         f"/{DR_GROUP}/providers/microsoft.network/virtualnetworks/"
         "vnet-recovery/subnets/snet-recovery"
     )
+    # The rest of what the backup recorded: tags (but its policy), licence, boot diagnostics
+    # (managed), accelerated networking; the recorded static address is another subnet's.
+    assert _recorded_tags(vm) == {"env": "prod", "owner": "payments"}
+    assert vm["tags"]["backupdr-restore"].startswith("restore-")
+    assert props["licenseType"] == "RHEL_BYOS"
+    assert props["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}
+    assert nic["properties"]["enableAcceleratedNetworking"] is True
+    assert _allocation(nic) == "Dynamic"
+    applied = restored["applied"]
+    assert (applied["private_ip_allocation"], applied["accelerated_networking"]) == (
+        "Dynamic",
+        True,
+    )
+    assert any("recorded static address 10.1.1.10 is on subnet" in n for n in applied["notes"])
+    assert any("not tagged backup-policy" in n for n in applied["notes"])
     assert world.sim.authorization.refusals == []
+
+
+def _recorded_tags(vm: dict[str, Any]) -> dict[str, str]:
+    """A restored VM's tags but those the restore adds."""
+    ours = {"managed-by", "backupdr-backup", "backupdr-restore"}
+    return {k: v for k, v in vm["tags"].items() if k not in ours}
+
+
+def _allocation(nic: dict[str, Any]) -> str:
+    ip = nic["properties"]["ipConfigurations"][0]["properties"]
+    return f"{ip['privateIPAllocationMethod']}" + (
+        f" {ip['privateIPAddress']}" if ip["privateIPAllocationMethod"] == "Static" else ""
+    )
+
+
+def _nic_of(world: World, vm: dict[str, Any]) -> dict[str, Any]:
+    (ref,) = vm["properties"]["networkProfile"]["networkInterfaces"]
+    return next(n for n in world.sim.nics() if n["id"].lower() == ref["id"].lower())
 
 
 def test_in_its_own_region_a_new_vm_keeps_its_zone_and_recorded_subnet(world: World) -> None:
@@ -170,6 +207,13 @@ def test_in_its_own_region_a_new_vm_keeps_its_zone_and_recorded_subnet(world: Wo
     nic = next(n for n in world.sim.nics() if n["id"].lower() == nic_ref["id"].lower())
     subnet = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]
     assert subnet.endswith("/virtualNetworks/vnet-app/subnets/snet-app")
+    # The VM it was restored from still holds 10.1.1.10: Dynamic, and the result says why.
+    assert _allocation(nic) == "Dynamic"
+    (note,) = [n for n in json.loads(result.stdout)["applied"]["notes"] if "private IP" in n]
+    assert note == (
+        "private IP Dynamic: the recorded static address 10.1.1.10 is not free "
+        "(another NIC holds it)"
+    )
     for disk in json.loads(result.stdout)["disks"]:
         source = next(d for d in world.sim.disks() if d["id"].lower() == disk.lower())
         assert "/rg-backups-eastus/" in source["properties"]["creationData"]["sourceResourceId"]
@@ -355,6 +399,11 @@ def test_a_vm_deleted_with_its_group_is_restored_from_the_catalog_alone(world: W
         assert vms[key]["properties"]["hardwareProfile"]["vmSize"] == "Standard_D4s_v5"
         assert len(vms[key]["properties"]["storageProfile"]["dataDisks"]) == 2
     assert vms["rg-app-eastus", "app-01"]["zones"] == ["2"]
+    # Back in its own subnet, with its address free again: Static on the recorded address.
+    home = vms["rg-app-eastus", "app-01"]
+    assert _allocation(_nic_of(world, home)) == "Static 10.1.1.10"
+    assert _recorded_tags(home) == {"env": "prod", "owner": "payments"}
+    assert json.loads(restored.stdout)["applied"]["private_ip_allocation"] == "Static"
 
 
 def _delete_group(world: World, group: str) -> None:
@@ -366,3 +415,26 @@ def _delete_group(world: World, group: str) -> None:
             if resource_id.lower().startswith(prefix):
                 state.remove(resource_id)
         del state.groups[(SUB.lower(), group.lower())]
+
+
+def test_a_static_address_restore_converges_when_delivered_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivered again, the NIC's PUT asks for the address it already holds (Static stays), and
+    one that fell back to Dynamic asks again, is refused again and stays Dynamic."""
+    monkeypatch.setattr(
+        workflows, "LocalDurableHost", partial(LocalDurableHost, at_least_once=True)
+    )
+    backup_id = _backup(world)
+    copy_beside = _restore(world, backup_id, "--new-vm", "app-01-copy")  # 10.1.1.10 is held
+    assert copy_beside.exit_code == 0, copy_beside.stderr
+    assert json.loads(copy_beside.stdout)["applied"]["private_ip_allocation"] == "Dynamic"
+    _delete_group(world, "rg-app-eastus")
+    world.sim.add_group(
+        SUB, "rg-app-eastus", "eastus", vnets=[_vnet("vnet-app", "10.1", "snet-app")]
+    )
+    back = _restore(world, backup_id, "--new-vm", "app-01")
+    assert back.exit_code == 0, back.stderr
+    vm = next(v for v in world.sim.vms() if v["name"] == "app-01")
+    assert _allocation(_nic_of(world, vm)) == "Static 10.1.1.10"
+    assert [n["name"] for n in world.sim.nics()].count(_nic_of(world, vm)["name"]) == 1

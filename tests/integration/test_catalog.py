@@ -18,6 +18,7 @@ from shared.domain.models import (
     Backup,
     BackupState,
     DrTest,
+    Failover,
     JsonRecord,
     ReplicationJob,
     ReplicationStatus,
@@ -509,6 +510,46 @@ class TestDrTests:
     def test_a_percentile_outside_1_to_100_is_refused(self, catalog: TableCatalog) -> None:
         with pytest.raises(ValueError, match=r"percentiles must be in 1..100, got \[0, 101\]"):
             catalog.rto_percentiles(now=NOW, days=1, percentiles=(0, 50, 101))
+
+
+class TestFailovers:
+    """One row per VM failover, upserted on (start, id): a repeated write converges."""
+
+    def _failover(self, vm_key: str, started: datetime, **changes: Any) -> Failover:
+        row = Failover(
+            id=f"failover-{uuid.uuid4().hex[:8]}",
+            vm_key=vm_key,
+            vm_name=vm_key.split("~")[-1],
+            backup_id="20260301t020000z-abc",
+            source_region="eastus",
+            target_region="westus2",
+            resource_group="rg-backupdr-recovery-westus2",
+            started_at=started,
+            region_failover_id="region-failover-eastus-20260301t115000z",
+            recovery_group=1,
+        )
+        return dataclasses.replace(row, **changes)
+
+    def test_a_rewritten_row_is_one_row_and_reads_back_newest_first(
+        self, catalog: TableCatalog
+    ) -> None:
+        first = self._failover(WEB, ago(minutes=10))
+        catalog.save_failover(first)
+        done = dataclasses.replace(
+            first,
+            state="completed",
+            completed_at=ago(minutes=6),
+            rto_seconds=240.0,
+            phase_seconds={"restore": 30.0, "create_vm": 60.0, "boot": 90.0, "guest_check": 60.0},
+            vm_id="/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/w",
+        )
+        catalog.save_failover(done)
+        catalog.save_failover(done)
+        later = self._failover(DB, ago(minutes=5), region_failover_id=None, recovery_group=None)
+        catalog.save_failover(later)
+        assert catalog.failovers(now=NOW, days=1) == [later, done]
+        assert catalog.failovers(now=NOW, days=1, vm_key=WEB) == [done]
+        assert catalog.failovers(now=ago(minutes=8), days=1) == [done]
 
 
 class TestAuditLog:

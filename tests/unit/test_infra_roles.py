@@ -59,6 +59,26 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Resources/subscriptions/resourceGroups/resources/read",
         }
     ),
+    # Recovery groups only: what a DR test does there, plus the reads of the restore's
+    # pre-flight (the group exists; the subnet exists, in the target region).
+    "recoveryOperator": frozenset(
+        {
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.Network/virtualNetworks/read",
+            "Microsoft.Compute/disks/read",
+            "Microsoft.Compute/disks/write",
+            "Microsoft.Compute/disks/delete",
+            "Microsoft.Compute/virtualMachines/write",
+            "Microsoft.Compute/virtualMachines/delete",
+            "Microsoft.Compute/virtualMachines/instanceView/read",
+            "Microsoft.Compute/virtualMachines/runCommand/action",
+            "Microsoft.Network/networkInterfaces/write",
+            "Microsoft.Network/networkInterfaces/delete",
+            "Microsoft.Network/networkInterfaces/join/action",
+            "Microsoft.Network/virtualNetworks/subnets/join/action",
+            "Microsoft.Resources/subscriptions/resourceGroups/resources/read",
+        }
+    ),
 }
 # Built-in data roles and the one resource (symbolic name in rbac-data.bicep) each may be on.
 BUILT_IN_ROLE_SCOPES: dict[str, str] = {
@@ -83,6 +103,7 @@ EXPECTED_ASSIGNMENTS: dict[tuple[str, str], str] = {
 GROUP_ROLE_GRANTS = {
     "backupGroups": "snapshotWriterRoleId",
     "drTestGroups": "drTestOperatorRoleId",
+    "recoveryGroups": "recoveryOperatorRoleId",
 }
 
 
@@ -175,12 +196,14 @@ class TestAssignments:
         outputs = parsed()["app/roles.bicep"]["outputs"]
         assert accessor(outputs["snapshotWriterRoleId"]["value"]) == ["snapshotWriter", "id"]
         assert accessor(outputs["drTestOperatorRoleId"]["value"]) == ["drTestOperator", "id"]
+        assert accessor(outputs["recoveryOperatorRoleId"]["value"]) == ["recoveryOperator", "id"]
 
     @pytest.mark.parametrize(
         ("groups", "template", "default"),
         [
             ("backupGroups", "backupGroupTemplate", Settings("s").backup_resource_group),
             ("drTestGroups", "drTestGroupTemplate", Settings("s").drtest_resource_group),
+            ("recoveryGroups", "recoveryGroupTemplate", Settings("s").recovery_resource_group),
         ],
     )
     def test_granted_groups_are_the_ones_the_app_uses(

@@ -87,6 +87,8 @@ def test_deployed_settings_are_ones_the_app_accepts() -> None:
     assert settings.backup_group("eastus") == "rg-backups-eastus"
     assert settings.drtest_group("westus2") == "rg-backupdr-drtest-westus2"
     assert settings.drtest_subnet == "vnet-backupdr-drtest/snet-restore"
+    assert settings.recovery_group("westus2") == "rg-backupdr-recovery-westus2"
+    assert settings.recovery_subnet == "vnet-backupdr-recovery/snet-recovery"
     assert settings.manual_limit_per_hour == 4
 
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import cast
 
 import pytest
 
 from shared.domain.models import VM, Backup, BackupState, Disk, vm_key
-from shared.inputs import InputError, gone_vms, known_vm, manual_backup
+from shared.inputs import (
+    InputError,
+    checked_backup_id,
+    checked_new_vm,
+    checked_region,
+    gone_vms,
+    known_vm,
+    manual_backup,
+    one_vm,
+)
 from shared.ports import BackupCatalog
 from tests.unit.builders import a_backup, at
 
@@ -108,3 +118,19 @@ def test_a_vm_that_is_gone_gets_no_manual_backup() -> None:
     with pytest.raises(InputError, match="no longer exists") as raised:
         manual_backup(known_vm(VMS, CATALOG, "old-01"), NOW)
     assert raised.value.code == "VmGone"
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda: checked_region("westus2\n"),
+        lambda: checked_backup_id("20261129t020000z-abc\n"),
+        lambda: checked_new_vm([], "web-02\n", "rg-app"),
+        lambda: one_vm([live("web-01", "rg-app")], "web-01\n"),
+        lambda: one_vm([live("web-01", "rg-app")], "web-01", "rg-app\n"),
+    ],
+    ids=["region", "backup-id", "new-vm", "vm", "resource-group"],
+)
+def test_a_value_with_a_trailing_newline_is_refused(check: Callable[[], object]) -> None:
+    with pytest.raises(InputError):
+        check()

@@ -1,0 +1,196 @@
+"""A NIC's private IP allocation and accelerated networking, and a VM's licence type and boot
+diagnostics, in the simulator through the real azure-mgmt clients: shown as Azure shows them,
+and refused where Azure refuses them (Microsoft.Network's PrivateIPAddress* codes; Compute's
+VMSizeIsNotPermittedToEnableAcceleratedNetworking on a size the SKUs list gives none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import VirtualMachine
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkInterface
+
+from local.armsim import ArmServer, ArmSimulator
+from tests.integration.owner import OwnerToken, sdk_options
+from tests.integration.test_armsim_vm_creation import (
+    DR,
+    SUB,
+    _disk_from,
+    _refusal,
+    _snapshot,
+    _vm_body,
+    client,
+    doc,
+    served,
+    sim,
+)
+
+pytestmark = pytest.mark.armsim
+__all__ = ["client", "served", "sim"]  # fixtures
+
+SUBNET = (
+    f"/subscriptions/{SUB}/resourceGroups/{DR}/providers/Microsoft.Network/virtualNetworks/"
+    "vnet-backupdr-drtest/subnets/snet-restore"
+)  # 10.90.1.0/24
+
+
+@pytest.fixture
+def network(served: ArmServer) -> NetworkManagementClient:
+    return NetworkManagementClient(OwnerToken(), SUB, **sdk_options(served))
+
+
+def _put_nic(
+    network: NetworkManagementClient,
+    name: str,
+    address: str | None = None,
+    *,
+    allocation: str | None = None,
+    accelerated: bool = False,
+) -> dict[str, Any]:
+    ip: dict[str, Any] = {"subnet": {"id": SUBNET}}
+    if allocation or address:
+        ip["privateIPAllocationMethod"] = allocation or "Static"
+    if address:
+        ip["privateIPAddress"] = address
+    body = NetworkInterface(
+        {
+            "location": "eastus",
+            "properties": {
+                "enableAcceleratedNetworking": accelerated,
+                "ipConfigurations": [{"name": "ipconfig1", "properties": ip}],
+            },
+        }
+    )
+    network.network_interfaces.begin_create_or_update(DR, name, body, polling=False)
+    return doc(network.network_interfaces.get(DR, name))
+
+
+def _ip(nic: dict[str, Any]) -> tuple[str, str]:
+    props = nic["properties"]["ipConfigurations"][0]["properties"]
+    return props["privateIPAllocationMethod"], props["privateIPAddress"]
+
+
+def _nic_names(sim: ArmSimulator) -> set[str]:
+    return {str(n["name"]) for n in sim.nics()}
+
+
+class TestPrivateIp:
+    def test_a_static_address_is_kept_and_a_repeat_put_keeps_it(
+        self, network: NetworkManagementClient
+    ) -> None:
+        assert _ip(_put_nic(network, "static-nic", "10.90.1.50")) == ("Static", "10.90.1.50")
+        assert _ip(_put_nic(network, "static-nic", "10.90.1.50")) == ("Static", "10.90.1.50")
+
+    def test_a_dynamic_nic_put_again_keeps_its_address(
+        self, network: NetworkManagementClient
+    ) -> None:
+        first = _ip(_put_nic(network, "dyn-nic"))
+        assert first[0] == "Dynamic"
+        assert _ip(_put_nic(network, "dyn-nic")) == first
+
+    @pytest.mark.parametrize(
+        ("address", "allocation", "code", "words"),
+        [
+            ("10.90.2.7", None, "PrivateIPAddressNotInSubnet", "does not belong to the range"),
+            ("10.90.1.2", None, "PrivateIPAddressInReservedRange", "falls within reserved"),
+            ("10.90.1.255", None, "PrivateIPAddressInReservedRange", "falls within reserved"),
+            (None, "Static", "PrivateIPAddressMissing", "Private IP address is required"),
+        ],
+        ids=["outside-the-subnet", "reserved-first-four", "reserved-broadcast", "missing"],
+    )
+    def test_a_static_address_azure_cannot_give_is_refused_and_nothing_made(
+        self,
+        network: NetworkManagementClient,
+        sim: ArmSimulator,
+        address: str | None,
+        allocation: str | None,
+        code: str,
+        words: str,
+    ) -> None:
+        before = _nic_names(sim)
+        with pytest.raises(HttpResponseError) as raised:
+            _put_nic(network, "bad-nic", address, allocation=allocation)
+        status, found, message = _refusal(raised)
+        assert (status, found) == (400, code)
+        assert words in message
+        assert _nic_names(sim) == before
+
+    def test_an_address_another_nic_holds_is_refused_naming_the_holder(
+        self, network: NetworkManagementClient, sim: ArmSimulator
+    ) -> None:
+        _put_nic(network, "holder-nic", "10.90.1.60")
+        before = _nic_names(sim)
+        with pytest.raises(HttpResponseError) as raised:
+            _put_nic(network, "second-nic", "10.90.1.60")
+        status, code, message = _refusal(raised)
+        assert (status, code) == (400, "PrivateIPAddressIsAllocated")
+        assert "10.90.1.60 which is already allocated to resource" in message
+        assert message.endswith("/networkInterfaces/holder-nic.")
+        assert _nic_names(sim) == before
+
+
+class TestVmSettings:
+    def test_accelerated_networking_on_a_size_without_it_is_refused(
+        self,
+        client: ComputeManagementClient,
+        network: NetworkManagementClient,
+        sim: ArmSimulator,
+    ) -> None:
+        disk = _disk_from(client, sim, _snapshot(client, sim, "web-01"), "an-os")
+        nic = _put_nic(network, "an-nic", accelerated=True)
+        sim.advance(60)
+        with pytest.raises(HttpResponseError) as raised:
+            client.virtual_machines.begin_create_or_update(
+                DR, "an-vm", _vm_body(disk, nic["id"], size="Standard_B1s"), polling=False
+            )
+        status, code, message = _refusal(raised)
+        assert (status, code) == (400, "VMSizeIsNotPermittedToEnableAcceleratedNetworking")
+        assert message.startswith("Virtual Machine size Standard_B1s is not in the allowed list")
+        assert "Standard_D2s_v5" in message
+        assert not any(v["name"] == "an-vm" for v in sim.vms())
+        assert (
+            "virtualMachine" not in doc(network.network_interfaces.get(DR, "an-nic"))["properties"]
+        )
+
+    def test_licence_boot_diagnostics_and_accelerated_networking_show_as_sent(
+        self,
+        client: ComputeManagementClient,
+        network: NetworkManagementClient,
+        sim: ArmSimulator,
+    ) -> None:
+        disk = _disk_from(client, sim, _snapshot(client, sim, "web-01"), "ok-os")
+        nic = _put_nic(network, "ok-nic", "10.90.1.70", accelerated=True)
+        sim.advance(60)
+        body = doc(_vm_body(disk, nic["id"], size="Standard_D2s_v5"))
+        body["properties"]["licenseType"] = "RHEL_BYOS"
+        body["properties"]["diagnosticsProfile"] = {"bootDiagnostics": {"enabled": True}}
+        client.virtual_machines.begin_create_or_update(
+            DR, "ok-vm", VirtualMachine(body), polling=False
+        )
+        sim.advance(sim.durations.vm_create_seconds)
+        vm = next(v for v in sim.vms() if v["name"] == "ok-vm")
+        assert vm["properties"]["licenseType"] == "RHEL_BYOS"
+        assert vm["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}
+        shown = next(n for n in sim.nics() if n["name"] == "ok-nic")
+        assert shown["properties"]["enableAcceleratedNetworking"] is True
+        assert shown["properties"]["virtualMachine"]["id"].endswith("/virtualMachines/ok-vm")
+
+
+class TestSeeding:
+    def test_a_fleet_vm_gets_its_static_address_and_azures_refusals_apply(
+        self, sim: ArmSimulator
+    ) -> None:
+        sim.add_vm(SUB, "rg-app-eastus", "static-01", private_ip="10.0.0.20")
+        nic = next(n for n in sim.nics() if n["name"] == "static-01-nic")
+        assert _ip(nic) == ("Static", "10.0.0.20")
+        with pytest.raises(ValueError, match="already allocated"):
+            sim.add_vm(SUB, "rg-app-eastus", "static-02", private_ip="10.0.0.20")
+        with pytest.raises(ValueError, match="does not offer accelerated networking"):
+            sim.add_vm(
+                SUB, "rg-app-eastus", "tiny-01", size="Standard_B1s", accelerated_networking=True
+            )
