@@ -77,7 +77,7 @@ def start_test(
     test_id, payload = dr_test_request(
         target, run.now, test_region=region, backup_id=backup, rto_target_seconds=rto_target
     )
-    _run_tests(opts.format(output), run, [Start("dr_test", test_id, payload)], None)
+    _run_tests(opts.format(output), run, [Start("dr_test_v2", test_id, payload)], None)
 
 
 def _in_group(run: Run, group: str) -> Run:
@@ -105,7 +105,7 @@ def start_all_tests(
         region = _replicate_region(vm)
         if region:
             test_id, payload = dr_test_request(vm, now, test_region=region)
-            starts.append(Start("dr_test", test_id, payload))
+            starts.append(Start("dr_test_v2", test_id, payload))
     _run_tests(opts.format(output), run, starts, max_parallel)
 
 

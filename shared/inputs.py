@@ -180,7 +180,7 @@ def dr_test_request(
     backup_id: str | None = None,
     rto_target_seconds: float | None = None,
 ) -> tuple[str, Payload]:
-    """The instance id (= test id) and input of a `dr_test` of `vm` started at `now`."""
+    """The instance id (= test id) and input of a `dr_test_v2` of `vm` started at `now`."""
     test_id = names.dr_test_id(vm.key, now.replace(microsecond=0))
     return test_id, {
         "vm_key": vm.key,

@@ -93,6 +93,8 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
     permissions: [
       {
         actions: [
+          'Microsoft.Resources/subscriptions/resourceGroups/read' // restore pre-flight: the group exists
+          'Microsoft.Network/virtualNetworks/read' // restore pre-flight: the subnet and its region
           'Microsoft.Compute/disks/read'
           'Microsoft.Compute/disks/write' // also linked: the VM attaches the restored disks
           'Microsoft.Compute/disks/delete'

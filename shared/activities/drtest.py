@@ -105,6 +105,39 @@ def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
     }
 
 
+def plan_dr_test(payload: Payload, svc: Services) -> Payload:
+    """What `dr_test_v2` restores, and how: the backup (the one named, or the newest whose
+    replica in the test region is complete) and the input of its `restore_backup_v2`: from the
+    replicas into the region's DR-test group and isolated subnet, under the test id, keeping
+    what a failure leaves (the DR test's own clean-up deletes it), each resource tagged as a
+    test resource so the clean-up and the sweeper find it. Reads only.
+
+    Answers {"problems": [...]} when there is no backup to test.
+    """
+    vm_key, region, test_id = payload["vm_key"], payload["test_region"], payload["test_id"]
+    try:
+        backup = _restorable_backup(svc, vm_key, region, payload.get("backup_id"))
+    except (NotFoundError, PermanentError) as error:
+        return {"problems": [str(error)]}
+    return {
+        "problems": [],
+        "backup_id": backup.backup_id,
+        "vm_name": backup.vm_name,
+        "os_type": backup.os_type,
+        "restore": {
+            "vm_key": vm_key,
+            "backup_id": backup.backup_id,
+            "restore_id": test_id,
+            "resource_group": svc.settings.drtest_group(region),
+            "region": region,
+            "new_vm": names.dr_resource_name("vm", backup.vm_name, test_id),
+            "subnet": svc.settings.drtest_subnet,
+            "keep_partial": True,
+            "extra_tags": test_tags(test_id, backup.backup_id, svc.clock.now(), TEST_TTL),
+        },
+    }
+
+
 def _test_zone(backup: Backup, region: str) -> str | None:
     """The zone the test VM and its disks go in: the VM's own in its own region, else none.
 

@@ -1,12 +1,13 @@
 """Restore steps: new disks from a backup's snapshots (and a new VM on them).
 
 A restore never touches the VM's own disks: it creates new ones, by default in the VM's resource
-group and region from the source snapshots, or in another region from the backup's replicas
-there, into the group the operator names; named after the restore, tagged with the backup they
-came from and the restore id, without an expiry (they are the operator's now, not test resources
-the sweeper removes). `check_restore` runs first and finds everything that would make the
-restore fail before anything is created; a restore that fails midway deletes what carries its
-restore id (the clean-up workflow) unless the operator asked to keep it.
+group and region from the source snapshots, or in another region from the backup's replicas there,
+into the group the operator names; named after the restore, tagged with the backup they came from
+and the restore id, without an expiry (they are the operator's now, not test resources the sweeper
+removes) unless the caller adds tags (`extra_tags`: a DR test's test id and expiry). `check_restore`
+runs first and finds everything that would make the restore fail before anything is created; a
+restore that fails midway deletes what carries its restore id (the clean-up workflow) unless the
+operator asked to keep it.
 """
 
 from __future__ import annotations
@@ -198,7 +199,12 @@ def _zone(backup: Backup, region: str) -> str | None:
 
 
 def _tags(payload: Payload) -> dict[str, str]:
-    return {MANAGED_BY: APP, SOURCE_TAG: payload["backup_id"], RESTORE_TAG: payload["restore_id"]}
+    """The restore's own tags, after the caller's `extra_tags` (a DR test's: its test id and
+    expiry, so its clean-up and the sweeper find what the restore made). Inputs from before
+    `extra_tags` have none: the restore's tags alone, as then."""
+    own = {MANAGED_BY: APP, SOURCE_TAG: payload["backup_id"], RESTORE_TAG: payload["restore_id"]}
+    extra = {str(k): str(v) for k, v in (payload.get("extra_tags") or {}).items()}
+    return {**extra, **own}
 
 
 def begin_restore_disks(payload: Payload, svc: Services) -> Payload:

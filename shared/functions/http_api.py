@@ -119,7 +119,7 @@ async def start_dr_test(
         test_id, payload = dr_test_request(
             vm, now, test_region=region, backup_id=backup_id, rto_target_seconds=target
         )
-        await client.start_new("dr_test", instance_id=test_id, client_input=payload)
+        await client.start_new("dr_test_v2", instance_id=test_id, client_input=payload)
     except ApiError as error:
         return error.response()
     response: func.HttpResponse = client.create_check_status_response(req, test_id)

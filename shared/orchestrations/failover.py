@@ -16,8 +16,8 @@ from itertools import groupby
 from typing import Any
 
 from shared.activities.failover import group_order, restore_request
-from shared.orchestrations.drtest import BOOT_TIMEOUT, GUEST_TIMEOUT, _guest_check
-from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
+from shared.orchestrations.drtest import boot_and_check, restore_phases
+from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out
 
 
 class FailoverFailed(Exception):
@@ -75,38 +75,16 @@ def _bring_up(
     )
     if restored["state"] == "completed":  # after a failure the restore deleted what it made
         row["vm_id"] = restored.get("vm_id")
-    disks_ready = restored.get("disks_ready")
-    now = context.current_utc_datetime
-    if disks_ready:
-        ready = datetime.fromisoformat(disks_ready)
-        phases["restore"] = (ready - started).total_seconds()
-        phases["create_vm"] = (now - ready).total_seconds()
-    else:
-        phases["restore"] = (now - started).total_seconds()
+    restore_phases(phases, restored, started, context.current_utc_datetime)
     if restored["state"] != "completed":
         state = "rejected" if restored["state"] == "rejected" else "failed"
         row["state"] = state
         raise FailoverFailed(f"restore {restored['state']}: {restored.get('error')}")
-    vm = {"vm_id": restored["vm_id"]}
-    lap = context.current_utc_datetime
-    running = yield from poll(
-        context,
-        "check_dr_vm",
-        vm,
-        first_wait=0,
-        timeout=BOOT_TIMEOUT,
-        done=lambda r: r["power_state"] == "running",
+    _, failure = yield from boot_and_check(
+        context, item["vm_key"], restored["vm_id"], plan["os_type"], phases
     )
-    phases["boot"] = (context.current_utc_datetime - lap).total_seconds()
-    if running is None:
-        raise FailoverFailed(f"boot: VM not running within {BOOT_TIMEOUT}")
-    lap = context.current_utc_datetime
-    guest = yield from _guest_check(context, item["vm_key"], vm["vm_id"], plan["os_type"])
-    phases["guest_check"] = (context.current_utc_datetime - lap).total_seconds()
-    if guest is None:
-        raise FailoverFailed(f"guest check: no answer within {GUEST_TIMEOUT}")
-    if not guest["succeeded"]:
-        raise FailoverFailed(f"guest check: {guest['output'][:200] or 'no answer'}")
+    if failure is not None:
+        raise FailoverFailed(failure)
     row["rto_seconds"] = (context.current_utc_datetime - started).total_seconds()
     row["state"] = "completed"
 

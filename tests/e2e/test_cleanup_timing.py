@@ -48,7 +48,7 @@ def test_a_dr_test_measures_its_guest_check_and_its_cleanup_in_virtual_time(
     stack: Stack,
 ) -> None:
     stack.host.run_timers(until=START + timedelta(hours=2))  # a backup with a replica
-    instance = stack.host.start("dr_test", input={"vm_key": WEB, "test_region": "westus2"})
+    instance = stack.host.start("dr_test_v2", input={"vm_key": WEB, "test_region": "westus2"})
     stack.host.run_until_idle()
     [test] = stack.services.catalog.dr_history(WEB, now=stack.clock.now(), days=1)
     assert stack.host.status(instance).output["id"] == test.id

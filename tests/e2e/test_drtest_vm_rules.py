@@ -52,7 +52,10 @@ FLEET = {
                     "security_type": "TrustedLaunch",
                     "secure_boot": True,
                     "vtpm": True,
-                    "tags": {"backup-policy": "schedule=0 2 * * *;daily=7;replicate=westus2"},
+                    "tags": {
+                        "backup-policy": "schedule=0 2 * * *;daily=7;replicate=westus2",
+                        "owner": "app-team",
+                    },
                     "os_disk": {"size_gb": 8},
                     "data_disks": [{"lun": 0, "size_gb": 8, "caching": "ReadOnly"}],
                 }
@@ -90,7 +93,7 @@ class _Watching:
 def _dr_test(stack: Stack) -> DrTest:
     backup = stack.services.catalog.list_backups(VM_KEY)[0]
     assert backup.replication_status == "completed", "the fixture leaves a replicated backup"
-    stack.host.start("dr_test", input={"vm_key": VM_KEY, "test_region": "westus2"})
+    stack.host.start("dr_test_v2", input={"vm_key": VM_KEY, "test_region": "westus2"})
     stack.host.run_until_idle()
     [test] = stack.services.catalog.dr_history(VM_KEY, now=stack.clock.now(), days=1)
     return test
@@ -139,7 +142,9 @@ def test_a_size_the_test_region_cannot_give_fails_the_dr_test_before_it_creates_
         in test.error_message
     )
     writes = [
-        r for r in stack.simulator.requests[started:] if r.method != "GET" and DR_GROUP in r.path
+        r
+        for r in stack.simulator.requests[started:]
+        if r.method not in ("GET", "HEAD") and DR_GROUP in r.path  # HEAD: the group exists
     ]
     assert writes == [], "nothing is created in the test group"
     assert _left_in_the_test_group(stack) == []
@@ -160,4 +165,40 @@ def test_an_allocation_failure_ends_the_dr_test_at_create_vm_with_azures_code(
     assert test.phase_seconds["create_vm"] < CREATE_TIMEOUT.total_seconds() / 10
     assert "boot" not in test.phase_seconds
     assert test.cleanup_succeeded
+    assert _left_in_the_test_group(stack) == []
+
+
+def test_the_dr_test_restores_as_a_failover_does_and_an_old_dr_test_still_completes(
+    stack: Stack,
+) -> None:
+    svc = stack.services
+    watching = _Watching(svc.gateway, stack.simulator)
+    install(Services(svc.settings, watching, svc.catalog, svc.clock))
+    test = _dr_test(stack)
+    assert test.success, test.error_message
+    assert set(test.phase_seconds) == {"restore", "create_vm", "boot", "guest_check", "cleanup"}
+    [restore] = [i for i in stack.host.instances() if i.instance_id == f"{test.id}-restore"]
+    assert (restore.name, restore.runtime_status) == ("restore_backup_v2", "Completed")
+    assert restore.output["state"] == "completed"
+    assert restore.input["resource_group"] == DR_GROUP
+    assert (restore.input["region"], restore.input["keep_partial"]) == ("westus2", True)
+    assert restore.input["subnet"] == svc.settings.drtest_subnet
+    assert restore.output["applied"]["vm_tags"] == {"owner": "app-team"}
+    [restored] = watching.vms.values()
+    tags = restored["tags"]
+    assert tags["backupdr-test"] == test.id, "the DR test's clean-up and the sweeper find it"
+    assert "backupdr-expires" in tags
+    assert (tags["backupdr-restore"], tags["backupdr-backup"]) == (test.id, test.backup_name)
+    assert tags["owner"] == "app-team", "the recorded tags the restore applies"
+    assert "backup-policy" not in tags, "a restored copy is not backed up"
+    assert _left_in_the_test_group(stack) == []
+
+    stack.clock.advance(5 * 60)  # another test id
+    old = stack.host.start("dr_test", input={"vm_key": VM_KEY, "test_region": "westus2"})
+    stack.host.run_until_idle()
+    status = stack.host.status(old)
+    assert status.runtime_status == "Completed"
+    assert status.output["success"], status.output.get("error_message")
+    assert not [i for i in stack.host.instances() if i.instance_id == f"{old}-restore"]
+    assert len(stack.services.catalog.dr_history(VM_KEY, now=stack.clock.now(), days=1)) == 2
     assert _left_in_the_test_group(stack) == []

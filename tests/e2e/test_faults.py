@@ -106,7 +106,7 @@ def test_a_restored_vm_that_never_boots_fails_the_dr_test_and_is_cleaned_up(
 ) -> None:
     stack.host.run_timers(until=START + timedelta(hours=2))  # a backup with a replica
     stack.simulator.add_fault(FaultRule(operation="vms.create", kind="never-boots"))
-    instance = stack.host.start("dr_test", input={"vm_key": WEB, "test_region": "westus2"})
+    instance = stack.host.start("dr_test_v2", input={"vm_key": WEB, "test_region": "westus2"})
     stack.host.run_until_idle()
     [test] = stack.services.catalog.dr_history(WEB, now=stack.clock.now(), days=1)
     assert stack.host.status(instance).output["id"] == test.id

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -208,14 +210,29 @@ async def _open_in_chromium(path: Path, expressions: dict[str, str]) -> PageRun:
                 [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}/data", "about:blank"],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,  # its renderer and helpers share its process group
             )
         try:
             async with aiohttp.ClientSession() as session:
                 ws = await session.ws_connect(_devtools_url(log, browser), max_msg_size=0)
                 return await _drive(ws, path, expressions)
         finally:
-            browser.terminate()
-            browser.wait(timeout=30)
+            _stop_group(browser)
+
+
+def _stop_group(browser: subprocess.Popen[bytes]) -> None:
+    """End Chromium and every process it started: a helper still writing to the profile would
+    make its removal fail ("Directory not empty")."""
+    os.killpg(browser.pid, signal.SIGTERM)
+    browser.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(browser.pid, 0)  # raises once no process of the group is left
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.killpg(browser.pid, signal.SIGKILL)
 
 
 def _devtools_url(log: Path, browser: subprocess.Popen[bytes]) -> str:

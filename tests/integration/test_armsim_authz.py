@@ -134,6 +134,7 @@ class TestTheAppsRolesFromInfra:
             ("snapshotSource", None),
             ("snapshotWriter", defaults.backup_resource_group),
             ("drTestOperator", defaults.drtest_resource_group),
+            ("recoveryOperator", defaults.recovery_resource_group),
         }
 
     def test_a_subscription_assignment_covers_every_group(self, app: ArmClients) -> None:

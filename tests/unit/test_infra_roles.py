@@ -41,9 +41,12 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Compute/snapshots/beginGetAccess/action",
         }
     ),
-    # DR-test groups only: restored disks, the NIC and the VM, the guest check, cleanup.
+    # DR-test groups only: the reads of the restore's pre-flight (a DR test runs the restore a
+    # failover runs), restored disks, the NIC and the VM, the guest check, cleanup.
     "drTestOperator": frozenset(
         {
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.Network/virtualNetworks/read",
             "Microsoft.Compute/disks/read",
             "Microsoft.Compute/disks/write",
             "Microsoft.Compute/disks/delete",
