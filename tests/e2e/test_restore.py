@@ -133,23 +133,7 @@ def test_restores_from_the_replicas_into_the_dr_region_as_the_backup_recorded_it
     props = vm["properties"]
     assert vm["location"] == "westus2"
     assert "zones" not in vm, "zone 2 of eastus means nothing in westus2"
-    assert props["hardwareProfile"]["vmSize"] == "Standard_D4s_v5"
-    security = props["securityProfile"]
-    assert security["securityType"] == "TrustedLaunch"
-    assert security["uefiSettings"] == {"secureBootEnabled": True, "vTpmEnabled": True}
-    storage = props["storageProfile"]
-    assert storage["osDisk"]["caching"] == "ReadOnly"
-    assert {d["lun"]: d["caching"] for d in storage["dataDisks"]} == {0: "None", 3: "ReadWrite"}
-    disks = {d["id"].lower(): d for d in world.sim.disks()}
-    attached = {
-        None: disks[storage["osDisk"]["managedDisk"]["id"].lower()],
-        **{d["lun"]: disks[d["managedDisk"]["id"].lower()] for d in storage["dataDisks"]},
-    }
-    assert {lun: d["sku"]["name"] for lun, d in attached.items()} == {
-        None: "Premium_LRS",
-        0: "StandardSSD_LRS",
-        3: "Premium_LRS",
-    }
+    attached = _assert_built_as_recorded(world, vm)
     for disk in attached.values():
         assert f"/resourceGroups/{DR_GROUP}/".lower() in disk["id"].lower()
         source = disk["properties"]["creationData"]["sourceResourceId"].lower()
@@ -163,11 +147,8 @@ def test_restores_from_the_replicas_into_the_dr_region_as_the_backup_recorded_it
     )
     # The rest of what the backup recorded: tags (but its policy), licence, boot diagnostics
     # (managed), accelerated networking; the recorded static address is another subnet's.
-    assert _recorded_tags(vm) == {"env": "prod", "owner": "payments"}
     assert vm["tags"]["backupdr-restore"].startswith("restore-")
-    assert props["licenseType"] == "RHEL_BYOS"
     assert props["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}
-    assert nic["properties"]["enableAcceleratedNetworking"] is True
     assert _allocation(nic) == "Dynamic"
     applied = restored["applied"]
     assert (applied["private_ip_allocation"], applied["accelerated_networking"]) == (
@@ -177,6 +158,39 @@ def test_restores_from_the_replicas_into_the_dr_region_as_the_backup_recorded_it
     assert any("recorded static address 10.1.1.10 is on subnet" in n for n in applied["notes"])
     assert any("not tagged backup-policy" in n for n in applied["notes"])
     assert world.sim.authorization.refusals == []
+
+
+def _assert_built_as_recorded(world: World, vm: dict[str, Any]) -> dict[int | None, Any]:
+    """The restored VM has what app-01's backup recorded: size, security profile, each disk's
+    LUN, SKU and caching, accelerated networking, licence and tags (but its policy). Returns
+    its disks by LUN (None: the OS disk)."""
+    props = vm["properties"]
+    assert props["hardwareProfile"]["vmSize"] == "Standard_D4s_v5"
+    security = props["securityProfile"]
+    assert security["securityType"] == "TrustedLaunch"
+    assert security["uefiSettings"] == {"secureBootEnabled": True, "vTpmEnabled": True}
+    storage = props["storageProfile"]
+    assert storage["osDisk"]["caching"] == "ReadOnly"
+    assert {d["lun"]: d["caching"] for d in storage["dataDisks"]} == {0: "None", 3: "ReadWrite"}
+    disks = {d["id"].lower(): d for d in world.sim.disks()}
+    attached: dict[int | None, Any] = {
+        None: disks[storage["osDisk"]["managedDisk"]["id"].lower()],
+        **{d["lun"]: disks[d["managedDisk"]["id"].lower()] for d in storage["dataDisks"]},
+    }
+    assert {lun: d["sku"]["name"] for lun, d in attached.items()} == {
+        None: "Premium_LRS",
+        0: "StandardSSD_LRS",
+        3: "Premium_LRS",
+    }
+    assert _nic_of(world, vm)["properties"]["enableAcceleratedNetworking"] is True
+    assert props["licenseType"] == "RHEL_BYOS"
+    assert _recorded_tags(vm) == {"env": "prod", "owner": "payments"}
+    return attached
+
+
+def _subnet_of(world: World, vm: dict[str, Any]) -> str:
+    nic = _nic_of(world, vm)
+    return str(nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]).lower()
 
 
 def _recorded_tags(vm: dict[str, Any]) -> dict[str, str]:
@@ -396,8 +410,11 @@ def test_a_vm_deleted_with_its_group_is_restored_from_the_catalog_alone(world: W
     assert restored.exit_code == 0, restored.stderr
     vms = {(v["id"].split("/")[4], v["name"]): v for v in world.sim.vms()}
     for key in [(DR_GROUP, "app-01"), ("rg-app-eastus", "app-01")]:
-        assert vms[key]["properties"]["hardwareProfile"]["vmSize"] == "Standard_D4s_v5"
-        assert len(vms[key]["properties"]["storageProfile"]["dataDisks"]) == 2
+        _assert_built_as_recorded(world, vms[key])
+    assert _subnet_of(world, vms[DR_GROUP, "app-01"]).endswith(
+        "/vnet-recovery/subnets/snet-recovery"
+    )
+    assert _subnet_of(world, vms["rg-app-eastus", "app-01"]).endswith("/vnet-app/subnets/snet-app")
     assert vms["rg-app-eastus", "app-01"]["zones"] == ["2"]
     # Back in its own subnet, with its address free again: Static on the recorded address.
     home = vms["rg-app-eastus", "app-01"]
