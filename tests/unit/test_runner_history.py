@@ -32,3 +32,4 @@ def test_the_executor_reads_history_with_the_quick_parse() -> None:
         EventType=0, EventId=-1, IsPlayed=False, Timestamp="2026-11-10T02:00:00.250000Z"
     )
     assert event.timestamp == datetime(2026, 11, 10, 2, 0, 0, 250000, tzinfo=UTC)
+    assert event.timestamp.tzinfo is UTC  # dateutil's parse would give its own tzutc()
