@@ -18,8 +18,8 @@ from cli.context import GroupOption, OutputOption, Run, checked, options
 from cli.errors import FAILED, BadInput
 from cli.output import cell, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
-from shared.activities.backup import backups_in_use
 from shared.activities.restore import check_restore
+from shared.activities.retention import backups_in_use
 from shared.domain.models import (
     AuditEntry,
     Backup,

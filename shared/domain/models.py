@@ -26,9 +26,15 @@ class Tier(StrEnum):
 
 
 class BackupState(StrEnum):
+    """creating -> completed | failed; an expired completed backup is soft-deleted (still
+    restorable after `undelete`), then purging (its snapshots being deleted), then deleted.
+    Only `completed` is restorable."""
+
     CREATING = "creating"
     COMPLETED = "completed"
     FAILED = "failed"
+    SOFT_DELETED = "soft_deleted"
+    PURGING = "purging"
     DELETED = "deleted"
 
 
@@ -281,6 +287,10 @@ class Backup(JsonRecord):
     boot_diagnostics: bool = False
     boot_diagnostics_uri: str | None = None
     nics: tuple[NicConfig, ...] = ()
+    # A manual backup is kept until then (`--keep-days`), outside the GFS periods.
+    keep_until: datetime | None = None
+    # When retention soft-deleted it: purged once the soft-delete window has passed.
+    deleted_at: datetime | None = None
 
     @property
     def source_resource_group(self) -> str:

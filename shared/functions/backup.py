@@ -2,7 +2,7 @@
 
 import azure.durable_functions as df
 
-from shared.activities import backup, claims
+from shared.activities import backup, claims, retention
 from shared.functions.wiring import register_activities, register_orchestrators, register_timer
 from shared.orchestrations.backup import fleet_backup, vm_backup
 
@@ -15,8 +15,8 @@ register_activities(
     backup.begin_backup,
     backup.check_backup,
     backup.fail_backup,
-    backup.apply_retention,
-    backup.fail_retention,
+    retention.apply_retention,
+    retention.fail_retention,
     # Claims are taken and released by the backup and replication workflows alike.
     claims.claim_work,
     claims.release_claim,

@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 from cli.main import app
 from local.azurite import Azurite
 from local.stack import Stack, local_stack
-from shared.activities.backup import apply_retention
+from shared.activities.retention import apply_retention
 from shared.domain.models import Backup, BackupState, NicConfig
 from shared.domain.policy import format_policy, parse_policy
 
