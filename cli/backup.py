@@ -19,7 +19,6 @@ from cli.errors import FAILED, BadInput
 from cli.output import cell, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities.restore import check_restore
-from shared.activities.retention import backups_in_use
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -35,7 +34,7 @@ from shared.domain.policy import (
     format_policy,
     policy_for,
 )
-from shared.domain.retention import plan_retention, source_gone
+from shared.domain.retention import MANUAL_KEEP
 from shared.inputs import (
     RestoreFields,
     checked_backup_id,
@@ -79,6 +78,7 @@ BACKUP_COLUMNS = [
     ("replica_region", "replica"),
     ("replication_status", "copy"),
     ("verification", "verified"),
+    ("hold", "hold"),
 ]
 
 
@@ -203,6 +203,10 @@ def trigger(
         Tier | None,
         typer.Option(help="fail unless the backup gets this tier (tiers follow the calendar)"),
     ] = None,
+    keep_days: Annotated[
+        int,
+        typer.Option(help="keep this backup this many days, whatever the VM's policy says"),
+    ] = MANUAL_KEEP.days,
     resource_group: GroupOption = None,
     output: OutputOption = None,
 ) -> None:
@@ -210,7 +214,7 @@ def trigger(
     opts = options(ctx)
     run = opts.run()
     target = run.vm(vm, resource_group)
-    instance_id, payload = checked(manual_backup, target, run.now)
+    instance_id, payload = checked(manual_backup, target, run.now, keep_days)
     (status,) = run_workflows(
         run, [Start("vm_backup", instance_id, payload)], label=f"backing up {target.name}"
     )
@@ -285,7 +289,7 @@ def _since(text: str, now: datetime) -> datetime:
 
 
 def _backup_row(backup: Backup) -> dict[str, Any]:
-    return {**backup.to_dict(), "taken_at": backup.taken_at}
+    return {**backup.to_dict(), "taken_at": backup.taken_at, "hold": "held" if backup.hold else ""}
 
 
 @app.command()
@@ -423,7 +427,7 @@ def replicate(
     """Copy one backup to another region (incremental CopyStart, followed to 100 %)."""
     opts = options(ctx)
     run = opts.run()
-    found = _backup(run, backup)
+    found = backup_by_id(run, backup)
     region = _copy_region(found, target_region)
     _run_copies(opts.format(output), run, [found], region, None)
 
@@ -566,7 +570,7 @@ def verify(ctx: typer.Context, backup: BackupArg, output: OutputOption = None) -
     """Restore the backup to test disks, check them, delete them, record the result."""
     opts = options(ctx)
     run = opts.run()
-    _run_verifications(opts.format(output), run, [_backup(run, backup)], None)
+    _run_verifications(opts.format(output), run, [backup_by_id(run, backup)], None)
 
 
 @app.command("verify-all")
@@ -663,54 +667,6 @@ def verification_report(
     )
 
 
-@app.command("plan-retention")
-def plan(
-    ctx: typer.Context, vm: VmArg, resource_group: GroupOption = None, output: OutputOption = None
-) -> None:
-    """What retention would keep and delete now, with every reason (a dry run: deletes nothing)."""
-    opts = options(ctx)
-    run = opts.run()
-    target = run.known_vm(vm, resource_group)
-    # A VM that is gone keeps every backup, as retention itself does (`apply_retention`).
-    policy = None if target.gone else checked(valid_policy, target)
-    backups = run.services.catalog.list_backups(target.key, include_deleted=True)
-    planned = plan_retention(
-        backups,
-        policy,
-        run.now,
-        in_use=backups_in_use(run.services, backups),
-        policy_error=source_gone(target.name, target.tags.get(POLICY_TAG)) if target.gone else None,
-    )
-    taken = {b.backup_id: b.taken_at for b in backups}
-    rows = [
-        {
-            "backup_id": d.backup_id,
-            "taken_at": taken[d.backup_id],
-            "keep": d.keep,
-            "keep_replica": d.keep_replica,
-            "reasons": list(d.reasons),
-        }
-        for d in planned.decisions
-    ]
-    emit(
-        opts.format(output),
-        {"vm": target.name, "halted": planned.halted, "decisions": rows},
-        lambda: [
-            table(
-                f"retention plan for {target.name} (dry run)",
-                rows,
-                [
-                    ("backup_id", "backup"),
-                    ("taken_at", "taken (UTC)"),
-                    ("keep", "keep"),
-                    ("reasons", "reasons"),
-                ],
-            ),
-            f"halted: {planned.halted}" if planned.halted else "",
-        ],
-    )
-
-
 def _applied_lines(applied: dict[str, Any] | None) -> list[str]:
     """The recorded settings a restored VM got, and the notes on what differs."""
     if not applied:
@@ -731,7 +687,7 @@ def _applied_lines(applied: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _backup(run: Run, backup_id: str) -> Backup:
+def backup_by_id(run: Run, backup_id: str) -> Backup:
     checked(checked_backup_id, backup_id, "backup")
     found = run.services.catalog.find_backup(backup_id)
     if found is None:

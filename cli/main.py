@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import backup, dr, status
+from cli import backup, dr, retention, status
 from cli.context import Format, Options
 from cli.errors import OneLineErrors
 
@@ -21,6 +21,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Azure VM backup and disaster recovery.",
 )
+backup.app.command("plan-retention")(retention.plan)
+backup.app.command("hold")(retention.hold)
+backup.app.command("release")(retention.release)
+backup.app.command("undelete")(retention.undelete_backup)
 app.add_typer(backup.app, name="backup")
 app.add_typer(dr.app, name="dr")
 app.command("status")(status.status)

@@ -51,6 +51,10 @@ param purgeSchedule string = '0 30 4 * * *'
 @description('Days a finished workflow instance stays in the task hub before the purge timer deletes it.')
 param historyRetentionDays int = 30
 
+@description('Days an expired backup stays restorable (soft-deleted) before it is purged; a shortened retention policy also waits this long.')
+@minValue(1)
+param softDeleteDays int = 14
+
 @minValue(1)
 @description('Manual backups allowed per VM per hour.')
 param manualLimitPerHour int = 4
@@ -243,6 +247,7 @@ module function 'app/function.bicep' = {
       BACKUPDR_SWEEPER_SCHEDULE: sweeperSchedule
       BACKUPDR_PURGE_SCHEDULE: purgeSchedule
       BACKUPDR_HISTORY_RETENTION_DAYS: string(historyRetentionDays)
+      BACKUPDR_SOFT_DELETE_DAYS: string(softDeleteDays)
       BACKUPDR_MANUAL_LIMIT_PER_HOUR: string(manualLimitPerHour)
       BACKUPDR_RTO_TARGET_SECONDS: string(rtoTargetSeconds)
     }

@@ -15,12 +15,14 @@ from typing import Any
 from shared.domain import names
 from shared.domain.models import VM, Backup, BackupState
 from shared.domain.policy import BackupPolicy, PolicyError, policy_for
+from shared.domain.retention import MANUAL_KEEP
 from shared.ports import BackupCatalog
 
 # `\Z`, not `$`: `$` also matches before a trailing newline, so "web-01\n" would pass.
 VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 RESOURCE_GROUP = re.compile(r"^[\w.()-]{1,90}\Z")
 REGION = re.compile(r"^[a-z][a-z0-9]{2,31}\Z")
+MAX_KEEP_DAYS = 3650  # a manual backup kept longer belongs in an archive, not a snapshot
 BACKUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}\Z")
 SUBNET = re.compile(r"^[\w.-]{1,80}/[\w.-]{1,80}\Z")  # VNET/SUBNET in the target group
 SUBNET_ID = re.compile(
@@ -148,8 +150,11 @@ def policy_region(vm: VM) -> str:
     return policy.replicate
 
 
-def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
-    """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand)."""
+def manual_backup(
+    vm: VM, now: datetime, keep_days: object = MANUAL_KEEP.days
+) -> tuple[str, Payload]:
+    """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand),
+    kept for `keep_days` whatever the VM's GFS policy says."""
     if vm.gone:
         raise InputError(
             "VmGone",
@@ -157,6 +162,7 @@ def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
             not_found=True,
         )
     valid_policy(vm)  # a malformed tag is refused before anything starts
+    days = checked_keep_days(keep_days)
     if vm.not_protectable:  # never a backup of fewer disks than the VM has
         raise InputError(
             "NotProtectable", f"{vm.name} cannot be backed up: {vm.not_protectable_reason}"
@@ -168,8 +174,18 @@ def manual_backup(vm: VM, now: datetime) -> tuple[str, Payload]:
         "name": vm.name,
         "slot": slot.isoformat(),
         "manual": True,
+        "keep_days": days,
     }
     return names.orchestration_id("manual-backup", vm.key, slot), payload
+
+
+def checked_keep_days(value: object) -> int:
+    """How long a manual backup is kept: whole days, 1 to MAX_KEEP_DAYS."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_KEEP_DAYS:
+        raise InputError(
+            "InvalidKeepDays", f"keepDays={value!r}: give whole days from 1 to {MAX_KEEP_DAYS}"
+        )
+    return value
 
 
 def dr_test_request(

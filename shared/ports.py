@@ -24,6 +24,7 @@ from shared.domain.models import (
     NicConfig,
     ReplicationJob,
     ReplicationStatus,
+    RetentionState,
     Verification,
 )
 
@@ -330,6 +331,10 @@ class ComputeGateway(Protocol):
         """Merge the `backup-policy` tag onto a VM (None removes it) through the Tags API."""
         ...
 
+    def tag_snapshot(self, snapshot_id: str, tags: Mapping[str, str | None]) -> None:
+        """Merge tags onto a snapshot (a None value removes that tag), keeping its others."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class VerificationSummary(JsonRecord):
@@ -460,6 +465,12 @@ class BackupCatalog(Protocol):
     def release(self, vm_key: str, work: str, owner: str) -> None:
         """Let go of a claim `owner` holds (nothing if it holds none)."""
         ...
+
+    def get_retention_state(self, vm_key: str) -> RetentionState | None:
+        """What retention remembers of the VM (None before its first run)."""
+        ...
+
+    def save_retention_state(self, state: RetentionState) -> None: ...
 
     def audit(self, entry: AuditEntry) -> None:
         """Append one create/delete to the audit log."""

@@ -57,6 +57,9 @@ class Settings:
     # Finished workflow instances older than this are purged from the task hub, which otherwise
     # keeps every run's history for ever (the catalog, not the task hub, is the record).
     history_retention_days: int = 30
+    # An expired backup stays restorable (soft-deleted, `backup undelete`) this long before it
+    # is purged, as Azure Backup's soft delete; a shortened policy also waits this long.
+    soft_delete_days: int = 14
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +106,9 @@ class Settings:
             lro_poll_seconds=float(env.get("BACKUPDR_LRO_POLL_SECONDS", defaults.lro_poll_seconds)),
             history_retention_days=_positive_int(
                 env, "BACKUPDR_HISTORY_RETENTION_DAYS", defaults.history_retention_days
+            ),
+            soft_delete_days=_positive_int(
+                env, "BACKUPDR_SOFT_DELETE_DAYS", defaults.soft_delete_days
             ),
         )
 

@@ -21,7 +21,7 @@ from shared.activities.common import (
 )
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import Backup, DrTest, ReplicationStatus
+from shared.domain.models import Backup, BackupState, DrTest, ReplicationStatus
 from shared.domain.policy import Cadence, PolicyError, policy_for
 from shared.errors import BusyError, NotFoundError, PermanentError, sanitise
 from shared.ports import CommandRun, GuestCheck
@@ -65,8 +65,10 @@ def _first_replica_pending(backups: list[Backup], region: str, now: datetime) ->
 
 
 def _restorable(backup: Backup, region: str) -> bool:
+    """A completed backup (not soft-deleted or being purged) with a whole replica in `region`."""
     return (
-        backup.replica_region == region
+        backup.state is BackupState.COMPLETED
+        and backup.replica_region == region
         and backup.replication_status is ReplicationStatus.COMPLETED
         and all(ref.replica_id for ref in backup.snapshots)
     )

@@ -1,53 +1,188 @@
 """Retention steps: plan a VM's retention from its tag and its snapshots' tags, and carry it out.
 
-Deletion is soft first (DESIGN.md "Tier and retention"): an expired backup is marked and tagged,
-stays restorable for the soft-delete window, then is purged; a purge that stops midway is
-finished by the next run, and a backup being purged is never listed as restorable.
+Deletion is soft first (DESIGN.md "Tier and retention"): an expired backup is marked (catalog state
+and a `backup-deleted-at` tag on its snapshots), stays restorable for the soft-delete window
+(`backup undelete`), then is purged. A purge is recorded (`purging`) before its first delete, so
+one that stops midway is finished by the next run and is never listed as restorable meanwhile.
+What an operator holds (`backup-hold=true` on any of a backup's snapshots or replicas, read from
+Azure each run) and what the app did not make (no `managed-by=backupdr`) is never deleted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from functools import partial
 
-from shared.activities.common import SOURCE_TAG, Payload, audited, parse_time
+from shared.activities.common import APP, MANAGED_BY, SOURCE_TAG, Payload, audited
 from shared.adapters import telemetry
-from shared.domain.models import Backup, BackupState, ReplicationStatus
-from shared.domain.policy import BackupPolicy, PolicyError, policy_for
-from shared.domain.retention import plan_retention, source_gone
-from shared.errors import NotFoundError, sanitise
+from shared.domain.models import Backup, BackupState, PolicyChange, RetentionState
+from shared.domain.policy import BackupPolicy, PolicyError, format_policy, parse_policy, policy_for
+from shared.domain.retention import (
+    RetentionPlan,
+    Superseded,
+    effective_policy,
+    expected_deletions,
+    plan_retention,
+    shortens,
+    source_gone,
+)
+from shared.errors import NotFoundError, PermanentError, sanitise
+from shared.ports import Snapshot
 from shared.services import Services
+
+HOLD_TAG = "backup-hold"
+DELETED_TAG = "backup-deleted-at"
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """A VM's retention plan as of `now`, with what it was made from and what applying it
+    would remember (`state`); `reduced` is a policy change that shortens retention."""
+
+    vm_key: str
+    now: datetime
+    backups: tuple[Backup, ...]  # the catalog's rows, with hold and managed as Azure has them
+    plan: RetentionPlan  # what a run does now (nothing, if the circuit breaker halts it)
+    forced: RetentionPlan  # what an operator's `--apply` does: the plan past the breaker
+    state: RetentionState
+    reduced: PolicyChange | None = None
+
+    @property
+    def digest(self) -> str:
+        """Names the forced plan's deletions: `--apply` refuses a plan that changed since."""
+        doomed = ",".join(sorted(self.forced.to_delete))
+        return hashlib.sha256(f"{self.vm_key}|{doomed}".encode()).hexdigest()[:12]
+
+    def purgeable(self, window: timedelta) -> list[Backup]:
+        """Soft-deleted backups past the window (unless held), and purges that stopped midway."""
+        return [
+            b
+            for b in self.backups
+            if b.state is BackupState.PURGING
+            or (
+                b.state is BackupState.SOFT_DELETED
+                and not b.hold
+                and (b.deleted_at is None or b.deleted_at + window <= self.now)
+            )
+        ]
 
 
 def apply_retention(payload: Payload, svc: Services) -> Payload:
-    """Plan retention for one VM and delete what the plan expires (snapshots, then replicas).
+    """Plan retention for one VM and carry it out: soft-delete what expired, purge what has been
+    soft-deleted for the window, and remember the policy and the run.
 
-    The policy is the VM's tag as Azure has it now, never one handed in by the input.
+    The policy is the VM's tag as Azure has it now and the time is the app's clock, never
+    anything handed in by the input (a forged start cannot shorten retention).
     """
-    vm_key = payload["vm_key"]
-    now = parse_time(payload["now"])
-    backups = svc.catalog.list_backups(vm_key)  # the plan never looks at deleted ones
-    policy, policy_error = _current_policy(svc, backups)
-    plan = plan_retention(
-        backups, policy, now, in_use=backups_in_use(svc, backups), policy_error=policy_error
-    )
-    by_id = {backup.backup_id: backup for backup in backups}
-    deleted = 0
-    for decision in plan.decisions:
-        backup = by_id[decision.backup_id]
-        if not decision.keep_replica:
-            _delete_replicas(svc, backup)
-        if not decision.keep:
-            _delete_backup(svc, backup)
+    planned = plan_vm(svc, payload["vm_key"])
+    return carry_out(svc, planned)
+
+
+def carry_out(svc: Services, planned: Planned) -> Payload:
+    """Apply a plan (the timer's or one an operator reviewed) and record the run."""
+    by_id = {b.backup_id: b for b in planned.backups}
+    deleted = purged = 0
+    for backup_id in planned.plan.to_delete:
+        backup = by_id[backup_id]
+        if backup.state is BackupState.COMPLETED and _soft_delete(svc, backup, planned.now):
             deleted += 1
+        else:  # a failed backup's partial snapshots, or one whose snapshots are already gone
+            _purge(svc, backup)
+            purged += 1
+    for backup in planned.purgeable(timedelta(days=svc.settings.soft_delete_days)):
+        _purge(svc, backup)
+        purged += 1
+    svc.catalog.save_retention_state(planned.state)
+    if planned.reduced is not None:
+        telemetry.emit(
+            "RetentionReduced",
+            vm=planned.vm_key,
+            previous=planned.reduced.policy,
+            policy=planned.state.policy,
+            effective_at=(
+                planned.reduced.until + timedelta(days=svc.settings.soft_delete_days)
+            ).isoformat(),
+        )
+    kept = len(planned.plan.decisions) - deleted
     telemetry.emit(
         "RetentionApplied",
-        vm=vm_key,
-        kept=len(plan.decisions) - deleted,
+        vm=planned.vm_key,
+        kept=kept,
         deleted=deleted,
-        halted=plan.halted,
+        purged=purged,
+        halted=planned.plan.halted,
     )
-    return {"kept": len(plan.decisions) - deleted, "deleted": deleted, "halted": plan.halted}
+    return {"kept": kept, "deleted": deleted, "purged": purged, "halted": planned.plan.halted}
+
+
+def plan_vm(svc: Services, vm_key: str, *, force: bool = False) -> Planned:
+    """The VM's plan now: its rows with Azure's tags, its policy (a shortening waits out the
+    soft-delete window) and the deletions the circuit breaker expects since the last run."""
+    now = svc.clock.now()
+    rows = svc.catalog.list_backups(vm_key)  # deleted ones are past; the rest are planned here
+    backups = _as_in_azure(svc, rows)
+    window = timedelta(days=svc.settings.soft_delete_days)
+    state = svc.catalog.get_retention_state(vm_key) or RetentionState(vm_key=vm_key)
+    policy, policy_error = _current_policy(svc, backups)
+    reduced = None
+    effective: BackupPolicy | None = None
+    if policy is not None:
+        state, reduced = _remember(state, policy, now, window)
+        effective = effective_policy(policy, _superseded(state), now, window)
+    previous = _parsed(state.applied_policy)
+    planner = partial(
+        plan_retention,
+        backups,
+        effective,
+        now,
+        in_use=backups_in_use(svc, backups),
+        policy_error=policy_error,
+        expected=0
+        if effective is None
+        else expected_deletions(backups, effective, previous, state.applied_at, now),
+    )
+    forced = planner(force=True)
+    plan = forced if force else planner()
+    if plan.halted is None and effective is not None:
+        state = dataclasses.replace(
+            state, applied_at=now, applied_policy=format_policy(effective), halted=None
+        )
+    else:
+        state = dataclasses.replace(state, halted=plan.halted)
+    return Planned(vm_key, now, tuple(backups), plan, forced, state, reduced)
+
+
+def _remember(
+    state: RetentionState, policy: BackupPolicy, now: datetime, window: timedelta
+) -> tuple[RetentionState, PolicyChange | None]:
+    """Record a changed policy: the old one goes to `superseded` (kept for the window), and a
+    change that keeps fewer periods is a `RetentionReduced`."""
+    text = format_policy(policy)
+    recent = tuple(c for c in state.superseded if c.until > now - window)
+    if state.policy is None or state.policy == text:
+        return dataclasses.replace(state, policy=text, superseded=recent), None
+    change = PolicyChange(policy=state.policy, until=now)
+    old = _parsed(state.policy)
+    reduced = change if old is not None and shortens(policy, old) else None
+    return dataclasses.replace(state, policy=text, superseded=(*recent, change)), reduced
+
+
+def _superseded(state: RetentionState) -> list[Superseded]:
+    parsed = ((_parsed(c.policy), c.until) for c in state.superseded)
+    return [Superseded(policy, until) for policy, until in parsed if policy is not None]
+
+
+def _parsed(text: str | None) -> BackupPolicy | None:
+    """A recorded policy (as `format_policy` wrote it); None when absent or no longer valid."""
+    if text is None:
+        return None
+    try:
+        return parse_policy(text)
+    except PolicyError:
+        return None
 
 
 def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy | None, str | None]:
@@ -56,7 +191,7 @@ def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy 
         return None, "no backups"
     newest = max(backups, key=lambda b: b.taken_at)
     try:
-        vm = svc.gateway.get_vm(_resource_group_of(newest.vm_id), newest.vm_name)
+        vm = svc.gateway.get_vm(newest.source_resource_group, newest.vm_name)
         return policy_for(vm), None
     except NotFoundError:  # gone: its backups stay, newest included, until an operator acts
         return None, source_gone(newest.vm_name, newest.policy)
@@ -64,10 +199,36 @@ def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy 
         return None, str(error)
 
 
-def _resource_group_of(resource_id: str) -> str:
-    parts = resource_id.split("/")
-    lowered = [part.lower() for part in parts]
-    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
+def _as_in_azure(svc: Services, rows: list[Backup]) -> list[Backup]:
+    """The rows with `hold` and `managed` as their snapshots' tags say now (one snapshot list
+    per backup group); the catalog follows, so `list` shows what retention sees."""
+    found = _snapshots(svc, rows)
+    backups = []
+    for row in rows:
+        sources = [found.get(ref.snapshot_id.lower()) for ref in row.snapshots]
+        replicas = [found.get(ref.replica_id.lower()) for ref in row.snapshots if ref.replica_id]
+        present = [s for s in (*sources, *replicas) if s is not None]
+        hold = any(s.tags.get(HOLD_TAG, "").lower() == "true" for s in present)
+        made = [s.tags.get(MANAGED_BY) == APP for s in sources if s is not None]
+        managed = all(made) if made else row.managed
+        if (hold, managed) != (row.hold, row.managed):
+            row = svc.catalog.update_backup(row.vm_key, row.backup_id, hold=hold, managed=managed)
+        backups.append(row)
+    return backups
+
+
+def _snapshots(svc: Services, rows: Iterable[Backup]) -> dict[str, Snapshot]:
+    """The snapshots in every backup group the rows use, by lower-case id; a group that does not
+    exist (a region the deployment never served) holds none."""
+    regions = {b.region for b in rows} | {b.replica_region for b in rows if b.replica_region}
+    found: dict[str, Snapshot] = {}
+    for region in sorted(regions):
+        try:
+            listed = svc.gateway.list_snapshots(svc.settings.backup_group(region))
+        except NotFoundError:
+            continue
+        found.update((s.id.lower(), s) for s in listed)
+    return found
 
 
 def fail_retention(payload: Payload, svc: Services) -> Payload:
@@ -77,49 +238,88 @@ def fail_retention(payload: Payload, svc: Services) -> Payload:
     return {"failed": message}
 
 
-def backups_in_use(svc: Services, backups: list[Backup]) -> set[str]:
-    """Backups a running verification or DR test restored from (their disks carry the tag)."""
-    regions = {b.region for b in backups} | {b.replica_region for b in backups if b.replica_region}
+def backups_in_use(svc: Services, backups: Iterable[Backup]) -> set[str]:
+    """Backups a running verification or DR test restored from (their disks carry the tag).
+    A DR-test group that does not exist has nothing in use."""
+    listed = list(backups)
+    regions = {b.region for b in listed} | {b.replica_region for b in listed if b.replica_region}
     in_use: set[str] = set()
     for region in sorted(regions):
-        for resource in svc.gateway.list_tagged(svc.settings.drtest_group(region), SOURCE_TAG):
-            in_use.add(resource.tags[SOURCE_TAG])
+        try:
+            tagged = svc.gateway.list_tagged(svc.settings.drtest_group(region), SOURCE_TAG)
+        except NotFoundError:
+            continue
+        in_use.update(resource.tags[SOURCE_TAG] for resource in tagged)
     return in_use
 
 
-def _delete_backup(svc: Services, backup: Backup) -> None:
-    for ref in backup.snapshots:
+def _all_snapshots(backup: Backup) -> list[str]:
+    """Every snapshot of the backup: replicas first (they follow their source), then sources."""
+    replicas = [ref.replica_id for ref in backup.snapshots if ref.replica_id]
+    return [*replicas, *(ref.snapshot_id for ref in backup.snapshots)]
+
+
+def _tag_all(svc: Services, backup: Backup, tags: dict[str, str | None], operation: str) -> None:
+    for snapshot_id in _all_snapshots(backup):
+        audited(
+            svc,
+            "tag",
+            snapshot_id,
+            partial(svc.gateway.tag_snapshot, snapshot_id, tags),
+            vm_key=backup.vm_key,
+            operation=operation,
+        )
+
+
+def _soft_delete(svc: Services, backup: Backup, now: datetime) -> bool:
+    """Mark an expired backup deleted, in Azure (a tag) and then in the catalog; False when a
+    snapshot is already gone (a backup missing a disk is purged, not kept as restorable)."""
+    try:
+        _tag_all(svc, backup, {DELETED_TAG: now.isoformat()}, "retention")
+    except NotFoundError:
+        return False
+    svc.catalog.update_backup(
+        backup.vm_key, backup.backup_id, state=BackupState.SOFT_DELETED, deleted_at=now
+    )
+    return True
+
+
+def _purge(svc: Services, backup: Backup) -> None:
+    """Delete every snapshot and replica, recorded as purging first so a stop midway is
+    finished by the next run; a snapshot already gone counts as deleted."""
+    if backup.state is not BackupState.PURGING:
+        svc.catalog.update_backup(backup.vm_key, backup.backup_id, state=BackupState.PURGING)
+    for snapshot_id in _all_snapshots(backup):
         audited(
             svc,
             "delete",
-            ref.snapshot_id,
-            partial(svc.gateway.delete_snapshot, ref.snapshot_id),
+            snapshot_id,
+            partial(svc.gateway.delete_snapshot, snapshot_id),
             vm_key=backup.vm_key,
             operation="retention",
         )
     svc.catalog.update_backup(backup.vm_key, backup.backup_id, state=BackupState.DELETED)
 
 
-def _delete_replicas(svc: Services, backup: Backup) -> None:
-    refs = [ref for ref in backup.snapshots if ref.replica_id]
-    if not refs:
-        return
-    for ref in refs:
-        assert ref.replica_id is not None
-        audited(
-            svc,
-            "delete",
-            ref.replica_id,
-            partial(svc.gateway.delete_snapshot, ref.replica_id),
-            vm_key=backup.vm_key,
-            operation="retention",
+def set_hold(svc: Services, backup: Backup, held: bool) -> Backup:
+    """Hold a backup (retention keeps it, soft-deleted or not) or release it: the tag goes on
+    every snapshot and replica in Azure, where retention reads it, and the catalog follows."""
+    if backup.state not in (BackupState.COMPLETED, BackupState.SOFT_DELETED, BackupState.FAILED):
+        raise PermanentError(f"backup {backup.backup_id} is {backup.state}: nothing to hold")
+    _tag_all(svc, backup, {HOLD_TAG: "true" if held else None}, "hold" if held else "release")
+    return svc.catalog.update_backup(backup.vm_key, backup.backup_id, hold=held)
+
+
+def undelete(svc: Services, backup: Backup) -> Backup:
+    """Bring a soft-deleted backup back, held, so the next run does not expire it again; an
+    operator releases it to let retention decide."""
+    if backup.state is not BackupState.SOFT_DELETED:
+        why = "purged" if backup.state in (BackupState.PURGING, BackupState.DELETED) else "live"
+        raise PermanentError(
+            f"backup {backup.backup_id} is {backup.state} ({why}): only a soft-deleted backup "
+            "can be undeleted"
         )
-    svc.catalog.update_backup(
-        backup.vm_key,
-        backup.backup_id,
-        snapshots=tuple(
-            dataclasses.replace(ref, replica_id=None, replica_status=ReplicationStatus.NONE)
-            for ref in backup.snapshots
-        ),
-        replication_status=ReplicationStatus.NONE,
+    _tag_all(svc, backup, {HOLD_TAG: "true", DELETED_TAG: None}, "undelete")
+    return svc.catalog.update_backup(
+        backup.vm_key, backup.backup_id, state=BackupState.COMPLETED, hold=True, deleted_at=None
     )

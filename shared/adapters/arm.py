@@ -569,6 +569,22 @@ class ArmComputeGateway:
         delay = retry_after_seconds(response.headers)
         return Accepted(resource_id, DELETE_SECONDS[kind] if delay is None else delay)
 
+    def tag_snapshot(self, snapshot_id: str, tags: Mapping[str, str | None]) -> None:
+        """Merge tags onto a snapshot (a None value removes that tag), keeping its others.
+
+        A snapshot PATCH (snapshots/write, which whoever manages backups holds) replaces the
+        whole tag map, so the current tags are read first; a repeat converges.
+        """
+        group, name = _locate(snapshot_id, SNAPSHOT_TYPE)
+        snapshots = self._compute.snapshots
+        with translated(f"tag snapshot {group}/{name}"):
+            current = dict(snapshots.get(group, name).tags or {})
+            merged = {k: v for k, v in {**current, **tags}.items() if v is not None}
+            if merged == current:
+                return
+            update = compute.SnapshotUpdate(tags=merged)
+            snapshots.begin_update(group, name, update).result()
+
     def set_policy_tag(self, vm_id: str, value: str | None) -> None:
         """Merge the `backup-policy` tag onto a VM (None removes it) through the Tags API.
 

@@ -9,6 +9,8 @@ Tables and keys (DESIGN.md "State"; keys escaped by `entities.table_key`):
 | drtests         | vm_key       | inverted started_at + id (newest first)       |
 | failovers       | vm_key       | inverted started_at + id (newest first)       |
 | auditlog        | UTC day      | time + short hash of the entry (sortable)     |
+| claims          | vm_key       | the work claimed (e.g. backup~<backup id>)    |
+| retention       | vm_key       | "state": what retention remembers of the VM   |
 
 A VM's backups are few, so they are read whole and ordered newest first here; verifications
 and DR tests grow without bound, so their RowKeys invert time and one partition already reads
@@ -55,6 +57,7 @@ from shared.domain.models import (
     JsonRecord,
     ReplicationJob,
     ReplicationStatus,
+    RetentionState,
     Verification,
     VerificationState,
 )
@@ -71,6 +74,8 @@ DR_TESTS = "drtests"
 FAILOVERS = "failovers"
 AUDIT_LOG = "auditlog"
 CLAIMS = "claims"
+RETENTION = "retention"
+RETENTION_ROW = "state"
 
 FLEET = "*"
 # What a fleet run needs of each VM's newest backup; the snapshot list is the bulk of a row.
@@ -451,6 +456,13 @@ class TableCatalog:
                 etag=entity.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
+
+    def get_retention_state(self, vm_key: str) -> RetentionState | None:
+        entity = self._get(RETENTION, vm_key, RETENTION_ROW)
+        return None if entity is None else from_entity(RetentionState, entity)
+
+    def save_retention_state(self, state: RetentionState) -> None:
+        self._upsert(RETENTION, to_entity(state, state.vm_key, RETENTION_ROW))
 
     def audit(self, entry: AuditEntry) -> None:
         """Append one create/delete to the audit log.

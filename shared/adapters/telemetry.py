@@ -62,7 +62,9 @@ EVENTS: Mapping[str, frozenset[str]] = {
             "error",
         }
     ),
-    "RetentionApplied": frozenset({"vm", "kept", "deleted", "halted"}),
+    "RetentionApplied": frozenset({"vm", "kept", "deleted", "purged", "halted"}),
+    # A policy tag edit that keeps fewer periods: it takes effect only `effective_at`.
+    "RetentionReduced": frozenset({"vm", "previous", "policy", "effective_at"}),
     "RetentionFailed": frozenset({"vm", "error"}),
     # One per protected VM per fleet run: what the "missed its backup window" alert reads. A VM
     # whose disks cannot be snapshotted counts as misconfigured, with `not_protectable` saying why.

@@ -421,3 +421,25 @@ class Claim(JsonRecord):
     generation: int  # how many times it has been taken: part of the worker's instance id
     claimed_at: datetime
     released: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyChange(JsonRecord):
+    """A policy that was a VM's until `until` (its tag text, as `format_policy` writes it)."""
+
+    policy: str
+    until: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionState(JsonRecord):
+    """What retention remembers of a VM between runs (a `retention` row): the policy it last
+    read and those it replaced within the window (a shortened policy waits that long), and its
+    last run that applied a plan (what new backups and policy changes the breaker expects)."""
+
+    vm_key: str
+    policy: str | None = None
+    superseded: tuple[PolicyChange, ...] = ()
+    applied_at: datetime | None = None
+    applied_policy: str | None = None  # the effective policy that run applied
+    halted: str | None = None  # why the last run deleted nothing, if it did not

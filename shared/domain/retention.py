@@ -1,20 +1,27 @@
-"""Which of a VM's backups to keep and which to delete, each with its reasons (GFS, restic style).
+"""Which of a VM's backups to keep and which to expire, each with its reasons (GFS, restic style).
 
-A completed backup is kept when it is the first backup of one of the `daily` most recent UTC days
-that have a completed backup, or of one of the `weekly` most recent ISO weeks, or the `monthly` most
-recent months. Counting periods that *have* backups, not calendar periods back from `now`, means a
-VM that was off for two weeks keeps its history. The tiers are a table driven by one loop.
+A scheduled backup this app made is kept when it stands for one of the `daily` most recent UTC days
+that have such a backup, or one of the `weekly` most recent ISO weeks, or the `monthly` most recent
+months. A period's stand-in is its first backup that passed verification, else its first backup.
+Counting periods that *have* backups, not calendar periods back from `now`, means a VM that was off
+for two weeks keeps its history. Manual backups keep their own date instead, and snapshots the app
+did not make are kept and never counted.
 
 Safety rules then keep what must not go whatever the counts say, and two brakes stop deletion
-outright: no valid policy deletes nothing, and neither does a plan that would delete more than half
-of the VM's backups (the circuit breaker; an operator may `force` past it after a dry run).
+outright: no valid policy deletes nothing, and neither does an unexpected mass deletion (the
+circuit breaker): a plan that expires more than half of the counted backups and more than the
+run's `expected` deletions, which the caller derives from what changed since its last run
+(`expected_deletions`). An operator may `force` past it after reviewing the plan.
+
+A policy that shortens retention takes effect only after a window (`effective_policy`), so a tag
+edit cannot destroy history overnight.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.domain.models import Backup, BackupState, ReplicationStatus, VerificationState
 from shared.domain.policy import BackupPolicy
@@ -22,6 +29,9 @@ from shared.domain.schedule import require_utc
 from shared.domain.tiers import PeriodKey, day_key, month_key, week_key
 
 NO_POLICY = "kept: no valid policy (deletes nothing)"
+MANUAL_KEEP = timedelta(days=30)  # a manual backup's keep when its row names none (older rows)
+# Each new counted backup can push at most one period out of each tier: the deletions it explains.
+_TIER_COUNT = 3
 _COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
 
 
@@ -32,7 +42,6 @@ class Decision:
     backup_id: str
     keep: bool
     reasons: tuple[str, ...]
-    keep_replica: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +59,6 @@ class RetentionPlan:
     def to_keep(self) -> tuple[str, ...]:
         return tuple(d.backup_id for d in self.decisions if d.keep)
 
-    @property
-    def replicas_to_delete(self) -> tuple[str, ...]:
-        """Backups whose replica in the DR region may go (a replica follows its source)."""
-        return tuple(d.backup_id for d in self.decisions if not d.keep_replica)
-
 
 @dataclasses.dataclass(frozen=True)
 class _Tier:
@@ -71,20 +75,38 @@ _TIERS = (
 )
 
 
+def counted(backups: Sequence[Backup], now: datetime) -> list[Backup]:
+    """The backups that stand for periods and for "newest": completed scheduled backups this app
+    made, taken up to `now`, newest first."""
+    return sorted(
+        (
+            b
+            for b in backups
+            if b.state is BackupState.COMPLETED and b.managed and not b.manual and b.taken_at <= now
+        ),
+        key=lambda b: (b.taken_at, b.backup_id),
+        reverse=True,
+    )
+
+
 def _newest(backups: Sequence[Backup], wanted: Callable[[Backup], bool]) -> str | None:
     """Id of the newest backup in `backups` (sorted newest first) that is `wanted`."""
     return next((b.backup_id for b in backups if wanted(b)), None)
 
 
-def _period_keeps(counted: Sequence[Backup], policy: BackupPolicy) -> dict[str, list[str]]:
-    """`kept: <tier> <period>` reasons for the first backup of each of the most recent periods."""
+def _period_keeps(scheduled: Sequence[Backup], policy: BackupPolicy) -> dict[str, list[str]]:
+    """`kept: <tier> <period>` reasons for the stand-in of each of the most recent periods: its
+    first backup that passed verification, else its first backup."""
     reasons: dict[str, list[str]] = {}
     for tier in _TIERS:
-        firsts: dict[str, Backup] = {}
-        for backup in counted:  # newest first, so the last one seen in a period is its first
-            firsts[tier.period(backup.taken_at)] = backup
-        for period in list(firsts)[: tier.count(policy)]:
-            reasons.setdefault(firsts[period].backup_id, []).append(f"kept: {tier.label} {period}")
+        periods: dict[str, list[Backup]] = {}
+        for backup in scheduled:  # newest first, so periods come newest first too
+            periods.setdefault(tier.period(backup.taken_at), []).append(backup)
+        for period in list(periods)[: tier.count(policy)]:
+            oldest_first = periods[period][::-1]
+            verified = [b for b in oldest_first if b.verification is VerificationState.PASSED]
+            stand_in = (verified or oldest_first)[0]
+            reasons.setdefault(stand_in.backup_id, []).append(f"kept: {tier.label} {period}")
     return reasons
 
 
@@ -102,8 +124,23 @@ def _safety_reasons(
         (backup.backup_id in in_use, "kept: in use by verification or DR test"),
         (not backup.managed, "kept: not created by backupdr"),
         (backup.hold, "kept: backup-hold"),
+        # Its slot may still be retried under the same id: it goes once a newer slot exists.
+        (backup.backup_id == newest["failed slot"], "kept: failed at the newest slot"),
     ]
     return [reason for applies, reason in rules if applies]
+
+
+def _manual_reasons(backup: Backup, now: datetime) -> list[str]:
+    """A completed manual backup is kept until its own date, whatever the tiers say."""
+    if not backup.manual or backup.state is not BackupState.COMPLETED:
+        return []
+    until = manual_keep_until(backup)
+    return [f"kept: manual until {until:%Y-%m-%d %H:%M}"] if now < until else []
+
+
+def manual_keep_until(backup: Backup) -> datetime:
+    """When a manual backup's own retention ends (30 days on rows older than `keep_until`)."""
+    return backup.keep_until or backup.taken_at + MANUAL_KEEP
 
 
 def _check(backups: Sequence[Backup]) -> None:
@@ -116,6 +153,9 @@ def _check(backups: Sequence[Backup]) -> None:
         raise ValueError(f"backup_id={duplicate!r}: appears more than once")
 
 
+_PLANNED = (BackupState.CREATING, BackupState.COMPLETED, BackupState.FAILED)
+
+
 def plan_retention(
     backups: Sequence[Backup],
     policy: BackupPolicy | None,
@@ -123,47 +163,55 @@ def plan_retention(
     *,
     in_use: Collection[str] = (),
     policy_error: str | None = None,
+    expected: int = 0,
     force: bool = False,
 ) -> RetentionPlan:
-    """Decide every non-deleted backup of one VM; a pure function of its arguments.
+    """Decide every creating, completed or failed backup of one VM; a pure function.
 
     `policy=None` means the VM's policy is missing or invalid (`policy_error` says why): every
-    backup is kept. `in_use` holds ids a running verification or DR test reads. `force` lets an
-    operator delete past the circuit breaker after reviewing the plan; it never overrides the
-    safety rules or a missing policy.
+    backup is kept. `in_use` holds ids a running verification or DR test reads. `expected` is how
+    many counted backups this run may expire without tripping the circuit breaker; `force` lets
+    an operator past it after reviewing the plan, never past a safety rule or a missing policy.
+    Soft-deleted, purging and deleted backups are retention's past, not planned here.
     """
     now = require_utc(now, "now")
     _check(backups)
     for b in backups:
         require_utc(b.taken_at, f"{b.backup_id}.taken_at")
     live = sorted(
-        (b for b in backups if b.state is not BackupState.DELETED),
+        (b for b in backups if b.state in _PLANNED),
         key=lambda b: (b.taken_at, b.backup_id),
         reverse=True,
     )
-    # Only completed backups up to `now` count for periods and for "newest".
-    counted = [b for b in live if b.state is BackupState.COMPLETED and b.taken_at <= now]
+    scheduled = counted(live, now)
+    newest_slot = max(live, key=lambda b: (b.slot, b.backup_id), default=None)
     newest = {
-        "completed": _newest(counted, lambda b: True),
-        "verified": _newest(counted, lambda b: b.verification is VerificationState.PASSED),
+        "completed": _newest(scheduled, lambda b: True),
+        "verified": _newest(scheduled, lambda b: b.verification is VerificationState.PASSED),
         "replicated": _newest(
-            counted, lambda b: b.replication_status is ReplicationStatus.COMPLETED
+            scheduled, lambda b: b.replication_status is ReplicationStatus.COMPLETED
         ),
+        "failed slot": newest_slot.backup_id
+        if newest_slot and newest_slot.state is BackupState.FAILED
+        else None,
     }
-    periods = _period_keeps(counted, policy) if policy else {}
+    periods = _period_keeps(scheduled, policy) if policy else {}
     kept = {
         b.backup_id: periods.get(b.backup_id, [])
+        + _manual_reasons(b, now)
         + _safety_reasons(b, now, in_use, newest)
         + ([] if policy else [NO_POLICY])
         for b in live
     }
     halted = None if policy else f"no valid policy: {policy_error or 'no backup-policy tag'}"
     doomed = [i for i, reasons in kept.items() if not reasons]
-    # The breaker weighs real backups only: expiring failed (partial) ones is no alarm.
-    complete = {b.backup_id for b in live if b.state is BackupState.COMPLETED}
-    doomed_complete = [i for i in doomed if i in complete]
-    if 2 * len(doomed_complete) > len(complete) and not force:
-        brake = f"circuit breaker (would delete {len(doomed_complete)} of {len(complete)})"
+    # The breaker weighs counted backups only: expiring failed (partial) or manual ones is no alarm.
+    doomed_counted = [b.backup_id for b in scheduled if b.backup_id in doomed]
+    if _trips(len(doomed_counted), len(scheduled), expected) and not force:
+        brake = (
+            f"circuit breaker (would delete {len(doomed_counted)} of {len(scheduled)}, "
+            f"{expected} expected)"
+        )
         halted = f"{brake}: more than half of the VM's backups, so nothing is deleted"
         kept.update({i: [f"kept: {brake}"] for i in doomed})
 
@@ -174,12 +222,64 @@ def plan_retention(
                 backup_id=b.backup_id,
                 keep=bool(kept[b.backup_id]),
                 reasons=tuple(kept[b.backup_id] or [_expiry(b, beyond)]),
-                keep_replica=bool(kept[b.backup_id]) or b.backup_id == newest["replicated"],
             )
             for b in live
         ),
         halted=halted,
     )
+
+
+def _trips(doomed: int, counted_total: int, expected: int) -> bool:
+    """An unexpected mass deletion: more than half of what counts, and more than expected."""
+    return 2 * doomed > counted_total and doomed > expected
+
+
+def expected_deletions(
+    backups: Sequence[Backup],
+    policy: BackupPolicy,
+    previous: BackupPolicy | None,
+    since: datetime | None,
+    now: datetime,
+) -> int:
+    """How many counted backups a run at `now` may expire and be no surprise: what the backups
+    taken since the last run (`since`) push out of the tiers, plus what a change from the
+    `previous` effective policy (recorded, its window passed) expires. No last run: none."""
+    if since is None:
+        return 0
+    scheduled = counted(backups, now)
+    aged = _TIER_COUNT * sum(1 for b in scheduled if b.taken_at > since)
+    if previous is None or previous == policy:
+        return aged
+    under_new = len(plan_retention(backups, policy, now, force=True).to_delete)
+    under_old = len(plan_retention(backups, previous, now, force=True).to_delete)
+    return aged + max(0, under_new - under_old)
+
+
+@dataclasses.dataclass(frozen=True)
+class Superseded:
+    """A policy that was the VM's until `until`: it still governs retention for a window."""
+
+    policy: BackupPolicy
+    until: datetime
+
+
+def effective_policy(
+    current: BackupPolicy, superseded: Sequence[Superseded], now: datetime, window: timedelta
+) -> BackupPolicy:
+    """The policy retention applies: per tier, the most generous of the current policy and of
+    every policy superseded within `window` of `now`, so shortening takes effect after it."""
+    recent = [s.policy for s in superseded if s.until > now - window]
+    return dataclasses.replace(
+        current,
+        daily=max([current.daily, *(p.daily for p in recent)]),
+        weekly=max([current.weekly, *(p.weekly for p in recent)]),
+        monthly=max([current.monthly, *(p.monthly for p in recent)]),
+    )
+
+
+def shortens(new: BackupPolicy, old: BackupPolicy) -> bool:
+    """Whether `new` keeps fewer periods than `old` in some tier (a `RetentionReduced`)."""
+    return any(t.count(new) < t.count(old) for t in _TIERS)
 
 
 def source_gone(vm_name: str, policy: str | None) -> str:
@@ -193,6 +293,8 @@ def source_gone(vm_name: str, policy: str | None) -> str:
 
 
 def _expiry(backup: Backup, beyond: str) -> str:
-    if backup.state is BackupState.COMPLETED:
-        return f"expired: beyond {beyond}"
-    return "expired: failed (partial snapshots)"
+    if backup.state is BackupState.FAILED:
+        return "expired: failed (partial snapshots)"
+    if backup.manual:
+        return f"expired: manual, kept until {manual_keep_until(backup):%Y-%m-%d %H:%M}"
+    return f"expired: beyond {beyond}"

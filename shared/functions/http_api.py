@@ -21,6 +21,7 @@ from shared.activities.drtest import TEST_TTL
 from shared.activities.restore import check_restore
 from shared.domain import names
 from shared.domain.models import VM, AuditEntry, BackupState
+from shared.domain.retention import MANUAL_KEEP
 from shared.functions.wiring import RUNNING, utc_now
 from shared.health import fleet_status
 from shared.inputs import (
@@ -75,13 +76,15 @@ class ApiError(Exception):
 async def start_backup(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    """Start a manual backup of one VM (the same workflow as the schedule's)."""
+    """Start a manual backup of one VM (the same workflow as the schedule's): body
+    {resourceGroup?, keepDays?} (kept 30 days unless it says)."""
     try:
         svc = services()
-        body = _body(req, allowed={"resourceGroup"})
+        body = _body(req, allowed={"resourceGroup", "keepDays"})
         vm = _one_vm(svc, req, body)
         now = utc_now().replace(microsecond=0)
-        instance_id, payload = _checked(manual_backup, vm, now)
+        keep = body.get("keepDays", MANUAL_KEEP.days)
+        instance_id, payload = _checked(manual_backup, vm, now, keep)
         await _refuse_if_running(client, _backups_under_way(svc, vm.key, now))
         _admit(svc, vm.key, "manual-backup", now)
         await client.start_new("vm_backup", instance_id=instance_id, client_input=payload)

@@ -88,7 +88,12 @@ def _history(stack: Stack, vm: VM) -> list[Backup]:
 
 
 def _live(backups: list[Backup]) -> list[Backup]:
+    """Backups whose snapshots are still in Azure (soft-deleted ones included)."""
     return [b for b in backups if b.state is not BackupState.DELETED]
+
+
+def _restorable(backups: list[Backup]) -> list[Backup]:
+    return [b for b in backups if b.state is BackupState.COMPLETED]
 
 
 def _expected_slots(cron: str) -> set[datetime]:
@@ -141,7 +146,8 @@ def test_every_protected_vm_has_exactly_one_backup_per_scheduled_slot(month: Sta
         expected = _expected_slots(policy.schedule)
         assert set(slots) <= expected, vm.name
         assert expected - set(slots) <= {max(expected)}, f"{vm.name}: missed slots"
-        assert all(b.state in (BackupState.COMPLETED, BackupState.DELETED) for b in backups)
+        finished = (BackupState.COMPLETED, BackupState.SOFT_DELETED, BackupState.DELETED)
+        assert all(b.state in finished for b in backups)
         # Every backup holds a snapshot of every disk the VM has: OS and each data disk.
         data = raw[vm.name]["properties"]["storageProfile"]["dataDisks"]
         roles = {"os"} | {f"lun{d['lun']}" for d in data}
@@ -204,17 +210,17 @@ def test_retention_leaves_exactly_the_set_the_plan_keeps(month: Stack) -> None:
     now = month.clock.now()
     for vm, policy in _protected(month):
         history = _history(month, vm)
-        live = _live(history)
+        live = _restorable(history)
         assert plan_retention(live, policy, now).to_delete == (), vm.name
         as_if_never_pruned = [
-            b if b.state is not BackupState.DELETED else _undeleted(b) for b in history
+            b if b.state is BackupState.COMPLETED else _undeleted(b) for b in history
         ]
         expected = plan_retention(as_if_never_pruned, policy, now, force=True).to_keep
         assert {b.backup_id for b in live} == set(expected), vm.name
 
 
 def _undeleted(backup: Backup) -> Backup:
-    """A pruned backup as it was before pruning: completed, never the newest of anything."""
+    """An expired backup as it was before retention: completed, never the newest of anything."""
     return dataclasses.replace(
         backup,
         state=BackupState.COMPLETED,
@@ -246,7 +252,7 @@ def test_every_live_backup_of_a_replicating_vm_has_a_complete_replica(month: Sta
     assert replicating
     in_azure = {s["id"].lower(): s for s in month.simulator.snapshots()}
     for vm, policy in replicating:
-        for backup in _live(_history(month, vm)):
+        for backup in _restorable(_history(month, vm)):
             assert backup.replica_region == policy.replicate
             assert backup.replication_status is ReplicationStatus.COMPLETED, backup.backup_id
             for ref in backup.snapshots:
@@ -260,7 +266,7 @@ def test_every_backup_of_a_daily_verified_vm_passed_its_next_verification_run(mo
     assert daily
     last_run = max(s.created_at for s in month.host.instances() if s.name == "verify_backups")
     for vm, _ in daily:
-        for backup in _live(_history(month, vm)):
+        for backup in _restorable(_history(month, vm)):
             if backup.taken_at < last_run - timedelta(minutes=5):
                 assert backup.verification is VerificationState.PASSED, backup.backup_id
 

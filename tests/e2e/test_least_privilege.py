@@ -26,6 +26,7 @@ from local.armsim.rbac import Principal
 from local.azurite import Azurite
 from local.stack import Stack, local_stack
 from shared.activities.failover import failover_id
+from shared.domain.models import Backup, BackupState, SnapshotRef, Tier
 from shared.adapters.credentials import SIMULATOR_TOKEN
 from shared.health import fleet_status
 
@@ -87,6 +88,15 @@ LEFTOVER = (
     f"/subscriptions/{SUB}/resourceGroups/rg-backupdr-drtest-eastus/providers/"
     "Microsoft.Compute/disks/crashed-test-disk"
 )
+OLD = START - timedelta(days=40)
+SOFT_DELETED = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-backups-eastus/providers/"
+    "Microsoft.Compute/snapshots/web-01-soft-deleted"
+)
+WEB_DISK = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-app-eastus/providers/"
+    "Microsoft.Compute/disks/web-01-osdisk"
+)
 REFUSED = {"AuthorizationFailed", "LinkedAuthorizationFailed"}
 # Granted for Azure, where the simulator is laxer: it answers every long-running operation at
 # locations/{region}/operations, while DiskRP polls at locations/{region}/DiskOperations (the
@@ -139,6 +149,7 @@ def run_scenario(azurite: Azurite, drop: tuple[str, str] | None = None) -> Outco
                 "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8},
             },
         )
+        _seed_soft_deleted(stack)
         principals = sim.authorization.principals
         if drop is not None:
             principals[SIMULATOR_TOKEN] = without(principals[SIMULATOR_TOKEN], *drop)
@@ -157,7 +168,41 @@ def run_scenario(azurite: Azurite, drop: tuple[str, str] | None = None) -> Outco
             failures.append(f"fleet status: {error}")
         if sim.world.find(LEFTOVER) is not None:
             failures.append("sweeper: the crashed test's disk is still there")
+        if sim.world.find(SOFT_DELETED) is not None:
+            failures.append("retention: the soft-deleted backup past its window was not purged")
         return Outcome(list(sim.authorization.refusals), failures, [r.path for r in sim.requests])
+
+
+def _seed_soft_deleted(stack: Stack) -> None:
+    """A backup retention soft-deleted past the window: the first retention run purges it."""
+    stack.simulator.seed(
+        SOFT_DELETED,
+        {
+            "location": "eastus",
+            "tags": {"managed-by": "backupdr", "backup-deleted-at": OLD.isoformat()},
+            "properties": {
+                "creationData": {"createOption": "Copy", "sourceResourceId": WEB_DISK},
+                "incremental": True,
+                "diskSizeGB": 8,
+            },
+        },
+    )
+    stack.services.catalog.save_backup(
+        Backup(
+            backup_id="20261001t020000z-soft-deleted",
+            vm_key=WEB,
+            vm_id=f"/subscriptions/{SUB}/resourceGroups/rg-app-eastus/providers/"
+            "Microsoft.Compute/virtualMachines/web-01",
+            vm_name="web-01",
+            region="eastus",
+            slot=OLD,
+            taken_at=OLD,
+            tier=Tier.DAILY,
+            state=BackupState.SOFT_DELETED,
+            deleted_at=OLD,
+            snapshots=(SnapshotRef("os", WEB_DISK, SOFT_DELETED, 8),),
+        )
+    )
 
 
 def _fail_over(stack: Stack) -> str:

@@ -115,7 +115,16 @@ def _delete_group(stack: Stack, group: str) -> None:
 
 
 def _live(stack: Stack, vm_key: str) -> list[Backup]:
-    return stack.services.catalog.list_backups(vm_key)
+    """Its restorable backups (the hourly ones retention expired before are soft-deleted)."""
+    return [
+        b
+        for b in stack.services.catalog.list_backups(vm_key)
+        if b.state is BackupState.COMPLETED
+    ]
+
+
+def _listed(backups: list[dict[str, Any]]) -> list[str]:
+    return [b["backup_id"] for b in backups if b["state"] == "completed"]
 
 
 def _cli(stack: Stack, *args: str) -> Result:
@@ -183,7 +192,7 @@ def test_backup_list_shows_the_backups_of_a_vm_that_is_gone(stack: Stack) -> Non
     assert result.exit_code == 0, result.stderr
     listed = json.loads(result.stdout)
     assert listed["source_gone"] is True
-    assert [b["backup_id"] for b in listed["backups"]] == [b.backup_id for b in _live(stack, LOST)]
+    assert _listed(listed["backups"]) == [b.backup_id for b in _live(stack, LOST)]
     shown = _cli(stack, "backup", "show", "app-01", "--resource-group", LOST_GROUP)
     assert shown.exit_code == 0, shown.stderr
     document = json.loads(shown.stdout)
@@ -208,7 +217,7 @@ def test_the_http_route_lists_them_and_answers_404_for_an_unknown_vm(stack: Stac
     assert response.status_code == 200
     body = json.loads(response.get_body())
     assert (body["source_gone"], body["resource_group"]) == (True, LOST_GROUP)
-    assert [b["backup_id"] for b in body["backups"]] == [b.backup_id for b in _live(stack, LOST)]
+    assert _listed(body["backups"]) == [b.backup_id for b in _live(stack, LOST)]
     assert body["backups"][0]["nics"][0]["subnet_id"].endswith("/subnets/snet-lost")
     missing = _get(stack, "vms/ghost-01/backups")
     assert missing.status_code == 404
@@ -234,7 +243,7 @@ def test_retention_in_later_fleet_ticks_deletes_none_of_its_backups(stack: Stack
     # The live VM went on being backed up and pruned in the same ticks...
     kept = stack.services.catalog.list_backups(KEPT, include_deleted=True)
     assert len(kept) > pruned_before
-    assert any(b.state is BackupState.DELETED for b in kept)
+    assert any(b.state is BackupState.SOFT_DELETED for b in kept)
     # ...while every backup of the VM that is gone stays, snapshots and all.
     assert [b.backup_id for b in _live(stack, LOST)] == before
     snapshots = {s["id"].lower() for s in stack.simulator.snapshots()}

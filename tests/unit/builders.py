@@ -74,6 +74,9 @@ class BackupBuilder:
     def held(self) -> Self:
         return self._set(hold=True)
 
+    def manual(self, keep_until: datetime | None = None) -> Self:
+        return self._set(manual=True, keep_until=keep_until)
+
     def of_vm(self, vm_key: str) -> Self:
         return self._set(vm_key=vm_key)
 
@@ -112,12 +115,20 @@ SAFETY_REASONS = (
     "kept: in use by verification or DR test",
     "kept: not created by backupdr",
     "kept: backup-hold",
+    "kept: failed at the newest slot",
 )
+PLANNED = (BackupState.CREATING, BackupState.COMPLETED, BackupState.FAILED)
 
 
 def first_of_periods(backups: Iterable[Backup], policy: BackupPolicy, now: datetime) -> set[str]:
-    """Ids retention must keep by period counting, computed independently (sort, group, slice)."""
-    counted = [b for b in backups if b.state is BackupState.COMPLETED and b.taken_at <= now]
+    """Ids retention must keep by period counting, computed independently (filter, group, sort,
+    slice): scheduled completed backups the app made stand for periods; in each, the earliest
+    that passed verification, else the earliest."""
+    scheduled = [
+        b
+        for b in backups
+        if b.state is BackupState.COMPLETED and b.managed and not b.manual and b.taken_at <= now
+    ]
     keep: set[str] = set()
     for count, key in (
         (policy.daily, day_key),
@@ -125,25 +136,37 @@ def first_of_periods(backups: Iterable[Backup], policy: BackupPolicy, now: datet
         (policy.monthly, month_key),
     ):
         periods: dict[str, list[Backup]] = {}
-        for b in counted:
+        for b in scheduled:
             periods.setdefault(key(b.taken_at), []).append(b)
         recent = sorted(periods, key=lambda p: max(b.taken_at for b in periods[p]), reverse=True)
         for period in recent[:count]:
-            keep.add(min(periods[period], key=lambda b: (b.taken_at, b.backup_id)).backup_id)
+            members = sorted(periods[period], key=lambda b: (b.taken_at, b.backup_id))
+            passed = [b for b in members if b.verification is VerificationState.PASSED]
+            keep.add((passed or members)[0].backup_id)
     return keep
 
 
 def safety_keeps(backups: Iterable[Backup], now: datetime, in_use: Iterable[str] = ()) -> set[str]:
-    """Ids a safety rule protects, computed independently of the planner."""
-    live = [b for b in backups if b.state is not BackupState.DELETED]
+    """Ids a safety rule (or a manual backup's own date) protects, computed independently."""
+    live = [b for b in backups if b.state in PLANNED]
     done = sorted(
-        (b for b in live if b.state is BackupState.COMPLETED and b.taken_at <= now),
+        (
+            b
+            for b in live
+            if b.state is BackupState.COMPLETED
+            and b.managed
+            and not b.manual
+            and b.taken_at <= now
+        ),
         key=lambda b: (b.taken_at, b.backup_id),
     )
     verified = [b for b in done if b.verification is VerificationState.PASSED]
     replicated = [b for b in done if b.replication_status is ReplicationStatus.COMPLETED]
     newest = [group[-1] for group in (done, verified, replicated) if group]
     protected = {b.backup_id for b in newest} | set(in_use)
+    last_slot = max(live, key=lambda b: (b.slot, b.backup_id), default=None)
+    if last_slot is not None and last_slot.state is BackupState.FAILED:
+        protected.add(last_slot.backup_id)
     copying = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
     protected |= {
         b.backup_id
@@ -153,6 +176,11 @@ def safety_keeps(backups: Iterable[Backup], now: datetime, in_use: Iterable[str]
         or b.replication_status in copying
         or not b.managed
         or b.hold
+        or (
+            b.manual
+            and b.state is BackupState.COMPLETED
+            and now < (b.keep_until or b.taken_at + timedelta(days=30))
+        )
     }
     return protected & {b.backup_id for b in live}
 
@@ -166,14 +194,13 @@ def assert_plan_invariants(
 ) -> None:
     """Restic's invariants first: one decision per live backup, reasons that match the decision,
     and a kept set that is exactly the period firsts plus the safety keeps (unless halted)."""
-    live = {b.backup_id for b in backups if b.state is not BackupState.DELETED}
+    live = {b.backup_id for b in backups if b.state in PLANNED}
     ids = [d.backup_id for d in plan.decisions]
-    assert sorted(ids) == sorted(live), "one decision per non-deleted backup"
+    assert sorted(ids) == sorted(live), "one decision per creating, completed or failed backup"
     for d in plan.decisions:
         assert d.reasons, f"{d.backup_id} has no reason"
         prefix = "kept:" if d.keep else "expired:"
         assert all(r.startswith(prefix) for r in d.reasons), d
-        assert d.keep_replica or not d.keep, d
     protected = safety_keeps(backups, now, in_use)
     assert not protected & set(plan.to_delete), "a safety rule was overridden"
     if policy is None:
