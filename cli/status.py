@@ -17,7 +17,8 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
     """Per VM: RPO against its schedule, replica lag, verification, DR success and last RTO;
     also misconfigured tags, VMs whose disks cannot be backed up (not protectable), VMs with no
     policy, VMs that are gone but have backups (source gone) and snapshots the catalog does not
-    know. Exits 1 when the fleet is not healthy."""
+    know; for a VM whose replica lags, the backup it waits on and why; backups whose snapshots
+    Azure no longer has. Exits 1 when the fleet is not healthy."""
     opts = options(ctx)
     run = opts.run()
     health = fleet_status(run.services.gateway, run.services.catalog, run.now)
@@ -87,6 +88,34 @@ def _views(health: dict[str, Any]) -> list[Any]:
                     ("last_backup", "last backup"),
                     ("replica_region", "DR region"),
                 ],
+            )
+        )
+    behind = [
+        {"vm": vm["vm"], **vm["replication_behind"]}
+        for vm in health["vms"]
+        if vm["replication_behind"]
+    ]
+    if behind:
+        views.append(
+            table(
+                "replication behind (oldest backup not replicated)",
+                behind,
+                [
+                    ("vm", "VM"),
+                    ("backup_id", "backup"),
+                    ("replication_status", "state"),
+                    ("since", "since"),
+                    ("error", "last error"),
+                ],
+            )
+        )
+    if health["missing_snapshots"]:
+        rows = [{**m, "missing": ", ".join(m["missing"])} for m in health["missing_snapshots"]]
+        views.append(
+            table(
+                "backups whose snapshots Azure no longer has",
+                rows,
+                [("vm", "VM"), ("backup_id", "backup"), ("missing", "missing snapshots")],
             )
         )
     views.append(f"no policy: {', '.join(health['unprotected']) or 'none'}")

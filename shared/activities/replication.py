@@ -8,7 +8,7 @@ copied (or deleted, or given up for good) and the target region has room.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from shared.activities import claims
@@ -22,7 +22,7 @@ from shared.domain.models import (
     ReplicationStatus,
     SnapshotRef,
 )
-from shared.errors import PermanentError, sanitise
+from shared.errors import NotFoundError, PermanentError, sanitise
 from shared.ports import Snapshot
 from shared.services import Services
 
@@ -33,37 +33,85 @@ MAX_RETRY_BACKOFF = timedelta(hours=12)
 # Failed attempts after which a backup's replication no longer holds back the VM's newer ones:
 # with the backoff above, about 18 hours of retries, so a daily backup never waits on a dead one.
 MAX_REPLICATION_ATTEMPTS = 6
+ATTEMPT_STAMP = "%Y%m%dt%H%M%S"  # an attempt's time in its copy jobs' ids
 
 
 def list_pending_replications(payload: Payload, svc: Services) -> Payload:
-    """The oldest backup per VM whose replica is missing or failed (the next one in order).
+    """The oldest backup per VM whose replica is missing, failed, or stranded (the next one in
+    order).
 
     A backup whose copies failed waits out a backoff that doubles with each failed attempt, so
     a long region outage costs a few attempts (and alerts), not one every catch-up run.
     A backup another instance is replicating (it holds the claim) is under way, not pending;
-    the ones listed are claimed for this run (`owner`).
+    the ones listed are claimed for this run (`owner`). A backup still marked copying whose
+    claim this run could take lost its orchestration (e.g. the catalog was down while it
+    polled): it is listed with `resume`, its attempt, so its copies' real state in Azure is
+    read and recorded, never started a second time.
     """
     now = parse_time(payload["now"])
     owner = payload["owner"]
-    oldest: dict[str, Backup] = {}
-    for backup in svc.catalog.backups_needing_replication():
-        if backup.replication_status is ReplicationStatus.FAILED and _given_up(
-            svc, backup.vm_key, {backup.backup_id}
-        ):
-            continue  # given up for good: no more attempts, and it hides no newer one
-        current = oldest.get(backup.vm_key)
-        if current is None or backup.taken_at < current.taken_at:
-            oldest[backup.vm_key] = backup
     pending = []
-    for b in sorted(oldest.values(), key=lambda b: b.taken_at):
-        if not _retry_due(svc, b, now):
+    for b in sorted(_next_per_vm(svc), key=lambda b: b.taken_at):
+        stranded = b.replication_status in COPYING
+        if not stranded and not _retry_due(svc, b, now):
             continue
         work = {"vm_key": b.vm_key, "work": names.replication_claim(b.backup_id), "owner": owner}
-        if claims.claim_work(work, svc)["claimed"]:
-            pending.append(
-                {**_ref(b), "target_region": b.replica_region, "owner": owner},
-            )
+        if not claims.claim_work(work, svc)["claimed"]:
+            continue
+        item = {**_ref(b), "target_region": b.replica_region, "owner": owner}
+        if stranded:
+            item["resume"] = _last_attempt(svc, b, now).isoformat()
+        pending.append(item)
     return {"pending": pending}
+
+
+def _next_per_vm(svc: Services) -> list[Backup]:
+    """Per VM with copying work, its oldest backup not yet replicated (given-up ones aside).
+
+    VMs come from the backups waiting to be copied and from the jobs still copying: a
+    stranded backup is found through its own jobs, or through the newer backups it holds back.
+    """
+    vm_keys = {b.vm_key for b in svc.catalog.backups_needing_replication()}
+    for status in COPYING:
+        vm_keys |= {job.vm_key for job in svc.catalog.list_replication_jobs(status=status)}
+    found = []
+    for vm_key in sorted(vm_keys):
+        backup = next((b for b in _unreplicated(svc, vm_key) if not _dead(svc, b)), None)
+        if backup is not None:
+            found.append(backup)
+    return found
+
+
+def _unreplicated(svc: Services, vm_key: str) -> list[Backup]:
+    """The VM's completed backups with a target region and no complete replica, oldest first."""
+    backups = [
+        b
+        for b in svc.catalog.list_backups(vm_key)
+        if b.state is BackupState.COMPLETED
+        and b.replica_region
+        and b.replication_status is not ReplicationStatus.COMPLETED
+    ]
+    return sorted(backups, key=lambda b: (b.taken_at, b.backup_id))
+
+
+def _dead(svc: Services, backup: Backup) -> bool:
+    """Given up for good: no more attempts, and it hides no newer backup."""
+    return backup.replication_status is ReplicationStatus.FAILED and _given_up(
+        svc, backup.vm_key, {backup.backup_id}
+    )
+
+
+def _last_attempt(svc: Services, backup: Backup, now: datetime) -> datetime:
+    """The attempt a stranded backup's newest copy jobs belong to (their id's stamp)."""
+    jobs = [
+        job
+        for job in svc.catalog.list_replication_jobs(vm_key=backup.vm_key)
+        if job.backup_id == backup.backup_id
+    ]
+    if not jobs:
+        return now
+    stamp = jobs[0].id.rsplit("-", 1)[-1]  # newest started first
+    return datetime.strptime(stamp, ATTEMPT_STAMP).replace(tzinfo=UTC)
 
 
 def _ref(backup: Backup) -> Payload:
@@ -108,38 +156,22 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
     refs: list[SnapshotRef] = []
     poll_after = 0.0
     for ref, job in zip(backup.snapshots, jobs, strict=True):
-        name = job.target_snapshot.rsplit("/", 1)[-1]
         try:
-            accepted = audited(
-                svc,
-                "create",
-                job.target_snapshot,
-                partial(
-                    svc.gateway.begin_copy,
-                    source_id=ref.snapshot_id,
-                    name=name,
-                    resource_group=group,
-                    region=target,
-                    tags={MANAGED_BY: APP, "backup-id": backup.backup_id, "backup-replica": "true"},
-                ),
-                vm_key=backup.vm_key,
-                operation="replicate",
-            )
+            replica_id, wait = _copy(svc, backup, ref, job, group)
         except PermanentError as error:
-            failed = _ended(job, ReplicationStatus.FAILED, svc.clock.now(), str(error))
-            svc.catalog.save_replication_jobs([*started, failed])
-            return _failed(svc, backup, target, str(error))
+            attempted = [*started, *jobs[len(started) :]]
+            return _start_failed(svc, backup, attempted, refs, target, str(error))
         started.append(
             dataclasses.replace(
-                job, status=ReplicationStatus.IN_PROGRESS, target_snapshot=accepted.resource_id
+                job, status=ReplicationStatus.IN_PROGRESS, target_snapshot=replica_id
             )
         )
         refs.append(
             dataclasses.replace(
-                ref, replica_id=accepted.resource_id, replica_status=ReplicationStatus.IN_PROGRESS
+                ref, replica_id=replica_id, replica_status=ReplicationStatus.IN_PROGRESS
             )
         )
-        poll_after = max(poll_after, accepted.poll_after_seconds)
+        poll_after = max(poll_after, wait)
     svc.catalog.save_replication_jobs(started)
     svc.catalog.update_backup(
         backup.vm_key,
@@ -149,6 +181,62 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
         replication_status=ReplicationStatus.IN_PROGRESS,
     )
     return {"state": "in_progress", "poll_after": poll_after}
+
+
+def _copy(
+    svc: Services, backup: Backup, ref: SnapshotRef, job: ReplicationJob, group: str
+) -> tuple[str, float]:
+    """CopyStart one disk's snapshot: its replica's id and when to read it first.
+
+    A replica an earlier attempt started and Azure still copies (or has copied) is taken over,
+    never started again: Azure copies one snapshot of a disk at a time. A failed one is deleted
+    first, so the copy starts afresh.
+    """
+    name = job.target_snapshot.rsplit("/", 1)[-1]
+    if ref.replica_id and ref.replica_id.rsplit("/", 1)[-1].lower() == name.lower():
+        replica = _read(svc, ref.replica_id)
+        if replica is not None and _copy_status(replica) is not ReplicationStatus.FAILED:
+            return ref.replica_id, 0.0
+        if replica is not None:
+            _delete_replica(svc, backup, ref.replica_id)
+    accepted = audited(
+        svc,
+        "create",
+        job.target_snapshot,
+        partial(
+            svc.gateway.begin_copy,
+            source_id=ref.snapshot_id,
+            name=name,
+            resource_group=group,
+            region=job.target_region,
+            tags={MANAGED_BY: APP, "backup-id": backup.backup_id, "backup-replica": "true"},
+        ),
+        vm_key=backup.vm_key,
+        operation="replicate",
+    )
+    return accepted.resource_id, accepted.poll_after_seconds
+
+
+def _start_failed(
+    svc: Services,
+    backup: Backup,
+    jobs: list[ReplicationJob],
+    started: list[SnapshotRef],
+    target: str,
+    error: str,
+) -> Payload:
+    """End the attempt whose CopyStart Azure refused, keeping the copies it did start.
+
+    Every job of the attempt ends failed, so none counts against the region's parallel copies
+    for ever; the started replicas stay on the backup's disks, where the catalog knows them and
+    the next attempt takes them over (or deletes them when their copy failed).
+    """
+    now = svc.clock.now()
+    svc.catalog.save_replication_jobs(
+        _ended(job, ReplicationStatus.FAILED, now, error) for job in jobs
+    )
+    refs = (*started, *backup.snapshots[len(started) :])
+    return _failed(svc, backup, target, error, snapshots=refs, replica_region=target)
 
 
 def _held_back(svc: Services, backup: Backup) -> bool:
@@ -217,7 +305,7 @@ def _job(
 def job_id(backup_id: str, disk_role: str, attempt: datetime) -> str:
     """One copy job per disk and replication attempt: a retried step rewrites its own row,
     and a later attempt leaves the failed one in the history."""
-    return f"{backup_id}-{disk_role}-{attempt:%Y%m%dt%H%M%S}"
+    return f"{backup_id}-{disk_role}-{attempt.strftime(ATTEMPT_STAMP)}"
 
 
 def check_replication(payload: Payload, svc: Services) -> Payload:
@@ -238,17 +326,19 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
     for ref in backup.snapshots:
         if ref.replica_id is None:
             raise PermanentError(f"backup {backup.backup_id} is copying without a replica id")
-        replica = svc.gateway.get_snapshot(ref.replica_id)
-        status = _copy_status(replica)
+        replica = _read(svc, ref.replica_id)
+        status = _copy_status(replica) if replica else ReplicationStatus.FAILED
+        error = replica.copy_error if replica else f"replica {ref.replica_id} does not exist"
+        percent = replica.completion_percent if replica else None
         job = svc.catalog.get_replication_job(
             backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
         )
-        if replica.copy_error:
-            errors.append(f"{ref.disk_role}: {replica.copy_error}")
+        if error:
+            errors.append(f"{ref.disk_role}: {error}")
         if job is not None and job.status is not status:
-            changed.append(_ended(job, status, now, replica.copy_error, replica.completion_percent))
+            changed.append(_ended(job, status, now, error, percent))
         if job is not None and status is ReplicationStatus.IN_PROGRESS:
-            eta = max(eta, _remaining(job.started_at, now, replica.completion_percent))
+            eta = max(eta, _remaining(job.started_at, now, percent))
         refs.append(dataclasses.replace(ref, replica_status=status))
     if changed:
         svc.catalog.save_replication_jobs(changed)
@@ -274,6 +364,14 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
         lag_seconds=(now - backup.taken_at).total_seconds(),
     )
     return {"state": "completed"}
+
+
+def _read(svc: Services, replica_id: str) -> Snapshot | None:
+    """A replica as Azure has it now; None when it does not exist (never created, or deleted)."""
+    try:
+        return svc.gateway.get_snapshot(replica_id)
+    except NotFoundError:
+        return None
 
 
 def _copy_status(replica: Snapshot) -> ReplicationStatus:
@@ -342,20 +440,25 @@ def _delete_failed_replicas(svc: Services, backup: Backup, refs: list[SnapshotRe
     """A failed copy leaves a useless target snapshot; remove it so a retry can start afresh."""
     for ref in refs:
         if ref.replica_id and ref.replica_status is ReplicationStatus.FAILED:
-            audited(
-                svc,
-                "delete",
-                ref.replica_id,
-                partial(svc.gateway.delete_snapshot, ref.replica_id),
-                vm_key=backup.vm_key,
-                operation="replicate",
-            )
+            _delete_replica(svc, backup, ref.replica_id)
 
 
-def _failed(svc: Services, backup: Backup, target: str, error: str) -> Payload:
+def _delete_replica(svc: Services, backup: Backup, replica_id: str) -> None:
+    audited(
+        svc,
+        "delete",
+        replica_id,
+        partial(svc.gateway.delete_snapshot, replica_id),
+        vm_key=backup.vm_key,
+        operation="replicate",
+    )
+
+
+def _failed(svc: Services, backup: Backup, target: str, error: str, **changes: object) -> Payload:
+    """Record the backup's replication failed (with `changes`), for the catch-up to retry."""
     message = sanitise(error, limit=500)
     svc.catalog.update_backup(
-        backup.vm_key, backup.backup_id, replication_status=ReplicationStatus.FAILED
+        backup.vm_key, backup.backup_id, replication_status=ReplicationStatus.FAILED, **changes
     )
     telemetry.emit(
         "ReplicationFailed",
