@@ -26,6 +26,14 @@ var rules = [
     query: loadTextContent('../monitor/alerts/backup-window-missed.kql')
   }
   {
+    name: 'backupdr-backup-failed'
+    description: 'A backup of a VM failed: its snapshots could not be taken, or the VM could not be read.'
+    severity: 2
+    frequency: 'PT15M'
+    window: 'PT15M'
+    query: loadTextContent('../monitor/alerts/backup-failed.kql')
+  }
+  {
     name: 'backupdr-replication-failed-or-lagging'
     description: 'A cross-region copy failed or completed beyond the replication lag target.'
     severity: 2

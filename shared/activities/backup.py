@@ -7,7 +7,7 @@ PUTs the same snapshots and rewrites the same rows.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from shared.activities import claims
@@ -29,6 +29,7 @@ from shared.domain.models import (
     SnapshotRef,
 )
 from shared.domain.policy import PolicyError, format_policy, policy_for
+from shared.domain.retention import MANUAL_KEEP
 from shared.domain.schedule import is_due, rpo_target_seconds, slot_at
 from shared.domain.tiers import tier_for
 from shared.errors import sanitise
@@ -62,8 +63,8 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
             continue
         if policy is None:
             continue
-        if vm.not_protectable:
-            reason = vm.not_protectable_reason
+        reason = _not_protectable(vm)
+        if reason:
             not_protectable.append({"vm": vm.name, "vm_key": vm.key, "reason": reason})
             telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True, not_protectable=reason)
             continue
@@ -107,32 +108,45 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
 
 
 def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
-    """A slot whose backup failed MAX_ATTEMPTS times waits for the next slot (and the alert)."""
+    """A slot whose backup failed MAX_ATTEMPTS times waits for the next slot (and the alert).
+
+    Failed counts on after retention retired the row (its partial snapshots deleted): else a
+    slot given up would start over every run."""
     backup = svc.catalog.get_backup(vm_key, names.backup_id(vm_key, slot))
     return (
         backup is not None
-        and backup.state is BackupState.FAILED
+        and backup.state not in (BackupState.CREATING, BackupState.COMPLETED)
         and backup.attempts >= MAX_ATTEMPTS
     )
+
+
+def _not_protectable(vm: VM) -> str:
+    """Why the VM cannot be backed up ("" when it can): a backup of no disks restores nothing."""
+    if vm.not_protectable:
+        return vm.not_protectable_reason
+    return "" if vm.disks else "no managed disks to back up"
 
 
 def begin_backup(payload: Payload, svc: Services) -> Payload:
     """Start an incremental snapshot of every disk of the VM, tagged in the same PUT.
 
-    The VM and its policy are read here, not taken from the input (which carries keys only).
-    The tier is fixed once: a retry finds the row it wrote and keeps its tier and time.
+    The row (state creating) names every disk's snapshot before the first PUT, so a backup that
+    fails midway leaves no snapshot the catalog does not know of (retention deletes it). The VM
+    and its policy are read here, not taken from the input (which carries keys only). The tier
+    is fixed once: a retry finds the row it wrote, keeps its tier and time, PUTs the same names.
     """
     vm = svc.gateway.get_vm(payload["resource_group"], payload["name"])
     slot = parse_time(payload["slot"])
     manual = bool(payload.get("manual", False))
     policy = policy_for(vm)
     backup_id = names.backup_id(vm.key, slot, manual)
-    if vm.not_protectable:  # its disks changed since it was listed: nothing is taken or recorded
+    reason = _not_protectable(vm)
+    if reason:  # its disks changed since it was listed: nothing is taken or recorded
         return {
             "vm_key": vm.key,
             "backup_id": backup_id,
             "state": "not_protectable",
-            "error": vm.not_protectable_reason,
+            "error": reason,
             "poll_after": 0,
         }
     existing = svc.catalog.get_backup(vm.key, backup_id)
@@ -140,49 +154,23 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
         return {"vm_key": vm.key, "backup_id": backup_id, "state": "completed", "poll_after": 0}
     taken_at = existing.taken_at if existing else svc.clock.now()
     tier = existing.tier if existing else tier_for(taken_at, _earlier_backups(svc, vm.key))
-    retried = existing is not None and existing.state is BackupState.FAILED
-    attempts = existing.attempts + 1 if existing and retried else 1
     nics = _nics(svc, vm)  # before any snapshot: a backup that cannot record it takes none
     group = svc.settings.backup_group(vm.location)
-    refs: list[SnapshotRef] = []
-    poll_after = 0.0
-    for disk in vm.disks:
-        name = names.snapshot_name(vm.name, vm.key, disk.role, slot, manual)
-        tags = {
-            MANAGED_BY: APP,
-            "backup-id": backup_id,
-            "backup-vm": names.short_hash(vm.id.lower()),
-            "backup-disk": disk.role,
-            "backup-tier": str(tier),
-            "backup-taken-at": taken_at.isoformat(),
-        }
-        accepted = audited(
-            svc,
-            "create",
-            f"{group}/snapshots/{name}",
-            partial(
-                svc.gateway.begin_snapshot,
-                name=name,
-                resource_group=group,
-                region=vm.location,
-                disk=disk,
-                tags=tags,
-            ),
-            vm_key=vm.key,
-            operation="snapshot",
+    planned = [
+        (disk, names.snapshot_name(vm.name, vm.key, disk.role, slot, manual)) for disk in vm.disks
+    ]
+    refs = tuple(
+        SnapshotRef(
+            disk_role=disk.role,
+            source_disk_id=disk.id,
+            snapshot_id=_snapshot_id(svc, group, name),
+            size_gb=disk.size_gb,
+            lun=disk.lun,
+            sku=disk.sku,
+            caching=disk.caching,
         )
-        poll_after = max(poll_after, accepted.poll_after_seconds)
-        refs.append(
-            SnapshotRef(
-                disk_role=disk.role,
-                source_disk_id=disk.id,
-                snapshot_id=accepted.resource_id,
-                size_gb=disk.size_gb,
-                lun=disk.lun,
-                sku=disk.sku,
-                caching=disk.caching,
-            )
-        )
+        for disk, name in planned
+    )
     svc.catalog.save_backup(
         Backup(
             backup_id=backup_id,
@@ -194,7 +182,7 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
             taken_at=taken_at,
             tier=tier,
             state=BackupState.CREATING,
-            snapshots=tuple(refs),
+            snapshots=refs,
             size_gb=sum(ref.size_gb for ref in refs),
             manual=manual,
             vm_size=vm.vm_size,
@@ -205,17 +193,68 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
             hyper_v_generation=vm.hyper_v_generation,
             zones=vm.zones,
             replica_region=policy.replicate if policy else None,
-            attempts=attempts,
+            attempts=_attempt(existing),
             resource_group=vm.resource_group,
             tags=dict(vm.tags),
             policy=format_policy(policy) if policy else None,
+            keep_until=taken_at + timedelta(days=payload.get("keep_days", MANUAL_KEEP.days))
+            if manual
+            else None,
             license_type=vm.license_type,
             boot_diagnostics=vm.boot_diagnostics,
             boot_diagnostics_uri=vm.boot_diagnostics_uri,
             nics=nics,
         )
     )
+    tags = {
+        MANAGED_BY: APP,
+        "backup-id": backup_id,
+        "backup-vm": names.short_hash(vm.id.lower()),
+        "backup-tier": str(tier),
+        "backup-taken-at": taken_at.isoformat(),
+    }
+    accepted = [
+        audited(
+            svc,
+            "create",
+            f"{group}/snapshots/{name}",
+            partial(
+                svc.gateway.begin_snapshot,
+                name=name,
+                resource_group=group,
+                region=vm.location,
+                disk=disk,
+                tags={**tags, "backup-disk": disk.role},
+            ),
+            vm_key=vm.key,
+            operation="snapshot",
+        )
+        for disk, name in planned
+    ]
+    answered = tuple(
+        dataclasses.replace(ref, snapshot_id=done.resource_id)
+        for ref, done in zip(refs, accepted, strict=True)
+    )
+    if answered != refs:  # the catalog keeps the ids as Azure answered them
+        svc.catalog.update_backup(vm.key, backup_id, snapshots=answered)
+    poll_after = max(done.poll_after_seconds for done in accepted)
     return {"vm_key": vm.key, "backup_id": backup_id, "state": "creating", "poll_after": poll_after}
+
+
+def _snapshot_id(svc: Services, group: str, name: str) -> str:
+    """The id a snapshot PUT creates, known before the PUT (the gateway builds the same)."""
+    return (
+        f"/subscriptions/{svc.settings.subscription_id}/resourceGroups/{group}"
+        f"/providers/Microsoft.Compute/snapshots/{name}"
+    )
+
+
+def _attempt(existing: Backup | None) -> int:
+    """Which try at the slot this is: a row still creating is the same try resumed; one that
+    failed (or that retention retired after it failed) is one more."""
+    if existing is None:
+        return 1
+    return existing.attempts if existing.state is BackupState.CREATING else existing.attempts + 1
 
 
 def _nics(svc: Services, vm: VM) -> tuple[NicConfig, ...]:
@@ -230,11 +269,18 @@ def _nics(svc: Services, vm: VM) -> tuple[NicConfig, ...]:
 
 
 def _earlier_backups(svc: Services, vm_key: str) -> list[datetime]:
-    """When this VM's earlier backups were taken (deleted ones count: they existed)."""
+    """When this VM's earlier backups were taken: those that completed, expired or not (they
+    existed), never failed attempts retention cleaned up."""
+    completed = (
+        BackupState.COMPLETED,
+        BackupState.SOFT_DELETED,
+        BackupState.PURGING,
+        BackupState.DELETED,
+    )
     return [
         backup.taken_at
         for backup in svc.catalog.list_backups(vm_key, include_deleted=True)
-        if backup.state in (BackupState.COMPLETED, BackupState.DELETED)
+        if backup.state in completed and backup.error_message is None
     ]
 
 
@@ -245,6 +291,8 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
         return {"state": "completed", "replica_region": backup.replica_region}
     if backup.state is not BackupState.CREATING:
         return {"state": str(backup.state), "error": backup.error_message}
+    if not backup.snapshots:  # a backup of no disks restores nothing: never completed
+        return _fail(svc, backup, "no snapshots: no managed disks to back up")
     snapshots = [svc.gateway.get_snapshot(ref.snapshot_id) for ref in backup.snapshots]
     failed = [s.name for s in snapshots if s.provisioning_state == SNAPSHOT_FAILED]
     if failed:
@@ -276,10 +324,15 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
 
 
 def fail_backup(payload: Payload, svc: Services) -> Payload:
-    """Record a backup that could not be completed (its partial snapshots expire by retention)."""
+    """Record a backup that could not be completed (retention deletes its partial snapshots).
+
+    A failure is an event (and its alert) even when no row was written: the VM read failed."""
     backup = svc.catalog.get_backup(payload["vm_key"], payload["backup_id"])
-    if backup is None or backup.state is not BackupState.CREATING:
-        return {"state": None if backup is None else str(backup.state)}
+    if backup is None:
+        message = sanitise(payload["error"], limit=500)
+        return _report(payload["vm_key"], payload["backup_id"], message)
+    if backup.state is not BackupState.CREATING:
+        return {"state": str(backup.state)}
     return _fail(svc, backup, payload["error"])
 
 
@@ -288,5 +341,9 @@ def _fail(svc: Services, backup: Backup, error: str) -> Payload:
     svc.catalog.update_backup(
         backup.vm_key, backup.backup_id, state=BackupState.FAILED, error_message=message
     )
-    telemetry.emit("BackupFailed", vm=backup.vm_key, backup_id=backup.backup_id, error=message)
+    return _report(backup.vm_key, backup.backup_id, message)
+
+
+def _report(vm_key: str, backup_id: str, message: str) -> Payload:
+    telemetry.emit("BackupFailed", vm=vm_key, backup_id=backup_id, error=message)
     return {"state": "failed", "error": message}

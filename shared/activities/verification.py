@@ -137,8 +137,11 @@ def record_verification(payload: Payload, svc: Services) -> Payload:
     repeat = backup.verified_at == now
     checks = payload.get("checks") or {}
     error = payload.get("error") or checks.get("error")
+    if not backup.snapshots:  # every check of no disks holds, and proves nothing
+        error = "; ".join(filter(None, [error, "backup has no snapshots: nothing to restore"]))
     success = bool(
-        checks.get("test_disk_created")
+        backup.snapshots
+        and checks.get("test_disk_created")
         and checks.get("size_matches")
         and checks.get("disk_readable")
         and payload.get("cleanup_ok")

@@ -50,7 +50,9 @@ def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
     then let go of the slot's claim.
 
     Input: {vm_key, resource_group, name, slot, manual?, owner?}; `owner` is the fleet run
-    that claimed the slot. A failure at any step is recorded on the backup row.
+    that claimed the slot. A failure at any step is recorded on the backup row (and is an
+    event); retention runs after a failed backup too, so a VM that keeps failing does not pile
+    up partial snapshots.
     """
     item: Payload = context.get_input()
     key = item["vm_key"]
@@ -82,27 +84,33 @@ def _back_up(context: Context, item: Payload, ref: Payload) -> Generator[Any, An
             if result is None:
                 raise TimeoutError(f"snapshots not done within {SNAPSHOT_TIMEOUT}")
     except Exception as error:
-        failed: Payload = yield context.call_activity_with_retry(
+        result = yield context.call_activity_with_retry(
             "fail_backup", RETRY, {**item, **ref, "error": failure_text(error)}
         )
-        return failed
-    if result["state"] != "completed":
+    if result["state"] == "completed":
+        target = result.get("replica_region")
+        if target:
+            yield context.call_sub_orchestrator(
+                "replicate_backup",
+                {**ref, "target_region": target},
+                f"{context.instance_id}:replicate",
+            )
+        result = {"state": "completed"}
+    elif result["state"] != "failed":
         return dict(result)
-    target = result.get("replica_region")
-    if target:
-        yield context.call_sub_orchestrator(
-            "replicate_backup",
-            {**ref, "target_region": target},
-            f"{context.instance_id}:replicate",
-        )
+    retention = yield from _retain(context, ref["vm_key"])
+    return {**result, "retention": retention}
+
+
+def _retain(context: Context, vm_key: str) -> Generator[Any, Any, Payload]:
+    """Apply the VM's retention; a failure of it is recorded (an event), never the backup's."""
     try:
-        retention = yield context.call_activity_with_retry(
-            "apply_retention",
-            RETRY,
-            {"vm_key": ref["vm_key"], "now": context.current_utc_datetime.isoformat()},
+        # The VM only: retention reads its policy from Azure and the time from the app's clock.
+        retention: Payload = yield context.call_activity_with_retry(
+            "apply_retention", RETRY, {"vm_key": vm_key}
         )
     except Exception as error:
         retention = yield context.call_activity_with_retry(
-            "fail_retention", RETRY, {"vm_key": ref["vm_key"], "error": failure_text(error)}
+            "fail_retention", RETRY, {"vm_key": vm_key, "error": failure_text(error)}
         )
-    return {"state": "completed", "retention": retention}
+    return retention

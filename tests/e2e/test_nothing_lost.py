@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import azure.functions as func
 import pytest
 from azure.data.tables import TableClient
 from typer.testing import CliRunner, Result
@@ -17,7 +18,7 @@ from cli.main import app
 from local.armsim import FaultRule
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
-from shared.activities.retention import DELETED_TAG, HOLD_TAG
+from shared.activities.retention import DELETED_TAG, HOLD_TAG, apply_retention
 from shared.adapters.telemetry import captured_events
 from shared.domain.models import Backup, BackupState, VerificationState
 
@@ -232,3 +233,49 @@ def test_a_halted_plan_is_reviewed_and_applied_by_an_operator(stack: Stack) -> N
     with captured_events() as events:
         _run_to_day(stack, 8)  # and the next run is no longer halted
     assert not [e for e in events if e["event"] == "RetentionApplied" and e.get("halted")]
+
+
+def _manual(stack: Stack, body: dict[str, object]) -> func.HttpResponse:
+    request = func.HttpRequest(
+        method="POST",
+        url="http://localhost/api/backups/web-01",
+        body=json.dumps(body).encode(),
+    )
+    return stack.host.call_http("start_backup", request)
+
+
+def test_manual_backups_keep_their_own_days_whatever_the_schedule_deletes(stack: Stack) -> None:
+    _run_to_day(stack, 0)
+    stack.clock.advance(3600)
+    assert _manual(stack, {"keepDays": 2}).status_code == 202
+    stack.host.run_until_idle()
+    stack.clock.advance(60)
+    assert _manual(stack, {}).status_code == 202  # the default: 30 days
+    stack.host.run_until_idle()
+    short, default = sorted(
+        (b for b in stack.services.catalog.list_backups(WEB) if b.manual), key=lambda b: b.slot
+    )
+    assert short.keep_until == short.taken_at + timedelta(days=2)
+    assert default.keep_until == default.taken_at + timedelta(days=30)
+    _run_to_day(stack, 4)  # four scheduled backups later: the 2-daily policy kept neither...
+    assert _state(stack, default) is BackupState.COMPLETED
+    assert _state(stack, short) is BackupState.SOFT_DELETED  # only its own date expired it
+    # Retention reads the time from the app's clock, never from its input: a forged "now"
+    # years ahead expires nothing more.
+    apply_retention({"vm_key": WEB, "now": "2031-01-01T00:00:00+00:00"}, stack.services)
+    assert _state(stack, default) is BackupState.COMPLETED
+
+
+def _state(stack: Stack, backup: Backup) -> BackupState:
+    found = stack.services.catalog.get_backup(backup.vm_key, backup.backup_id)
+    assert found is not None
+    return found.state
+
+
+@pytest.mark.parametrize("keep", [0, -1, 3651, "5", 2.5, True, None])
+def test_a_bad_keep_days_is_refused_and_records_nothing(stack: Stack, keep: object) -> None:
+    response = _manual(stack, {"keepDays": keep})
+    assert response.status_code == 400
+    assert json.loads(response.get_body())["error"]["code"] == "InvalidKeepDays"
+    stack.host.run_until_idle()
+    assert stack.services.catalog.list_backups(WEB) == []

@@ -301,8 +301,8 @@ class TestBrakes:
         plan = plan_retention(backups, BackupPolicy(daily=1, weekly=0, monthly=0), at("2026-11-30"))
         assert plan.to_delete == ()
         assert plan.halted == (
-            "circuit breaker (would delete 3 of 4, 0 expected): more than half of the VM's backups, "
-            "so nothing is deleted"
+            "circuit breaker (would delete 3 of 4, 0 expected): more than half of the VM's "
+            "backups, so nothing is deleted"
         )
         assert _reasons(plan.decisions)["2026-11-26T02:00"] == (
             "kept: circuit breaker (would delete 3 of 4, 0 expected)",
