@@ -26,8 +26,8 @@ from local.armsim.rbac import Principal
 from local.azurite import Azurite
 from local.stack import Stack, local_stack
 from shared.activities.failover import failover_id
-from shared.domain.models import Backup, BackupState, SnapshotRef, Tier
 from shared.adapters.credentials import SIMULATOR_TOKEN
+from shared.domain.models import Backup, BackupState, SnapshotRef, Tier
 from shared.health import fleet_status
 
 SUB = "00000000-0000-0000-0000-000000000001"

@@ -117,9 +117,7 @@ def _delete_group(stack: Stack, group: str) -> None:
 def _live(stack: Stack, vm_key: str) -> list[Backup]:
     """Its restorable backups (the hourly ones retention expired before are soft-deleted)."""
     return [
-        b
-        for b in stack.services.catalog.list_backups(vm_key)
-        if b.state is BackupState.COMPLETED
+        b for b in stack.services.catalog.list_backups(vm_key) if b.state is BackupState.COMPLETED
     ]
 
 

@@ -153,10 +153,7 @@ def safety_keeps(backups: Iterable[Backup], now: datetime, in_use: Iterable[str]
         (
             b
             for b in live
-            if b.state is BackupState.COMPLETED
-            and b.managed
-            and not b.manual
-            and b.taken_at <= now
+            if b.state is BackupState.COMPLETED and b.managed and not b.manual and b.taken_at <= now
         ),
         key=lambda b: (b.taken_at, b.backup_id),
     )
