@@ -62,7 +62,10 @@ def _run(azurite: Azurite, *, at_least_once: bool) -> dict[str, Any]:
             # what was done, and how it ended, may not.
             return {
                 "backups": {
-                    key: [b.to_dict() for b in catalog.list_backups(key, include_deleted=True)]
+                    key: [
+                        {**b.to_dict(), "deleted_at": None}  # when retention ran: a moment
+                        for b in catalog.list_backups(key, include_deleted=True)
+                    ]
                     for key in vms
                 },
                 "jobs": Counter(
