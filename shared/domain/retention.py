@@ -30,6 +30,9 @@ from shared.domain.tiers import PeriodKey, day_key, month_key, week_key
 
 NO_POLICY = "kept: no valid policy (deletes nothing)"
 MANUAL_KEEP = timedelta(days=30)  # a manual backup's keep when its row names none (older rows)
+# A backup still "creating" this long after it was taken, with a newer slot begun, was abandoned
+# (its workflow died): its partial snapshots go like a failed backup's.
+ABANDONED_AFTER = timedelta(days=1)
 # Each new counted backup can push at most one period out of each tier: the deletions it explains.
 _TIER_COUNT = 3
 _COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
@@ -116,7 +119,11 @@ def _safety_reasons(
     """Reasons that keep a backup whatever the counts say."""
     rules = [
         (backup.taken_at > now, "kept: taken after now"),
-        (backup.state is BackupState.CREATING, "kept: still being created"),
+        (
+            backup.state is BackupState.CREATING
+            and (now - backup.taken_at < ABANDONED_AFTER or backup.backup_id == newest["slot"]),
+            "kept: still being created",
+        ),
         (backup.backup_id == newest["completed"], "kept: newest completed"),
         (backup.backup_id == newest["verified"], "kept: newest verified"),
         (backup.backup_id == newest["replicated"], "kept: newest replicated"),
@@ -191,6 +198,7 @@ def plan_retention(
         "replicated": _newest(
             scheduled, lambda b: b.replication_status is ReplicationStatus.COMPLETED
         ),
+        "slot": newest_slot.backup_id if newest_slot else None,
         "failed slot": newest_slot.backup_id
         if newest_slot and newest_slot.state is BackupState.FAILED
         else None,
@@ -295,6 +303,8 @@ def source_gone(vm_name: str, policy: str | None) -> str:
 def _expiry(backup: Backup, beyond: str) -> str:
     if backup.state is BackupState.FAILED:
         return "expired: failed (partial snapshots)"
+    if backup.state is BackupState.CREATING:
+        return "expired: abandoned while being created (partial snapshots)"
     if backup.manual:
         return f"expired: manual, kept until {manual_keep_until(backup):%Y-%m-%d %H:%M}"
     return f"expired: beyond {beyond}"

@@ -169,7 +169,10 @@ def safety_keeps(backups: Iterable[Backup], now: datetime, in_use: Iterable[str]
         b.backup_id
         for b in live
         if b.taken_at > now
-        or b.state is BackupState.CREATING
+        or (
+            b.state is BackupState.CREATING
+            and (now - b.taken_at < timedelta(days=1) or b is last_slot)
+        )
         or b.replication_status in copying
         or not b.managed
         or b.hold

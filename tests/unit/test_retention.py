@@ -237,7 +237,6 @@ SAFETY_CASES = [
     ),
     pytest.param(lambda b: b.unmanaged(), (), "kept: not created by backupdr", id="unmanaged"),
     pytest.param(lambda b: b.held(), (), "kept: backup-hold", id="backup-hold"),
-    pytest.param(lambda b: b.creating(), (), "kept: still being created", id="creating"),
 ]
 
 

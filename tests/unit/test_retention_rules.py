@@ -112,6 +112,23 @@ class TestFailedSlots:
         assert plan.halted is None
 
 
+class TestCreating:
+    def test_a_backup_being_created_is_kept_for_a_day_or_while_it_is_the_newest_slot(
+        self,
+    ) -> None:
+        stuck = a_backup("2026-11-26T02:00").creating().build()
+        recent = a_backup("2026-11-29T20:00").creating().build()
+        backups = [stuck, *history(every("2026-11-27T02:00", 3)), recent]
+        plan = plan_retention(backups, DAILY_7, at("2026-11-30"))
+        reasons = {d.backup_id: d.reasons for d in plan.decisions}
+        assert reasons[recent.backup_id] == ("kept: still being created",)
+        assert reasons[stuck.backup_id] == (
+            "expired: abandoned while being created (partial snapshots)",
+        )
+        alone = plan_retention([stuck], DAILY_7, at("2026-11-30"))
+        assert alone.to_keep == (stuck.backup_id,)  # the newest slot: its workflow may resume
+
+
 class TestPolicyChanges:
     def test_a_shortened_policy_waits_out_the_window(self) -> None:
         old = BackupPolicy()
