@@ -95,8 +95,7 @@ def carry_out(svc: Services, planned: Planned) -> Payload:
     for backup in planned.purgeable(timedelta(days=svc.settings.soft_delete_days)):
         _purge(svc, backup)
         purged += 1
-    svc.catalog.save_retention_state(planned.state)
-    if planned.reduced is not None:
+    if planned.reduced is not None:  # before the state that records it: never lost, at most twice
         telemetry.emit(
             "RetentionReduced",
             vm=planned.vm_key,
@@ -106,6 +105,7 @@ def carry_out(svc: Services, planned: Planned) -> Payload:
                 planned.reduced.until + timedelta(days=svc.settings.soft_delete_days)
             ).isoformat(),
         )
+    svc.catalog.save_retention_state(planned.state)
     kept = len(planned.plan.decisions) - deleted
     telemetry.emit(
         "RetentionApplied",
