@@ -218,8 +218,9 @@ def _body(req: func.HttpRequest, allowed: set[str]) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack (a hostile body, not JSON use).
         raise ApiError(400, "InvalidJson", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidBody", "the request body must be a JSON object")
@@ -231,6 +232,11 @@ def _body(req: func.HttpRequest, allowed: set[str]) -> dict[str, Any]:
             f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed)) or 'none'})",
         )
     return body
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity: Python's extension, not JSON (RFC 8259), and no valid number here."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _one_vm(

@@ -83,8 +83,21 @@ class TestManualBackup:
             ("backups/web-01", b"[1, 2]", (400, "InvalidBody")),
             ("backups/web-01", b'{"tier": "monthly"}', (400, "UnknownField")),
             ("backups/web-01", b'{"resourceGroup": "bad/group"}', (400, "InvalidResourceGroup")),
+            ("backups/web-01", b"[" * 100_000 + b"]" * 100_000, (400, "InvalidJson")),
+            ("backups/web-01", b'{"keepDays": NaN}', (400, "InvalidJson")),
+            ("backups/web-01", b'{"keepDays": Infinity}', (400, "InvalidJson")),
         ],
-        ids=["bad-name", "unknown-vm", "not-json", "not-an-object", "unknown-field", "bad-group"],
+        ids=[
+            "bad-name",
+            "unknown-vm",
+            "not-json",
+            "not-an-object",
+            "unknown-field",
+            "bad-group",
+            "nested-too-deep",
+            "nan",
+            "infinity",
+        ],
     )
     def test_bad_input_gets_a_clear_error_and_changes_nothing(
         self, stack: Stack, path: str, body: bytes, expected: tuple[int, str]
@@ -121,10 +134,20 @@ class TestManualDrTest:
             ("dr-tests/web-01", b'{"testRegion": "West US"}', (400, "InvalidRegion")),
             ("dr-tests/web-01", b'{"backupId": "../x"}', (400, "InvalidBackupId")),
             ("dr-tests/web-01", b'{"rtoTargetSeconds": -5}', (400, "InvalidRtoTarget")),
+            ("dr-tests/web-01", b'{"rtoTargetSeconds": NaN}', (400, "InvalidJson")),
+            ("dr-tests/web-01", b'{"rtoTargetSeconds": -Infinity}', (400, "InvalidJson")),
             ("dr-tests/db-01", b"", (400, "NoTestRegion")),
             ("dr-tests/ghost", b"", (404, "VmNotFound")),
         ],
-        ids=["bad-region", "bad-backup-id", "bad-rto", "no-region", "unknown-vm"],
+        ids=[
+            "bad-region",
+            "bad-backup-id",
+            "bad-rto",
+            "nan",
+            "infinity",
+            "no-region",
+            "unknown-vm",
+        ],
     )
     def test_bad_input_gets_a_clear_error_and_changes_nothing(
         self, stack: Stack, path: str, body: bytes, expected: tuple[int, str]
