@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import typer
@@ -123,7 +125,7 @@ def open_run(opts: Options) -> Run:
         env["AZURE_SUBSCRIPTION_ID"] = opts.subscription
     clock: SettableClock = WallClock()
     if opts.simulator:
-        url = opts.simulator.rstrip("/")
+        url = _simulator_url(opts.simulator, opts.ca_bundle)
         env |= {"BACKUPDR_ARM_ENDPOINT": url, "BACKUPDR_CREDENTIAL": "static"}
         if opts.ca_bundle:
             env["BACKUPDR_CA_BUNDLE"] = opts.ca_bundle
@@ -146,6 +148,16 @@ def open_run(opts: Options) -> Run:
     return Run(services=services, operator=operator, clock=clock, host_settings=app_settings(env))
 
 
+def _simulator_url(url: str, ca_bundle: str | None) -> str:
+    """The simulator's base URL, checked before anything reads it (bad input: one line)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise BadInput(f"--simulator {url!r}: give the simulator's https://HOST:PORT URL")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise BadInput(f"--ca {ca_bundle!r}: no such file (the simulator writes its CA at start)")
+    return url.strip().rstrip("/")
+
+
 class WallClock(SystemClock):
     """Real time: a durable timer's moment is waited for, as the Durable extension would."""
 
@@ -165,21 +177,25 @@ class SimulatorClock:
         self._verify: str | bool = ca_bundle or True
 
     def now(self) -> datetime:
-        return self._moment(
-            self._session.get(self._url, verify=self._verify, timeout=ADMIN_TIMEOUT_SECONDS)
-        )
+        return self._moment(self._ask("GET", self._url))
 
     def advance_to(self, moment: datetime) -> datetime:
         seconds = (moment - self.now()).total_seconds()
         if seconds <= 0:
             return self.now()
-        reply = self._session.post(
-            f"{self._url}/advance",
-            json={"seconds": seconds},
-            verify=self._verify,
-            timeout=ADMIN_TIMEOUT_SECONDS,
-        )
-        return self._moment(reply)
+        return self._moment(self._ask("POST", f"{self._url}/advance", {"seconds": seconds}))
+
+    def _ask(
+        self, method: str, url: str, body: dict[str, float] | None = None
+    ) -> requests.Response:
+        """One admin request; a simulator that cannot be reached is one line, not a traceback."""
+        try:
+            return self._session.request(
+                method, url, json=body, verify=self._verify, timeout=ADMIN_TIMEOUT_SECONDS
+            )
+        except (requests.RequestException, OSError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise Failed(f"cannot reach the simulator at {self._url}: {reason}") from None
 
     def _moment(self, reply: requests.Response) -> datetime:
         if reply.status_code != 200:
