@@ -12,6 +12,7 @@ from cli.errors import FAILED, BadInput
 from cli.output import duration, emit, percent, table
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities import failover as failovers
+from shared.activities.drtest import dr_test_problems
 from shared.domain.models import VM
 from shared.domain.policy import PolicyError, policy_for
 from shared.inputs import (
@@ -74,6 +75,10 @@ def start_test(
             raise BadInput(f"--backup {backup!r}: no such backup of {target.name}")
     if test_resource_group is not None:
         run = _in_group(run, test_resource_group)
+    group = run.services.settings.drtest_group(region)
+    problems = dr_test_problems(run.services, target, region, group, backup)
+    if problems:
+        raise BadInput("; ".join(problems))
     test_id, payload = dr_test_request(
         target, run.now, test_region=region, backup_id=backup, rto_target_seconds=rto_target
     )

@@ -21,7 +21,7 @@ from shared.activities.common import (
 )
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import Backup, BackupState, DrTest, ReplicationStatus
+from shared.domain.models import VM, Backup, BackupState, DrTest, ReplicationStatus
 from shared.domain.policy import Cadence, PolicyError, policy_for
 from shared.errors import BusyError, NotFoundError, PermanentError, sanitise
 from shared.ports import CommandRun, GuestCheck
@@ -62,6 +62,37 @@ def _first_replica_pending(backups: list[Backup], region: str, now: datetime) ->
     if any(_restorable(b, region) for b in backups):
         return False
     return not backups or now - min(b.taken_at for b in backups) < FIRST_REPLICA_GRACE
+
+
+def dr_test_problems(
+    svc: Services, vm: VM, region: str, group: str, backup_id: str | None
+) -> list[str]:
+    """Pre-flight of a requested DR test, reads only: what would make it fail before it starts
+    (and be recorded as a failed test, count against the hourly limit, and stand in for the
+    week's scheduled one). Each problem says what to change."""
+    problems = []
+    if region.lower() == vm.location.lower():
+        problems.append(
+            f"test region {region} is {vm.name}'s own region: a DR test restores in another"
+        )
+    try:
+        served = svc.gateway.group_exists(group)
+    except (NotFoundError, PermanentError):  # 403: not a group the deployment gave the app
+        served = False
+    if not served:
+        problems.append(
+            f"DR-test group {group} does not exist: {region} is not a region this deployment "
+            "tests in (its infra creates one DR-test group per DR region)"
+        )
+    if backup_id is not None:
+        backup = svc.catalog.get_backup(vm.key, backup_id)
+        if backup is None:
+            problems.append(f"no backup {backup_id} of {vm.name}")
+        elif not _restorable(backup, region):
+            problems.append(f"backup {backup_id} has no complete replica in {region}")
+    elif not any(_restorable(b, region) for b in svc.catalog.list_backups(vm.key)):
+        problems.append(f"no backup of {vm.name} has a complete replica in {region} yet")
+    return problems
 
 
 def _restorable(backup: Backup, region: str) -> bool:

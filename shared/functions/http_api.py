@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.activities.drtest import TEST_TTL
+from shared.activities.drtest import TEST_TTL, dr_test_problems
 from shared.activities.restore import check_restore
 from shared.domain import names
 from shared.domain.models import VM, AuditEntry, BackupState
@@ -113,6 +113,9 @@ async def start_dr_test(
             not isinstance(target, int | float) or isinstance(target, bool) or target <= 0
         ):
             raise ApiError(400, "InvalidRtoTarget", "rtoTargetSeconds must be a positive number")
+        problems = dr_test_problems(svc, vm, region, svc.settings.drtest_group(region), backup_id)
+        if problems:
+            raise ApiError(400, "DrTestRejected", "; ".join(problems))
         now = utc_now().replace(microsecond=0)
         # No DR test outlives its resources' expiry (TEST_TTL). A test the timer started is not
         # among these: its id is the moment its `dr_tests` run began, recorded nowhere else.

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cli.main import app
-from local.armsim import ArmSimulator
+from local.armsim import ArmSimulator, FaultRule
 from local.azurite import Azurite
 from local.stack import FLEETS
 from shared.clock import VirtualClock
@@ -99,6 +99,9 @@ class Seeded:
         self.dr_elsewhere = world(
             "dr", "test", "web-01", "--test-resource-group", "rg-missing", "-o", "json"
         )
+        world.sim.add_fault(FaultRule(operation="vms.create", kind="allocation-failed"))
+        self.dr_failed = world("dr", "test", "web-01", "-o", "json")
+        world.sim.clear_faults()
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +160,17 @@ class TestWork:
         assert [r["vm_name"] for r in seeded.dr_all["results"]] == ["web-01"]
 
     def test_a_dr_test_that_fails_exits_1_and_is_recorded_as_failed(self, seeded: Seeded) -> None:
-        assert seeded.dr_elsewhere.exit_code == 1
-        (result,) = json.loads(seeded.dr_elsewhere.stdout)["results"]
+        assert seeded.dr_failed.exit_code == 1
+        (result,) = json.loads(seeded.dr_failed.stdout)["results"]
         assert result["success"] is False
-        assert result["error_message"]
+        assert "AllocationFailed" in result["error_message"]
+
+    def test_a_dr_test_into_a_group_that_does_not_exist_is_refused_before_it_starts(
+        self, seeded: Seeded
+    ) -> None:
+        assert seeded.dr_elsewhere.exit_code == 2
+        assert "DR-test group rg-missing does not exist" in _one_error_line(seeded.dr_elsewhere)
+        assert seeded.dr_elsewhere.stdout == ""
 
     def test_replicate_and_replicate_all_copy_backups_and_track_their_jobs(
         self, fresh: World

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 
+from local.armsim import FaultRule
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
 from shared.domain.models import BackupState
@@ -154,6 +155,42 @@ class TestManualDrTest:
     ) -> None:
         assert _error(_call(stack, "start_dr_test", "POST", path, body)) == expected
         assert stack.host.instances() == []
+
+    @pytest.mark.parametrize(
+        ("body", "problem"),
+        [
+            (b'{"testRegion": "eastus"}', "is web-01's own region"),
+            (b'{"testRegion": "centralus"}', "centralus is not a region this deployment tests"),
+            (b'{"testRegion": "marsnorth"}', "marsnorth is not a region this deployment tests"),
+            (b'{"backupId": "20200101t000000z-0000000000"}', "no backup 20200101t000000z"),
+            (b"{}", "no backup of web-01 has a complete replica in westus2 yet"),
+        ],
+        ids=["own-region", "unserved-region", "no-such-region", "unknown-backup", "no-replica"],
+    )
+    def test_a_test_that_would_fail_before_it_starts_is_refused_and_recorded_nowhere(
+        self, stack: Stack, body: bytes, problem: str
+    ) -> None:
+        """Started, these were recorded as failed DR tests: they skewed the success rate, took
+        the hourly limit and stood in for the week's scheduled test."""
+        status, code = _error(_call(stack, "start_dr_test", "POST", "dr-tests/web-01", body))
+        assert (status, code) == (400, "DrTestRejected")
+        message = json.loads(
+            _call(stack, "start_dr_test", "POST", "dr-tests/web-01", body).get_body()
+        )["error"]["message"]
+        assert problem in message
+        assert stack.host.instances() == []
+        assert stack.services.catalog.dr_history(WEB, now=stack.clock.now(), days=1) == []
+        assert stack.services.catalog.audit_entries(since=START) == []  # no request admitted
+
+    def test_a_backup_not_yet_copied_is_refused(self, stack: Stack) -> None:
+        stack.simulator.add_fault(FaultRule(operation="snapshots.copy", kind="copy-fails"))
+        assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
+        stack.host.run_until_idle()
+        (backup,) = stack.services.catalog.list_backups(WEB)
+        body = json.dumps({"backupId": backup.backup_id}).encode()
+        response = _call(stack, "start_dr_test", "POST", "dr-tests/web-01", body)
+        assert _error(response) == (400, "DrTestRejected")
+        assert "has no complete replica in westus2" in response.get_body().decode()
 
 
 class TestReads:

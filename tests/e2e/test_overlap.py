@@ -40,7 +40,13 @@ SETTINGS = {
 }
 # Snapshots outlast two fleet ticks; copies outlast two catch-up runs.
 SLOW = Durations(snapshot_seconds=40 * 60, copy_base_seconds=90 * 60)
-TAKEN = {BackupState.COMPLETED, BackupState.DELETED}  # deleted: expired by retention since
+# Soft-deleted, purging, deleted: expired by retention since.
+TAKEN = {
+    BackupState.COMPLETED,
+    BackupState.SOFT_DELETED,
+    BackupState.PURGING,
+    BackupState.DELETED,
+}
 NOT_OUTCOMES = ("total", "under_way", "misconfigured", "not_protectable")
 _prefixes = (f"overlap{n}" for n in itertools.count())
 
