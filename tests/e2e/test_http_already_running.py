@@ -76,6 +76,8 @@ class TestInABusyTaskHub:
         )
 
     def test_a_second_manual_dr_test_is_refused(self, stack: Stack) -> None:
+        assert _post(stack, "start_backup", "backups/web-01").status_code == 202
+        stack.host.run_until_idle()  # a replicated backup: a DR test's pre-flight wants one
         _crowd(stack, 150)
         first = _post(stack, "start_dr_test", "dr-tests/web-01")
         assert first.status_code == 202
