@@ -40,6 +40,16 @@ class Stack:
     # writing a VM's policy tag: the app's services hold only infra/'s roles.
     operator: ArmComputeGateway
 
+    def cli_env(self) -> dict[str, str]:
+        """What `backupdr` needs to work against this stack: the simulator, its CA, the
+        subscription, the catalog, and the app's own settings (soft-delete window, ...)."""
+        env = self.settings_env
+        return {
+            **{k: v for k, v in env.items() if k.startswith("BACKUPDR_")},
+            "BACKUPDR_SIMULATOR": env["BACKUPDR_ARM_ENDPOINT"],
+            "AZURE_SUBSCRIPTION_ID": self.simulator.subscription,
+        }
+
 
 def app_settings(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The app settings of local.settings.json.example, with overrides: one source for both."""

@@ -76,20 +76,7 @@ def _tags(stack: Stack, snapshot_id: str) -> dict[str, str] | None:
 
 
 def _cli(stack: Stack, *args: str) -> Result:
-    env = stack.settings_env
-    return CliRunner().invoke(
-        app,
-        ["-o", "json", *args],
-        env={
-            "BACKUPDR_SIMULATOR": env["BACKUPDR_ARM_ENDPOINT"],
-            "BACKUPDR_CA_BUNDLE": env["BACKUPDR_CA_BUNDLE"],
-            "AZURE_SUBSCRIPTION_ID": SUB,
-            "BACKUPDR_TABLES_CONNECTION": env["BACKUPDR_TABLES_CONNECTION"],
-            "BACKUPDR_TABLE_PREFIX": env["BACKUPDR_TABLE_PREFIX"],
-            "BACKUPDR_SOFT_DELETE_DAYS": str(WINDOW_DAYS),
-            "BACKUPDR_LRO_POLL_SECONDS": "0.05",
-        },
-    )
+    return CliRunner().invoke(app, ["-o", "json", *args], env=stack.cli_env())
 
 
 def test_a_hold_set_in_azure_keeps_a_backup_and_its_replicas(stack: Stack) -> None:

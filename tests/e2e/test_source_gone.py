@@ -126,19 +126,7 @@ def _listed(backups: list[dict[str, Any]]) -> list[str]:
 
 
 def _cli(stack: Stack, *args: str) -> Result:
-    env = stack.settings_env
-    return CliRunner().invoke(
-        app,
-        ["-o", "json", *args],
-        env={
-            "BACKUPDR_SIMULATOR": env["BACKUPDR_ARM_ENDPOINT"],
-            "BACKUPDR_CA_BUNDLE": env["BACKUPDR_CA_BUNDLE"],
-            "AZURE_SUBSCRIPTION_ID": SUB,
-            "BACKUPDR_TABLES_CONNECTION": env["BACKUPDR_TABLES_CONNECTION"],
-            "BACKUPDR_TABLE_PREFIX": env["BACKUPDR_TABLE_PREFIX"],
-            "BACKUPDR_LRO_POLL_SECONDS": "0.05",
-        },
-    )
+    return CliRunner().invoke(app, ["-o", "json", *args], env=stack.cli_env())
 
 
 def _get(stack: Stack, path: str) -> func.HttpResponse:

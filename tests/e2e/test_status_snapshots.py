@@ -50,15 +50,7 @@ class _Lists:
 
 
 def _cli(stack: Stack, *args: str) -> Result:
-    env = {
-        "BACKUPDR_SIMULATOR": stack.settings_env["BACKUPDR_ARM_ENDPOINT"],
-        "BACKUPDR_CA_BUNDLE": stack.settings_env["BACKUPDR_CA_BUNDLE"],
-        "AZURE_SUBSCRIPTION_ID": stack.simulator.subscription,
-        "BACKUPDR_TABLES_CONNECTION": stack.settings_env["BACKUPDR_TABLES_CONNECTION"],
-        "BACKUPDR_TABLE_PREFIX": stack.settings_env["BACKUPDR_TABLE_PREFIX"],
-        "COLUMNS": "250",
-    }
-    return CliRunner().invoke(app, list(args), env=env)
+    return CliRunner().invoke(app, list(args), env={**stack.cli_env(), "COLUMNS": "250"})
 
 
 def test_status_flags_exactly_the_backup_whose_snapshot_was_deleted(stack: Stack) -> None:
