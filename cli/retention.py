@@ -41,7 +41,7 @@ def plan(
     target = run.known_vm(vm, resource_group)
     if not target.gone:  # a malformed tag is bad input here; a gone VM keeps everything
         checked(valid_policy, target)
-    planned = plan_vm(run.services, target.key, force=apply is not None)
+    planned = plan_vm(run.services, target.key, force=apply is not None, full=True)
     if apply is not None and apply != planned.digest:
         raise BadInput(
             f"--apply {apply}: the plan is now {planned.digest} (its deletions changed since "

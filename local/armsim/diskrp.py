@@ -333,7 +333,7 @@ def list_snapshots(world: World, request: Request, args: dict[str, str]) -> Repl
     if "rg" in args:
         world.group(args["sub"], args["rg"])
     found = world.of_type(SNAPSHOT_TYPE, args["sub"], args.get("rg"))
-    return page(request, [world.render(r) for r in found], world.page_size)
+    return page(request, found, world.page_size, world.render)
 
 
 def access(type_: str, grant: bool) -> Any:

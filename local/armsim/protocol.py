@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from local.armsim.errors import bad_request
+
+T = TypeVar("T")
 
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 DISK_TYPE = "Microsoft.Compute/disks"
@@ -76,13 +79,21 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def page(request: Request, items: list[dict[str, Any]], page_size: int) -> Reply:
-    """One page of a list, with a `nextLink` that keeps the query (api-version included)."""
+def page(
+    request: Request,
+    items: Sequence[T],
+    page_size: int,
+    render: Callable[[T], dict[str, Any]] | None = None,
+) -> Reply:
+    """One page of a list, with a `nextLink` that keeps the query (api-version included);
+    `render` turns only this page's items into JSON (rendering every page's items on every page
+    made a listing quadratic in its length)."""
     try:
         start = int(request.query.get("$skiptoken", "0"))
     except ValueError:
         raise bad_request("$skiptoken is not valid.", "InvalidSkipToken") from None
-    body: dict[str, Any] = {"value": items[start : start + page_size]}
+    shown = items[start : start + page_size]
+    body: dict[str, Any] = {"value": [render(i) for i in shown] if render else list(shown)}
     if start + page_size < len(items):
         query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
         query["$skiptoken"] = str(start + page_size)

@@ -61,7 +61,7 @@ def list_vms(world: World, request: Request, args: dict[str, str]) -> Reply:
     if "rg" in args:
         world.group(args["sub"], args["rg"])
     found = world.of_type(VM_TYPE, args["sub"], args.get("rg"))
-    return page(request, [world.render(r) for r in found], world.page_size)
+    return page(request, found, world.page_size, world.render)
 
 
 def get_vm(world: World, request: Request, args: dict[str, str]) -> Reply:

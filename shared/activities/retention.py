@@ -5,14 +5,15 @@ and a `backup-deleted-at` tag on its snapshots), stays restorable for the soft-d
 (`backup undelete`), then is purged. A purge is recorded (`purging`) before its first delete, so
 one that stops midway is finished by the next run and is never listed as restorable meanwhile.
 What an operator holds (`backup-hold=true` on any of a backup's snapshots or replicas, read from
-Azure each run) and what the app did not make (no `managed-by=backupdr`) is never deleted.
+Azure before the backup is deleted) and what the app did not make (no `managed-by=backupdr`) is
+never deleted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -30,7 +31,6 @@ from shared.domain.retention import (
     source_gone,
 )
 from shared.errors import NotFoundError, PermanentError, sanitise
-from shared.ports import Snapshot
 from shared.services import Services
 
 HOLD_TAG = "backup-hold"
@@ -44,7 +44,7 @@ class Planned:
 
     vm_key: str
     now: datetime
-    backups: tuple[Backup, ...]  # the catalog's rows, with hold and managed as Azure has them
+    backups: tuple[Backup, ...]  # the catalog's rows; those the plan deletes as Azure tags them
     plan: RetentionPlan  # what a run does now (nothing, if the circuit breaker halts it)
     forced: RetentionPlan  # what an operator's `--apply` does: the plan past the breaker
     state: RetentionState
@@ -118,41 +118,57 @@ def carry_out(svc: Services, planned: Planned) -> Payload:
     return {"kept": kept, "deleted": deleted, "purged": purged, "halted": planned.plan.halted}
 
 
-def plan_vm(svc: Services, vm_key: str, *, force: bool = False) -> Planned:
-    """The VM's plan now: its rows with Azure's tags, its policy (a shortening waits out the
-    soft-delete window) and the deletions the circuit breaker expects since the last run."""
+def plan_vm(svc: Services, vm_key: str, *, force: bool = False, full: bool = False) -> Planned:
+    """The VM's plan now: its rows, its policy (a shortening waits out the soft-delete window)
+    and the deletions the circuit breaker expects since the last run.
+
+    Before a backup is planned for deletion its snapshots' tags are read from Azure (a hold or
+    a missing `managed-by` set there keeps it) and the plan is made again with what they say,
+    until every backup it would delete has been read. Reading only those keeps a run's reads
+    to the VM's few expiring backups, not every snapshot of the fleet. `full` reads every
+    backup first (an operator's `plan-retention`, which shows every hold).
+    """
     now = svc.clock.now()
     rows = svc.catalog.list_backups(vm_key)  # deleted ones are past; the rest are planned here
-    backups = _as_in_azure(svc, rows)
     window = timedelta(days=svc.settings.soft_delete_days)
     state = svc.catalog.get_retention_state(vm_key) or RetentionState(vm_key=vm_key)
-    policy, policy_error = _current_policy(svc, backups)
+    policy, policy_error = _current_policy(svc, rows)
     reduced = None
     effective: BackupPolicy | None = None
     if policy is not None:
         state, reduced = _remember(state, policy, now, window)
         effective = effective_policy(policy, _superseded(state), now, window)
     previous = _parsed(state.applied_policy)
-    planner = partial(
-        plan_retention,
-        backups,
-        effective,
-        now,
-        in_use=backups_in_use(svc, backups),
-        policy_error=policy_error,
-        expected=0
-        if effective is None
-        else expected_deletions(backups, effective, previous, state.applied_at, now),
-    )
-    forced = planner(force=True)
-    plan = forced if force else planner()
+    in_use = backups_in_use(svc, rows)
+    read = {b.backup_id for b in rows} if full else set()
+    backups = _as_in_azure(svc, rows, read)
+    while True:
+        planner = partial(
+            plan_retention,
+            backups,
+            effective,
+            now,
+            in_use=in_use,
+            policy_error=policy_error,
+            expected=0
+            if effective is None
+            else expected_deletions(backups, effective, previous, state.applied_at, now),
+        )
+        forced = planner(force=True)
+        plan = forced if force else planner()
+        planned = Planned(vm_key, now, tuple(backups), plan, forced, state, reduced)
+        doomed = {*forced.to_delete, *(b.backup_id for b in planned.purgeable(window))} - read
+        if not doomed:
+            break
+        backups = _as_in_azure(svc, backups, doomed)
+        read |= doomed
     if plan.halted is None and effective is not None:
         state = dataclasses.replace(
             state, applied_at=now, applied_policy=format_policy(effective), halted=None
         )
     else:
         state = dataclasses.replace(state, halted=plan.halted)
-    return Planned(vm_key, now, tuple(backups), plan, forced, state, reduced)
+    return dataclasses.replace(planned, state=state)
 
 
 def _remember(
@@ -199,36 +215,32 @@ def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy 
         return None, str(error)
 
 
-def _as_in_azure(svc: Services, rows: list[Backup]) -> list[Backup]:
-    """The rows with `hold` and `managed` as their snapshots' tags say now (one snapshot list
-    per backup group); the catalog follows, so `list` shows what retention sees."""
-    found = _snapshots(svc, rows)
+def _as_in_azure(svc: Services, rows: list[Backup], ids: Collection[str]) -> list[Backup]:
+    """The rows, those named in `ids` with `hold` and `managed` as their snapshots' tags say
+    now; the catalog follows, so `list` shows what retention saw."""
     backups = []
     for row in rows:
-        sources = [found.get(ref.snapshot_id.lower()) for ref in row.snapshots]
-        replicas = [found.get(ref.replica_id.lower()) for ref in row.snapshots if ref.replica_id]
-        present = [s for s in (*sources, *replicas) if s is not None]
-        hold = any(s.tags.get(HOLD_TAG, "").lower() == "true" for s in present)
-        made = [s.tags.get(MANAGED_BY) == APP for s in sources if s is not None]
-        managed = all(made) if made else row.managed
-        if (hold, managed) != (row.hold, row.managed):
-            row = svc.catalog.update_backup(row.vm_key, row.backup_id, hold=hold, managed=managed)
+        if row.backup_id in ids:
+            sources = [_tags(svc, ref.snapshot_id) for ref in row.snapshots]
+            replicas = [_tags(svc, ref.replica_id) for ref in row.snapshots if ref.replica_id]
+            present = [t for t in (*sources, *replicas) if t is not None]
+            hold = any(t.get(HOLD_TAG, "").lower() == "true" for t in present)
+            made = [t.get(MANAGED_BY) == APP for t in sources if t is not None]
+            managed = all(made) if made else row.managed
+            if (hold, managed) != (row.hold, row.managed):
+                row = svc.catalog.update_backup(
+                    row.vm_key, row.backup_id, hold=hold, managed=managed
+                )
         backups.append(row)
     return backups
 
 
-def _snapshots(svc: Services, rows: Iterable[Backup]) -> dict[str, Snapshot]:
-    """The snapshots in every backup group the rows use, by lower-case id; a group that does not
-    exist (a region the deployment never served) holds none."""
-    regions = {b.region for b in rows} | {b.replica_region for b in rows if b.replica_region}
-    found: dict[str, Snapshot] = {}
-    for region in sorted(regions):
-        try:
-            listed = svc.gateway.list_snapshots(svc.settings.backup_group(region))
-        except NotFoundError:
-            continue
-        found.update((s.id.lower(), s) for s in listed)
-    return found
+def _tags(svc: Services, snapshot_id: str) -> dict[str, str] | None:
+    """A snapshot's tags in Azure; None when it is gone."""
+    try:
+        return svc.gateway.get_snapshot(snapshot_id).tags
+    except NotFoundError:
+        return None
 
 
 def fail_retention(payload: Payload, svc: Services) -> Payload:

@@ -96,6 +96,24 @@ def test_a_hold_set_in_azure_keeps_a_backup_and_its_replicas(stack: Stack) -> No
     assert {b["backup_id"]: b["hold"] for b in listed}[first.backup_id] is True
 
 
+def test_a_run_reads_the_snapshots_of_what_it_deletes_not_every_snapshot_it_keeps(
+    stack: Stack,
+) -> None:
+    """Holds are read from Azure before a deletion, one GET per snapshot of each backup it
+    deletes: no run lists the backup groups (a list per VM per run is every snapshot of the
+    fleet, which grew every day of a month's run)."""
+    _run_to_day(stack, 3)  # day 10 and 11 soft-deleted; day 10's window ends on day 12 02:00+2d
+    stack.clock.advance_to(DAY0 + timedelta(days=4, hours=3))
+    purged = _by_day(stack)[10]
+    seen = len(stack.simulator.requests)
+    apply_retention({"vm_key": WEB}, stack.services)
+    asked = stack.simulator.requests[seen:]
+    assert _by_day(stack)[10].state is BackupState.DELETED
+    assert not [r for r in asked if r.path.lower().endswith("/snapshots")]
+    read = {r.path.lower() for r in asked if r.method == "GET" and "/snapshots/" in r.path.lower()}
+    assert read == {s.lower() for s in _snapshot_ids(purged)}
+
+
 def test_soft_delete_keeps_a_backup_restorable_until_the_window_then_purges_it(
     stack: Stack,
 ) -> None:
