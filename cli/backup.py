@@ -33,6 +33,7 @@ from shared.domain.policy import (
     PolicyError,
     format_policy,
     policy_for,
+    policy_from_tags,
 )
 from shared.domain.retention import MANUAL_KEEP
 from shared.inputs import (
@@ -103,7 +104,7 @@ def configure(
     run = opts.run()
     target = run.vm(vm, resource_group)
     try:
-        base = policy_for(target) or BackupPolicy()
+        base = policy_from_tags(target.tags) or BackupPolicy()
     except PolicyError:
         base = BackupPolicy()  # configuring is how a malformed tag gets fixed
     given: dict[str, Any] = {
@@ -120,7 +121,8 @@ def configure(
     try:
         policy = dataclasses.replace(base, **changes)
         value = format_policy(policy)
-        policy_for(dataclasses.replace(target, tags={**target.tags, POLICY_TAG: value}))
+        tagged = dataclasses.replace(target, tags={**target.tags, POLICY_TAG: value})
+        policy_for(tagged, run.services.settings.regions)
     except PolicyError as error:
         raise BadInput(f"{target.name}: {error}") from None
     run.operator.gateway.set_policy_tag(target.id, value)
@@ -169,7 +171,7 @@ def show(
     opts = options(ctx)
     run = opts.run()
     target = run.known_vm(vm, resource_group)
-    policy = checked(valid_policy, target)
+    policy = checked(valid_policy, target, run.services.settings.regions)
     backups = run.services.catalog.list_backups(target.key)
     latest = next((b for b in backups if b.state is BackupState.COMPLETED), None)
     document = {
@@ -214,7 +216,9 @@ def trigger(
     opts = options(ctx)
     run = opts.run()
     target = run.vm(vm, resource_group)
-    instance_id, payload = checked(manual_backup, target, run.now, keep_days)
+    instance_id, payload = checked(
+        manual_backup, target, run.now, run.services.settings.regions, keep_days
+    )
     (status,) = run_workflows(
         run, [Start("vm_backup", instance_id, payload)], label=f"backing up {target.name}"
     )

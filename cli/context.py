@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -40,6 +40,7 @@ from shared.settings import Settings
 
 ADMIN_TIMEOUT_SECONDS = 10.0
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Format(StrEnum):
@@ -111,10 +112,10 @@ def options(ctx: typer.Context) -> Options:
     return found
 
 
-def checked(check: Callable[..., T], *args: Any) -> T:
+def checked(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a shared input check; its refusal is bad input (exit 2)."""
     try:
-        return check(*args)
+        return check(*args, **kwargs)
     except InputError as error:
         raise BadInput(str(error)) from None
 
@@ -132,17 +133,24 @@ def open_run(opts: Options) -> Run:
         clock = SimulatorClock(url, opts.ca_bundle)
     settings = Settings.from_env(env)
     try:
+        gateway = gateway_from_settings(settings)
+        operator_gateway = gateway
+        if opts.simulator:
+            credential = StaticTokenCredential(OPERATOR_TOKEN)
+            operator_gateway = ArmComputeGateway(
+                arm_clients(settings, credential), settings.subscription_id
+            )
+        if settings.backup_regions is None or settings.dr_regions is None:
+            # Without the app's settings, the deployment serves the regions its groups are in
+            # (the operator reads them: the app's roles read no group list).
+            settings = settings.served_by(operator_gateway.list_groups())
         services = Services(
             settings=settings,
-            gateway=gateway_from_settings(settings),
+            gateway=gateway,
             catalog=catalog_from_settings(settings),
             clock=clock,
         )
-        operator = services
-        if opts.simulator:
-            credential = StaticTokenCredential(OPERATOR_TOKEN)
-            gateway = ArmComputeGateway(arm_clients(settings, credential), settings.subscription_id)
-            operator = dataclasses.replace(services, gateway=gateway)
+        operator = dataclasses.replace(services, gateway=operator_gateway)
     except ValueError as error:
         raise BadInput(str(error)) from None
     return Run(services=services, operator=operator, clock=clock, host_settings=app_settings(env))

@@ -14,7 +14,7 @@ from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities import failover as failovers
 from shared.activities.drtest import dr_test_problems
 from shared.domain.models import VM
-from shared.domain.policy import PolicyError, policy_for
+from shared.domain.policy import PolicyError, Regions, policy_for
 from shared.inputs import (
     RESOURCE_GROUP,
     InputError,
@@ -67,7 +67,7 @@ def start_test(
     region = (
         checked(checked_region, test_region, "--test-region")
         if test_region is not None
-        else checked(policy_region, target)
+        else checked(policy_region, target, run.services.settings.regions)
     )
     if backup is not None:
         checked(checked_backup_id, backup, "--backup")
@@ -107,16 +107,16 @@ def start_all_tests(
     now = run.now
     starts = []
     for vm in sorted(run.services.gateway.list_vms(), key=lambda v: v.key):
-        region = _replicate_region(vm)
+        region = _replicate_region(vm, run.services.settings.regions)
         if region:
             test_id, payload = dr_test_request(vm, now, test_region=region)
             starts.append(Start("dr_test_v2", test_id, payload))
     _run_tests(opts.format(output), run, starts, max_parallel)
 
 
-def _replicate_region(vm: VM) -> str | None:
+def _replicate_region(vm: VM, served: Regions) -> str | None:
     try:
-        policy = policy_for(vm)
+        policy = policy_for(vm, served)
     except PolicyError:
         return None  # `backupdr status` reports misconfigured tags
     if vm.not_protectable:
@@ -267,7 +267,7 @@ def _fail_over_vm(
     fmt: Any, run: Run, name: str, backup: str | None, resource_group: str | None
 ) -> None:
     target = checked(failovers.source_vm, run.services, name, resource_group)
-    region = _failover_region(target)
+    region = _failover_region(target, run.services.settings.regions)
     if backup is not None:
         checked(checked_backup_id, backup, "--backup")
         if run.services.catalog.get_backup(target.key, backup) is None:
@@ -304,9 +304,9 @@ def _fail_over_vm(
         raise typer.Exit(FAILED)
 
 
-def _failover_region(vm: VM) -> str:
+def _failover_region(vm: VM, served: Regions) -> str:
     try:
-        return policy_region(vm)
+        return policy_region(vm, served)
     except InputError:
         raise BadInput(
             f"{vm.name} has no replicate region: there is no replica to fail over from"
@@ -331,7 +331,7 @@ def _fail_over_region(fmt: Any, run: Run, region: str, group: int | None) -> Non
         item = {
             "vm_key": target.key,
             "vm_name": target.name,
-            "target_region": policy_region(target),
+            "target_region": policy_region(target, run.services.settings.regions),
             "failover_id": failovers.member_id(target.key, started),
         }
         problems += [
@@ -376,7 +376,7 @@ def _fail_over_region(fmt: Any, run: Run, region: str, group: int | None) -> Non
 def _protected(run: Run) -> list[VM]:
     vms = failovers.live_sources(run.services)
     every = vms + gone_vms(run.services.catalog, vms)
-    return [v for v in every if _replicate_region(v)]
+    return [v for v in every if _replicate_region(v, run.services.settings.regions)]
 
 
 def _phases(phases: dict[str, float] | None) -> str:

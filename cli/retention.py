@@ -40,7 +40,7 @@ def plan(
     run = opts.run()
     target = run.known_vm(vm, resource_group)
     if not target.gone:  # a malformed tag is bad input here; a gone VM keeps everything
-        checked(valid_policy, target)
+        checked(valid_policy, target, run.services.settings.regions)
     planned = plan_vm(run.services, target.key, force=apply is not None, full=True)
     if apply is not None and apply != planned.digest:
         raise BadInput(

@@ -21,7 +21,9 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
     Azure no longer has. Exits 1 when the fleet is not healthy."""
     opts = options(ctx)
     run = opts.run()
-    health = fleet_status(run.services.gateway, run.services.catalog, run.now)
+    health = fleet_status(
+        run.services.gateway, run.services.catalog, run.now, run.services.settings.regions
+    )
     emit(opts.format(output), health, lambda: _views(health))
     if not health["healthy"]:
         raise typer.Exit(FAILED)
@@ -135,7 +137,9 @@ def report(
     from shared.report import render_report
 
     run = options(ctx).run()
-    page = render_report(run.services.gateway, run.services.catalog, run.now)
+    page = render_report(
+        run.services.gateway, run.services.catalog, run.now, run.services.settings.regions
+    )
     try:
         html.write_text(page, encoding="utf-8")
     except OSError as error:

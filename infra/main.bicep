@@ -248,6 +248,9 @@ module function 'app/function.bicep' = {
       BACKUPDR_PURGE_SCHEDULE: purgeSchedule
       BACKUPDR_HISTORY_RETENTION_DAYS: string(historyRetentionDays)
       BACKUPDR_SOFT_DELETE_DAYS: string(softDeleteDays)
+      // The regions this deployment made groups in: a policy naming another is misconfigured.
+      BACKUPDR_BACKUP_REGIONS: join(backupRegions, ',')
+      BACKUPDR_DR_REGIONS: join(drTestRegions, ',')
       BACKUPDR_MANUAL_LIMIT_PER_HOUR: string(manualLimitPerHour)
       BACKUPDR_RTO_TARGET_SECONDS: string(rtoTargetSeconds)
     }

@@ -63,12 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         _run(stack, args.days, console)
         now = stack.clock.now()
-        status = fleet_status(stack.services.gateway, stack.services.catalog, now)
+        status = fleet_status(
+            stack.services.gateway, stack.services.catalog, now, stack.services.settings.regions
+        )
         console.print(_status_table(status))
         for item in status["misconfigured"]:
             console.print(f"[red]misconfigured[/] {item['vm']}: {item['error']}")
         console.print(f"no backup policy: {', '.join(status['unprotected']) or 'none'}")
-        args.report.write_text(render_report(stack.services.gateway, stack.services.catalog, now))
+        args.report.write_text(
+            render_report(
+                stack.services.gateway, stack.services.catalog, now, stack.services.settings.regions
+            )
+        )
         requests = stack.simulator.requests
         throttled = sum(r.status == 429 for r in requests)
         bill = ", ".join(f"{r} {gib:.0f}" for r, gib in sorted(stack.simulator.bill().items()))

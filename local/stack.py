@@ -51,6 +51,16 @@ class Stack:
         }
 
 
+def served_regions(simulator: ArmSimulator, config: Settings) -> dict[str, str]:
+    """The region settings infra/main.bicep would give the app for the simulator's groups."""
+    groups = [(g.name, g.location) for g in simulator.world.groups.values()]
+    served = config.served_by(groups)
+    return {
+        "BACKUPDR_BACKUP_REGIONS": ",".join(sorted(served.backup_regions or ())),
+        "BACKUPDR_DR_REGIONS": ",".join(sorted(served.dr_regions or ())),
+    }
+
+
 def app_settings(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The app settings of local.settings.json.example, with overrides: one source for both."""
     example = json.loads((ROOT / "local.settings.json.example").read_text())
@@ -86,9 +96,9 @@ def local_stack(
                 "BACKUPDR_TABLES_CONNECTION": tables.connection_string,
                 "BACKUPDR_TABLE_PREFIX": table_prefix,
                 "BACKUPDR_LRO_POLL_SECONDS": "0.05",
-                **(settings or {}),
             }
         )
+        env = {**env, **served_regions(simulator, Settings.from_env(env)), **(settings or {})}
         config = Settings.from_env(env)
         services = Services(
             settings=config,

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.models import POLICY_TAG, VM, Backup, BackupState, ReplicationStatus
-from shared.domain.policy import PolicyError, policy_for
+from shared.domain.policy import PolicyError, Regions, policy_for
 from shared.domain.schedule import rpo_target_seconds
 from shared.errors import NotFoundError, sanitise
 from shared.inputs import gone_vms
@@ -27,7 +27,9 @@ from shared.ports import BackupCatalog, ComputeGateway, Snapshot
 WINDOW_DAYS = 30
 
 
-def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime) -> dict[str, Any]:
+def fleet_status(
+    gateway: ComputeGateway, catalog: BackupCatalog, now: datetime, served: Regions
+) -> dict[str, Any]:
     vms = gateway.list_vms()
     verifications = {s.vm_key: s for s in catalog.verification_report(now=now, days=WINDOW_DAYS)}
     dr_rates = {r.vm_key: r for r in catalog.dr_success_rates(now=now, days=WINDOW_DAYS)}
@@ -38,7 +40,7 @@ def fleet_status(gateway: ComputeGateway, catalog: BackupCatalog, now: datetime)
     unprotected: list[str] = []
     for vm in sorted(vms, key=lambda v: v.key):
         try:
-            policy = policy_for(vm)
+            policy = policy_for(vm, served)
         except PolicyError as error:
             misconfigured.append({"vm": vm.name, "vm_key": vm.key, "error": str(error)})
             continue

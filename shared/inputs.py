@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.domain import names
 from shared.domain.models import VM, Backup, BackupState
-from shared.domain.policy import BackupPolicy, PolicyError, policy_for
+from shared.domain.policy import BackupPolicy, PolicyError, Regions, policy_for
 from shared.domain.retention import MANUAL_KEEP
 from shared.ports import BackupCatalog
 
@@ -134,24 +134,24 @@ def checked_backup_id(value: object, what: str = "backupId") -> str:
     return value
 
 
-def valid_policy(vm: VM) -> BackupPolicy | None:
+def valid_policy(vm: VM, served: Regions) -> BackupPolicy | None:
     """The VM's policy; a malformed tag is refused with what is wrong (fail safe)."""
     try:
-        return policy_for(vm)
+        return policy_for(vm, served)
     except PolicyError as error:
         raise InputError("InvalidPolicyTag", f"{vm.name}: {error}") from None
 
 
-def policy_region(vm: VM) -> str:
+def policy_region(vm: VM, served: Regions) -> str:
     """Where the VM's policy replicates to: the default DR-test region."""
-    policy = valid_policy(vm)
+    policy = valid_policy(vm, served)
     if policy is None or not policy.replicate:
         raise InputError("NoTestRegion", f"{vm.name} has no replicate region: give a test region")
     return policy.replicate
 
 
 def manual_backup(
-    vm: VM, now: datetime, keep_days: object = MANUAL_KEEP.days
+    vm: VM, now: datetime, served: Regions, keep_days: object = MANUAL_KEEP.days
 ) -> tuple[str, Payload]:
     """The instance id and input of a manual `vm_backup` (the scheduled workflow, on demand),
     kept for `keep_days` whatever the VM's GFS policy says."""
@@ -161,7 +161,7 @@ def manual_backup(
             f"{vm.name} no longer exists in Azure: its backups are kept, it gets no new ones",
             not_found=True,
         )
-    valid_policy(vm)  # a malformed tag is refused before anything starts
+    valid_policy(vm, served)  # a malformed tag is refused before anything starts
     days = checked_keep_days(keep_days)
     if vm.not_protectable:  # never a backup of fewer disks than the VM has
         raise InputError(

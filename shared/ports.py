@@ -257,6 +257,10 @@ class ComputeGateway(Protocol):
         """A NIC's provisioning state (Updating | Succeeded | Failed); NotFoundError if gone."""
         ...
 
+    def list_groups(self) -> list[tuple[str, str]]:
+        """Every resource group of the subscription, as (name, region)."""
+        ...
+
     def group_exists(self, resource_group: str) -> bool:
         """Whether the subscription has a resource group of this name (one HEAD)."""
         ...
@@ -460,6 +464,13 @@ class BackupCatalog(Protocol):
         (ours when `.owner == owner`). Released claims, and claims older than `stale_after`
         (their owner died), are taken over with the next generation; taking it again as the
         same owner returns the same claim (a retried step)."""
+        ...
+
+    def admit(
+        self, vm_key: str, now: datetime, *, window: timedelta, limit: int
+    ) -> datetime | None:
+        """Count a manual request against the VM's `limit` per `window`, atomically; None when
+        admitted, else when the next one would be."""
         ...
 
     def release(self, vm_key: str, work: str, owner: str) -> None:

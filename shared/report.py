@@ -27,6 +27,7 @@ from shared.domain.models import (
     ReplicationStatus,
     Tier,
 )
+from shared.domain.policy import Regions
 from shared.health import fleet_status
 from shared.ports import BackupCatalog, ComputeGateway, DrSuccessRate, VerificationSummary
 
@@ -58,10 +59,15 @@ class Axis:
 
 
 def render_report(
-    gateway: ComputeGateway, catalog: BackupCatalog, now: datetime, *, days: int = REPORT_DAYS
+    gateway: ComputeGateway,
+    catalog: BackupCatalog,
+    now: datetime,
+    served: Regions,
+    *,
+    days: int = REPORT_DAYS,
 ) -> str:
     """The whole page for the fleet as it stands at `now`, charts covering the last `days`."""
-    status = fleet_status(gateway, catalog, now)
+    status = fleet_status(gateway, catalog, now, served)
     regions = {vm.key: vm.location for vm in gateway.list_vms()}
     verifications = {s.vm_key: s for s in catalog.verification_report(now=now, days=days)}
     rates = {r.vm_key: r for r in catalog.dr_success_rates(now=now, days=days)}

@@ -7,9 +7,13 @@ receives a `Settings` value; nothing else calls `os.environ`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from shared.domain.names import REGION_PATTERN
+from shared.domain.policy import Regions
 
 AZURE_ARM_ENDPOINT = "https://management.azure.com"
 CREDENTIAL_KINDS = ("default", "managed-identity", "static")
@@ -60,6 +64,10 @@ class Settings:
     # An expired backup stays restorable (soft-deleted, `backup undelete`) this long before it
     # is purged, as Azure Backup's soft delete; a shortened policy also waits this long.
     soft_delete_days: int = 14
+    # The regions infra made groups in (its backupRegions and drTestRegions): a policy naming
+    # any other region is misconfigured. None: not set (the CLI reads the groups instead).
+    backup_regions: frozenset[str] | None = None
+    dr_regions: frozenset[str] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,7 +118,27 @@ class Settings:
             soft_delete_days=_positive_int(
                 env, "BACKUPDR_SOFT_DELETE_DAYS", defaults.soft_delete_days
             ),
+            backup_regions=_regions(env, "BACKUPDR_BACKUP_REGIONS"),
+            dr_regions=_regions(env, "BACKUPDR_DR_REGIONS"),
         )
+
+    @property
+    def regions(self) -> Regions:
+        return Regions(backup=self.backup_regions, dr=self.dr_regions)
+
+    def served_by(self, groups: Iterable[tuple[str, str]]) -> Settings:
+        """These settings with the regions infra/main.bicep serves where these groups (name,
+        region) are: a backup and a DR-test group make a backup region, a recovery group too
+        a DR region. For what has no app settings: the CLI, the local stack."""
+        names = {name.lower() for name, _ in groups}
+        regions = {region.lower() for _, region in groups}
+        backup = frozenset(
+            r
+            for r in regions
+            if {self.backup_group(r).lower(), self.drtest_group(r).lower()} <= names
+        )
+        dr = frozenset(r for r in backup if self.recovery_group(r).lower() in names)
+        return dataclasses.replace(self, backup_regions=backup, dr_regions=dr)
 
     def backup_group(self, region: str) -> str:
         """The resource group that holds backups (snapshots and replicas) in `region`."""
@@ -136,3 +164,14 @@ def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{key}={raw!r} must be at least 1")
     return value
+
+
+def _regions(env: Mapping[str, str], key: str) -> frozenset[str] | None:
+    """A comma-separated list of Azure region names, lower-cased; None when unset."""
+    if key not in env:
+        return None
+    names = [name.strip().lower() for name in env[key].split(",") if name.strip()]
+    bad = [name for name in names if not REGION_PATTERN.fullmatch(name)]
+    if bad:
+        raise SettingsError(f"{key}: {', '.join(map(repr, bad))} is not an Azure region name")
+    return frozenset(names)

@@ -32,6 +32,15 @@ def get_group(world: World, request: Request, args: dict[str, str]) -> Reply:
     )
 
 
+def list_groups(world: World, request: Request, args: dict[str, str]) -> Reply:
+    world.require_subscription(args["sub"])
+    found = sorted(
+        (g for (sub, _), g in world.groups.items() if sub == args["sub"].lower()),
+        key=lambda g: g.name.lower(),
+    )
+    return page(request, found, world.page_size, _group_body)
+
+
 def put_group(world: World, request: Request, args: dict[str, str]) -> Reply:
     world.require_subscription(args["sub"])
     body = request.json_object()

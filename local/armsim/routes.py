@@ -155,6 +155,7 @@ _TABLE: list[tuple[str, str, str, frozenset[str], Handler]] = [
     ),
     # Resources
     ("GET", _RG + r"/resources", "resources.list", RESOURCES, resources.list_group_resources),
+    ("GET", _S + r"/resourceGroups", "groups.list", RESOURCES, resources.list_groups),
     ("GET", _RG, "groups.get", RESOURCES, resources.get_group),
     ("HEAD", _RG, "groups.get", RESOURCES, resources.get_group),
     ("PUT", _RG, "groups.create", RESOURCES, resources.put_group),

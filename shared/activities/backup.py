@@ -56,7 +56,7 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     not_protectable: list[Payload] = []
     for vm in svc.gateway.list_vms():
         try:
-            policy = policy_for(vm)
+            policy = policy_for(vm, svc.settings.regions)
         except PolicyError as error:
             misconfigured.append({"vm": vm.name, "vm_key": vm.key, "error": str(error)})
             telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True)
@@ -138,7 +138,7 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     vm = svc.gateway.get_vm(payload["resource_group"], payload["name"])
     slot = parse_time(payload["slot"])
     manual = bool(payload.get("manual", False))
-    policy = policy_for(vm)
+    policy = policy_for(vm, svc.settings.regions)
     backup_id = names.backup_id(vm.key, slot, manual)
     reason = _not_protectable(vm)
     if reason:  # its disks changed since it was listed: nothing is taken or recorded

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Literal
 
 from shared.activities.common import EXPIRES_TAG, TEST_TAG, Payload, audited, parse_time
+from shared.errors import NotFoundError
 from shared.ports import Accepted, TaggedResource
 from shared.services import Services
 
@@ -58,10 +59,12 @@ def check_test_cleanup(payload: Payload, svc: Services) -> Payload:
 
 
 def list_expired_tests(payload: Payload, svc: Services) -> Payload:
-    """Tests whose resources' expiry has passed, in every region the fleet touches."""
+    """Tests whose resources' expiry has passed, in every region the deployment serves or the
+    fleet touches; a region without a DR-test group has none."""
     now = parse_time(payload["now"])
     regions = {vm.location for vm in svc.gateway.list_vms()}
     regions |= {b.replica_region for b in svc.catalog.latest_backups().values() if b.replica_region}
+    regions |= (svc.settings.backup_regions or set()) | (svc.settings.dr_regions or set())
     return {
         "expired": [
             {"region": region, "test_id": test_id}
@@ -72,14 +75,21 @@ def list_expired_tests(payload: Payload, svc: Services) -> Payload:
 
 
 def _expired_tests(svc: Services, region: str, now: datetime) -> list[str]:
-    tagged = svc.gateway.list_tagged(svc.settings.drtest_group(region), EXPIRES_TAG)
-    return sorted(
-        {
-            r.tags[TEST_TAG]
-            for r in tagged
-            if TEST_TAG in r.tags and parse_time(r.tags[EXPIRES_TAG]) <= now
-        }
-    )
+    try:
+        tagged = svc.gateway.list_tagged(svc.settings.drtest_group(region), EXPIRES_TAG)
+    except NotFoundError:
+        return []
+    return sorted({r.tags[TEST_TAG] for r in tagged if TEST_TAG in r.tags and _expired(r, now)})
+
+
+def _expired(resource: TaggedResource, now: datetime) -> bool:
+    """Whether a test resource's expiry has passed. An expiry that is not a time with a zone
+    counts as passed (its deletes are audited like any other): a tag nobody can read must not
+    keep a clone of a production VM running for good, nor stop the sweep of everything else."""
+    try:
+        return parse_time(resource.tags[EXPIRES_TAG]) <= now
+    except (ValueError, TypeError):  # not ISO 8601, or no zone to compare with
+        return True
 
 
 def _left(svc: Services, payload: Payload) -> list[TaggedResource]:

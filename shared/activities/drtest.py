@@ -43,7 +43,7 @@ def list_dr_tests_due(payload: Payload, svc: Services) -> Payload:
     due = []
     for vm in svc.gateway.list_vms():
         try:
-            policy = policy_for(vm)
+            policy = policy_for(vm, svc.settings.regions)
         except PolicyError:
             continue
         if policy is None or policy.drtest is Cadence.OFF or not policy.replicate:

@@ -94,7 +94,7 @@ def region_vms(svc: Services, region: str) -> tuple[list[VM], list[Payload]]:
         if vm.location.lower() != region.lower():
             continue
         try:
-            policy = policy_for(vm)
+            policy = policy_for(vm, svc.settings.regions)
         except PolicyError as error:
             skipped.append({"vm_name": vm.name, "reason": f"misconfigured: {error}"})
             continue
@@ -120,7 +120,7 @@ def list_region_failover(payload: Payload, svc: Services) -> Payload:
         group = recovery_group(vm)
         if only is not None and group != only:
             continue
-        policy = policy_for(vm)
+        policy = policy_for(vm, svc.settings.regions)
         items.append(
             {
                 "vm_key": vm.key,

@@ -208,7 +208,7 @@ def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy 
     newest = max(backups, key=lambda b: b.taken_at)
     try:
         vm = svc.gateway.get_vm(newest.source_resource_group, newest.vm_name)
-        return policy_for(vm), None
+        return policy_for(vm, svc.settings.regions), None
     except NotFoundError:  # gone: its backups stay, newest included, until an operator acts
         return None, source_gone(newest.vm_name, newest.policy)
     except PolicyError as error:

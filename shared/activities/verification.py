@@ -20,7 +20,7 @@ from shared.activities.common import (
 from shared.adapters import telemetry
 from shared.domain import names
 from shared.domain.models import VM, Backup, BackupState, Verification, VerificationState
-from shared.domain.policy import Cadence, PolicyError, policy_for
+from shared.domain.policy import Cadence, PolicyError, Regions, policy_for
 from shared.errors import NotFoundError, sanitise
 from shared.services import Services
 
@@ -36,7 +36,7 @@ def list_verifications_due(payload: Payload, svc: Services) -> Payload:
     A VM that is gone or misconfigured keeps the default cadence: its backups still matter.
     """
     now = parse_time(payload["now"])
-    cadences = {vm.key: _cadence(vm) for vm in svc.gateway.list_vms()}
+    cadences = {vm.key: _cadence(vm, svc.settings.regions) for vm in svc.gateway.list_vms()}
     due: list[Backup] = []
     periodic: dict[str, Backup] = {}
     for backup in svc.catalog.unverified_backups():
@@ -59,9 +59,9 @@ def list_verifications_due(payload: Payload, svc: Services) -> Payload:
     }
 
 
-def _cadence(vm: VM) -> Cadence:
+def _cadence(vm: VM, regions: Regions) -> Cadence:
     try:
-        policy = policy_for(vm)
+        policy = policy_for(vm, regions)
     except PolicyError:
         return Cadence.DAILY
     return Cadence.OFF if policy is None else policy.verify

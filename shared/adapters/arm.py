@@ -290,6 +290,14 @@ class ArmComputeGateway:
         props = nic.properties or network.NetworkInterfacePropertiesFormat()
         return _text(props.provisioning_state) or ""
 
+    def list_groups(self) -> list[tuple[str, str]]:
+        """Every resource group of the subscription, as (name, region): one paged list."""
+        with translated("list resource groups"):
+            return [
+                (group.name or "", group.location)
+                for group in self._resources.resource_groups.list()
+            ]
+
     def group_exists(self, resource_group: str) -> bool:
         """Whether the subscription has a resource group of this name (one HEAD)."""
         with translated(f"check resource group {resource_group}"):

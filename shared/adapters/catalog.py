@@ -9,7 +9,8 @@ Tables and keys (DESIGN.md "State"; keys escaped by `entities.table_key`):
 | drtests         | vm_key       | inverted started_at + id (newest first)       |
 | failovers       | vm_key       | inverted started_at + id (newest first)       |
 | auditlog        | UTC day      | time + short hash of the entry (sortable)     |
-| claims          | vm_key       | the work claimed (e.g. backup~<backup id>)    |
+| claims          | vm_key       | the work claimed (e.g. backup~<backup id>),   |
+|                 |              | or "manual-requests" (the hourly limit)       |
 | retention       | vm_key       | "state": what retention remembers of the VM   |
 
 A VM's backups are few, so they are read whole and ordered newest first here; verifications
@@ -74,6 +75,7 @@ DR_TESTS = "drtests"
 FAILOVERS = "failovers"
 AUDIT_LOG = "auditlog"
 CLAIMS = "claims"
+MANUAL_REQUESTS = "manual-requests"  # the claims row counting a VM's manual requests
 RETENTION = "retention"
 RETENTION_ROW = "state"
 
@@ -312,8 +314,21 @@ class TableCatalog:
     # -- verifications ------------------------------------------------------------------------
 
     def save_verification(self, verification: Verification) -> None:
+        """One row per verification id (one per backup): a retried verification replaces the
+        earlier row (written first, then the old one goes, so a stop between loses neither),
+        and counts are of backups verified, not of runs."""
         row = _inverted(verification.verified_at) + "_" + verification.id
-        self._upsert(VERIFICATIONS, to_entity(verification, verification.vm_key, row))
+        entity = to_entity(verification, verification.vm_key, row)
+        self._upsert(VERIFICATIONS, entity)
+        client = self._table(VERIFICATIONS)
+        with _azure_errors(f"replace {VERIFICATIONS}"):
+            earlier = client.query_entities(
+                "PartitionKey eq @vm and id eq @id",
+                parameters={"vm": entity["PartitionKey"], "id": verification.id},
+                select=["PartitionKey", "RowKey"],
+            )
+            for old in [e for e in earlier if e["RowKey"] != entity["RowKey"]]:
+                client.delete_entity(old["PartitionKey"], old["RowKey"])
 
     def verification_report(
         self, *, now: datetime, days: int, vm_key: str | None = None
@@ -441,6 +456,40 @@ class TableCatalog:
                 continue
             return taken
         raise TransientError(f"claim {work} of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
+
+    def admit(
+        self, vm_key: str, now: datetime, *, window: timedelta, limit: int
+    ) -> datetime | None:
+        """Count a manual request against the VM's limit, every manual route together, in one
+        row written under its ETag, so concurrent requests cannot all read "3 of 4" and all
+        pass. None when admitted; else when the oldest counted request leaves the window."""
+        table = self._table(CLAIMS)
+        for _ in range(UPDATE_ATTEMPTS):
+            entity = self._get(CLAIMS, vm_key, MANUAL_REQUESTS)
+            counted = [] if entity is None else json.loads(entity["times"])
+            recent = sorted(t for t in map(datetime.fromisoformat, counted) if t > now - window)
+            if len(recent) >= limit:
+                return recent[0] + window
+            row = {
+                "PartitionKey": table_key(vm_key),
+                "RowKey": table_key(MANUAL_REQUESTS),
+                "times": json.dumps([t.isoformat() for t in [*recent, now]]),
+            }
+            try:
+                with _azure_errors("count a manual request"):
+                    if entity is None:
+                        table.create_entity(row)
+                    else:
+                        table.update_entity(
+                            row,
+                            mode=UpdateMode.REPLACE,
+                            etag=entity.metadata["etag"],
+                            match_condition=MatchConditions.IfNotModified,
+                        )
+            except (ResourceExistsError, ResourceModifiedError):
+                continue
+            return None
+        raise TransientError(f"manual requests of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
 
     def release(self, vm_key: str, work: str, owner: str) -> None:
         entity = self._get(CLAIMS, vm_key, work)

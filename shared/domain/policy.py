@@ -231,12 +231,40 @@ def _legacy_policy(text: str) -> BackupPolicy | None:
     return BackupPolicy(**values)
 
 
-def policy_for(vm: VM) -> BackupPolicy | None:
-    """A VM's policy, also checked against the VM: a replica in the VM's own region is no
-    disaster recovery, so that tag is misconfigured (fail safe: reported, not backed up)."""
+@dataclasses.dataclass(frozen=True)
+class Regions:
+    """The regions a deployment serves, as its infra made them (app settings): VMs in `backup`
+    regions are backed up, replicas and DR tests go to `dr` regions. None: not told, not
+    checked (a unit of code with no deployment behind it)."""
+
+    backup: frozenset[str] | None = None
+    dr: frozenset[str] | None = None
+
+
+def policy_for(vm: VM, regions: Regions) -> BackupPolicy | None:
+    """A VM's policy, also checked against the VM and the deployment (fail safe: a problem is
+    reported, nothing is backed up): a replica in the VM's own region is no disaster recovery,
+    and a region the deployment does not serve has no backup or DR-test group to work in."""
     policy = policy_from_tags(vm.tags)
-    if policy is not None and policy.replicate == vm.location.lower():
+    if policy is None:
+        return None
+    own = vm.location.lower()
+    if policy.replicate == own:
         raise PolicyError(
             f"replicate={policy.replicate!r}: is the VM's own region; pick another region"
         )
+    if regions.backup is not None and own not in regions.backup:
+        raise PolicyError(
+            f"the VM is in {own}, a region this deployment does not back up "
+            f"(backup regions: {_listed(regions.backup)})"
+        )
+    if policy.replicate and regions.dr is not None and policy.replicate not in regions.dr:
+        raise PolicyError(
+            f"replicate={policy.replicate!r}: not a DR region of this deployment "
+            f"(DR regions: {_listed(regions.dr)})"
+        )
     return policy
+
+
+def _listed(regions: frozenset[str]) -> str:
+    return ", ".join(sorted(regions)) or "none"

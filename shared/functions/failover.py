@@ -16,6 +16,7 @@ from shared.functions.http_api import (
     _checked,
     _refuse_if_running,
     _requested,
+    accepted,
 )
 from shared.functions.wiring import register_activities, register_orchestrators, utc_now
 from shared.inputs import checked_backup_id, policy_region
@@ -57,7 +58,7 @@ async def start_failover(
         item = {
             "vm_key": vm.key,
             "vm_name": vm.name,
-            "target_region": _checked(policy_region, vm),
+            "target_region": _checked(policy_region, vm, svc.settings.regions),
             "failover_id": instance_id,
             "backup_id": backup_id,
         }
@@ -68,8 +69,7 @@ async def start_failover(
         await client.start_new("failover_vm", instance_id=instance_id, client_input=item)
     except ApiError as error:
         return error.response()
-    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
-    return response
+    return accepted(req, instance_id)
 
 
 def _source_vm(svc: Services, req: func.HttpRequest, body: dict[str, Any]) -> VM:

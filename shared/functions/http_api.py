@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote, urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -42,6 +43,7 @@ from shared.services import Services, services
 bp = df.Blueprint()
 
 RATE_WINDOW = timedelta(hours=1)
+STATUS_POLL_SECONDS = 10  # Retry-After on a 202: how soon a status read is worth making
 # A restore's disks and VM each have their own timeout (orchestrations/restore.py): one started
 # longer ago than both is over.
 RESTORE_WINDOW = DISK_TIMEOUT + CREATE_TIMEOUT + timedelta(hours=1)
@@ -55,6 +57,7 @@ RESTORE_FIELDS = {
     "keepPartial",
 }
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class ApiError(Exception):
@@ -84,14 +87,13 @@ async def start_backup(
         vm = _one_vm(svc, req, body)
         now = utc_now().replace(microsecond=0)
         keep = body.get("keepDays", MANUAL_KEEP.days)
-        instance_id, payload = _checked(manual_backup, vm, now, keep)
+        instance_id, payload = _checked(manual_backup, vm, now, svc.settings.regions, keep)
         await _refuse_if_running(client, _backups_under_way(svc, vm.key, now))
         _admit(svc, vm.key, "manual-backup", now)
         await client.start_new("vm_backup", instance_id=instance_id, client_input=payload)
     except ApiError as error:
         return error.response()
-    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
-    return response
+    return accepted(req, instance_id)
 
 
 @bp.route(route="dr-tests/{vm}", methods=["POST"])
@@ -104,7 +106,10 @@ async def start_dr_test(
         svc = services()
         body = _body(req, allowed={"testRegion", "backupId", "rtoTargetSeconds", "resourceGroup"})
         vm = _one_vm(svc, req, body, gone_too=True)
-        region = _checked(checked_region, body.get("testRegion") or _checked(policy_region, vm))
+        region = _checked(
+            checked_region,
+            body.get("testRegion") or _checked(policy_region, vm, svc.settings.regions),
+        )
         backup_id = body.get("backupId")
         if backup_id is not None:
             backup_id = _checked(checked_backup_id, backup_id)
@@ -128,8 +133,7 @@ async def start_dr_test(
         await client.start_new("dr_test_v2", instance_id=test_id, client_input=payload)
     except ApiError as error:
         return error.response()
-    response: func.HttpResponse = client.create_check_status_response(req, test_id)
-    return response
+    return accepted(req, test_id)
 
 
 @bp.route(route="restores/{vm}", methods=["POST"])
@@ -175,8 +179,47 @@ async def start_restore(
         await client.start_new("restore_backup_v2", instance_id=restore_id, client_input=payload)
     except ApiError as error:
         return error.response()
-    response: func.HttpResponse = client.create_check_status_response(req, restore_id)
-    return response
+    return accepted(req, restore_id)
+
+
+def accepted(req: func.HttpRequest, instance_id: str) -> func.HttpResponse:
+    """202 with the app's own status route (`Location`, `statusUri`), behind the caller's
+    function key. Not the Durable extension's URLs: they carry the system key, which can start
+    any orchestration with any input, terminate and purge."""
+    parts = urlsplit(req.url)
+    status = f"{parts.scheme}://{parts.netloc}/api/operations/{quote(instance_id, safe='')}"
+    return _json(
+        {"id": instance_id, "statusUri": status},
+        202,
+        {"Location": status, "Retry-After": str(STATUS_POLL_SECONDS)},
+    )
+
+
+@bp.route(route="operations/{id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def operation_status(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Where a started backup, DR test, restore or failover stands (never its input)."""
+    instance_id = req.route_params.get("id", "")
+    found = await client.get_status(instance_id)
+    if not instance_id or found.runtime_status is None:
+        return ApiError(404, "OperationNotFound", f"no operation {instance_id!r}").response()
+    return _json(
+        {
+            "id": instance_id,
+            "name": found.name,
+            "status": found.runtime_status.value,
+            "createdTime": _iso(found.created_time),
+            "lastUpdatedTime": _iso(found.last_updated_time),
+            "customStatus": found.custom_status,
+            "output": found.output,
+        }
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _same(a: str, b: str) -> bool:
@@ -187,14 +230,14 @@ def _same(a: str, b: str) -> bool:
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """Fleet health as JSON: RPO, replica lag, verification, DR success and RTO per VM."""
     svc = services()
-    return _json(fleet_status(svc.gateway, svc.catalog, utc_now()))
+    return _json(fleet_status(svc.gateway, svc.catalog, utc_now(), svc.settings.regions))
 
 
 @bp.route(route="dashboard", methods=["GET"])
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     """The fleet report: one self-contained HTML page (its own CSP forbids fetching anything)."""
     svc = services()
-    page = render_report(svc.gateway, svc.catalog, utc_now())
+    page = render_report(svc.gateway, svc.catalog, utc_now(), svc.settings.regions)
     return func.HttpResponse(page, status_code=200, mimetype="text/html", charset="utf-8")
 
 
@@ -256,10 +299,10 @@ def _one_vm(
     return _checked(one_vm, svc.gateway.list_vms(), name, group)
 
 
-def _checked(check: Callable[..., T], *args: Any) -> T:
+def _checked(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a shared input check, answering its refusal as an API error."""
     try:
-        return check(*args)
+        return check(*args, **kwargs)
     except InputError as error:
         raise ApiError.refusing(error) from None
 
@@ -306,17 +349,14 @@ def _requested(svc: Services, vm_key: str, operation: str, kind: str, since: dat
 
 
 def _admit(svc: Services, vm_key: str, operation: str, now: datetime) -> None:
-    """Count this request against the VM's hourly limit, or refuse it with Retry-After."""
-    recent = [
-        e.at
-        for e in svc.catalog.audit_entries(since=now - RATE_WINDOW, vm_key=vm_key)
-        if e.action == "request" and e.operation == operation
-    ]
+    """Count this request against the VM's hourly limit (every manual route together), or
+    refuse it with Retry-After; then audit it (its moment names its instance)."""
     limit = svc.settings.manual_limit_per_hour
-    if len(recent) >= limit:
-        retry = int((min(recent) + RATE_WINDOW - now).total_seconds()) + 1
+    next_at = svc.catalog.admit(vm_key, now, window=RATE_WINDOW, limit=limit)
+    if next_at is not None:
+        retry = int((next_at - now).total_seconds()) + 1
         raise ApiError(
-            429, "TooManyRequests", f"more than {limit} manual requests this hour", retry
+            429, "TooManyRequests", f"more than {limit} manual requests of this VM this hour", retry
         )
     svc.catalog.audit(
         AuditEntry(

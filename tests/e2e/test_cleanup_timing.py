@@ -70,15 +70,17 @@ def test_a_dr_test_measures_its_guest_check_and_its_cleanup_in_virtual_time(
     assert [r["id"] for r in left if "drtest" in r["id"]] == []
 
 
-def _crashed_test(stack: Stack, test_id: str, expires: datetime) -> list[str]:
-    """What a test that died midway leaves: a VM holding its NIC and OS disk, all tagged."""
+def _crashed_test(stack: Stack, test_id: str, expires: datetime | str) -> list[str]:
+    """What a test that died midway leaves: a VM holding its NIC and OS disk, all tagged
+    (`expires` a string: the expiry tag as someone garbled it)."""
     sim = stack.simulator
     ids = [
         make_id(sim.subscription, DRTEST_EASTUS, kind, f"{test_id}-{kind.rsplit('/', 1)[-1]}")
         for kind in (VM_TYPE, NIC_TYPE, DISK_TYPE)
     ]
     vm_id, nic_id, disk_id = ids
-    tags = {"backupdr-test": test_id, "backupdr-expires": expires.isoformat()}
+    expiry = expires if isinstance(expires, str) else expires.isoformat()
+    tags = {"backupdr-test": test_id, "backupdr-expires": expiry}
     empty = {"createOption": "Empty"}
     sim.seed(
         disk_id,
@@ -130,3 +132,22 @@ def test_the_sweeper_deletes_an_expired_tests_leftovers_kind_by_kind_and_spares_
     assert stack.clock.now() - START >= timedelta(
         seconds=stack.simulator.durations.vm_delete_seconds * (1 - stack.simulator.durations.jitter)
     ), "the sweeper waited out the VM delete on durable timers"
+
+
+@pytest.mark.parametrize(
+    "garbled", ["next tuesday", "2026-11-10T00:00:00"], ids=["text", "no-zone"]
+)
+def test_an_expiry_tag_nobody_can_read_is_swept_and_stops_no_other_sweep(
+    stack: Stack, garbled: str
+) -> None:
+    """It used to fail the sweeper's listing, in every region, on every run."""
+    unreadable = _crashed_test(stack, "dr-garbled", garbled)
+    expired = _crashed_test(stack, "dr-crashed", START - timedelta(hours=1))
+    instance = stack.host.start("sweeper")
+    stack.host.run_until_idle()
+    assert stack.host.status(instance).output == {
+        "swept": {"eastus": ["dr-crashed", "dr-garbled"]},
+        "not_clean": [],
+    }
+    remaining = {r.id for r in stack.services.gateway.list_tagged(DRTEST_EASTUS, "backupdr-test")}
+    assert not remaining & {*unreadable, *expired}

@@ -278,11 +278,24 @@ class TestPolicy:
             (["--schedule", "61 * * * *"], "schedule='61 * * * *'"),
             (["--replicate-to", "eastus"], "is the VM's own region"),
             (["--replicate-to", "West US"], "must be an Azure region name"),
+            # The regions infra made groups in (read from the subscription's resource groups
+            # when the CLI has no app settings): a replica anywhere else has nowhere to go.
+            (["--replicate-to", "centralus"], "not a DR region of this deployment (DR regions:"),
+            (["--replicate-to", "marsnorth"], "'marsnorth': not a DR region"),
             (["--daily", "0", "--weekly", "0", "--monthly", "0"], "would keep nothing"),
             (["--verify", "hourly"], "hourly"),
             (["--daily", "many"], "Invalid value for '--daily'"),
         ],
-        ids=["bad-cron", "own-region", "bad-region", "keeps-nothing", "bad-cadence", "not-a-count"],
+        ids=[
+            "bad-cron",
+            "own-region",
+            "bad-region",
+            "unserved-region",
+            "no-such-region",
+            "keeps-nothing",
+            "bad-cadence",
+            "not-a-count",
+        ],
     )
     def test_a_bad_policy_exits_2_with_one_line_and_leaves_the_tag(
         self, fresh: World, args: list[str], message: str

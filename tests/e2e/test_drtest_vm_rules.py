@@ -39,9 +39,12 @@ FLEET = {
             "id": SUB,
             "resource_groups": [
                 {"name": "rg-app-eastus", "region": "eastus"},
+                # The groups infra makes in a backup region (eastus) and a DR region (westus2).
                 {"name": "rg-backups-eastus", "region": "eastus"},
+                {"name": "rg-backupdr-drtest-eastus", "region": "eastus"},
                 {"name": "rg-backups-westus2", "region": "westus2"},
                 {"name": DR_GROUP, "region": "westus2", "vnets": VNETS},
+                {"name": "rg-backupdr-recovery-westus2", "region": "westus2"},
             ],
             "vms": [
                 {

@@ -73,8 +73,14 @@ FLEET: dict[str, Any] = {
                     "region": "centralus",
                     "vnets": [_vnet("vnet-app", "10.2", "snet-app")],
                 },
+                # The groups infra makes: a backup and a DR-test group per backup region,
+                # and a recovery group too in the DR region.
                 {"name": "rg-backups-eastus", "region": "eastus"},
+                {"name": "rg-backupdr-drtest-eastus", "region": "eastus"},
+                {"name": "rg-backups-centralus", "region": "centralus"},
+                {"name": "rg-backupdr-drtest-centralus", "region": "centralus"},
                 {"name": "rg-backups-westus2", "region": "westus2"},
+                {"name": "rg-backupdr-drtest-westus2", "region": "westus2"},
                 {
                     "name": RECOVERY,
                     "region": "westus2",

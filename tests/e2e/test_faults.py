@@ -207,7 +207,7 @@ def _plan_keeps_what_is_live(stack: Stack) -> None:
     history = _backups(stack, WEB)
     live = [b for b in history if b.state is BackupState.COMPLETED]
     assert any(b.state is BackupState.DELETED for b in history), "retention purged something"
-    plan = plan_retention(live, policy_for(vm), stack.clock.now())
+    plan = plan_retention(live, policy_for(vm, stack.services.settings.regions), stack.clock.now())
     assert set(plan.to_keep) == {b.backup_id for b in live}
     for backup in live:
         for ref in backup.snapshots:

@@ -65,7 +65,7 @@ def _protected(stack: Stack) -> list[tuple[VM, BackupPolicy]]:
     protected = []
     for vm in stack.services.gateway.list_vms():
         try:
-            policy = policy_for(vm)
+            policy = policy_for(vm, stack.services.settings.regions)
         except PolicyError:
             continue
         if policy is not None and not vm.not_protectable:
@@ -171,7 +171,12 @@ def test_vms_with_disks_azure_cannot_snapshot_are_reported_and_never_backed_up(
     for run in runs:
         reported = {m["vm"]: m["reason"] for m in run.output["not_protectable"]}
         assert reported == NOT_PROTECTABLE, run.instance_id
-    health = fleet_status(month.services.gateway, month.services.catalog, month.clock.now())
+    health = fleet_status(
+        month.services.gateway,
+        month.services.catalog,
+        month.clock.now(),
+        month.services.settings.regions,
+    )
     assert {m["vm"]: m["reason"] for m in health["not_protectable"]} == NOT_PROTECTABLE
     assert not {v["vm"] for v in health["vms"]} & set(NOT_PROTECTABLE)
     for vm in month.services.gateway.list_vms():

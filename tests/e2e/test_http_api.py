@@ -6,6 +6,8 @@ import itertools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
 
 import azure.functions as func
 import pytest
@@ -39,6 +41,15 @@ def _call(
     return stack.host.call_http(function, request)
 
 
+def _status(stack: Stack, instance_id: str) -> func.HttpResponse:
+    return _call(stack, "operation_status", "GET", f"operations/{quote(instance_id, safe='')}")
+
+
+def _fields(response: func.HttpResponse) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(response.get_body())
+    return found
+
+
 def _error(response: func.HttpResponse) -> tuple[int, str]:
     return response.status_code, json.loads(response.get_body())["error"]["code"]
 
@@ -46,15 +57,30 @@ def _error(response: func.HttpResponse) -> tuple[int, str]:
 class TestManualBackup:
     """POST /api/backups/{vm} runs the scheduled backup workflow on demand."""
 
-    def test_starts_a_backup_and_answers_202_with_status_urls(self, stack: Stack) -> None:
+    def test_starts_a_backup_and_answers_202_with_the_apps_own_status_route(
+        self, stack: Stack
+    ) -> None:
+        """Not the Durable extension's URLs: they carry the system key (`code=`), which starts
+        any orchestration with any input, terminates and purges."""
         response = _call(stack, "start_backup", "POST", "backups/web-01")
         assert response.status_code == 202
-        urls = json.loads(response.get_body())
-        assert {"id", "statusQueryGetUri", "terminatePostUri"} <= set(urls)
+        body = json.loads(response.get_body())
+        assert set(body) == {"id", "statusUri"}
+        assert response.headers["Location"] == body["statusUri"]
+        assert body["statusUri"].endswith(f"/api/operations/{quote(body['id'], safe='')}")
+        assert "code=" not in response.get_body().decode() + str(dict(response.headers))
+        running = _status(stack, body["id"])
+        assert (running.status_code, _fields(running)["status"]) == (200, "Pending")
         stack.host.run_until_idle()
-        assert stack.host.status(urls["id"]).runtime_status == "Completed"
+        done = _fields(_status(stack, body["id"]))
+        assert (done["name"], done["status"]) == ("vm_backup", "Completed")
+        assert done["output"]["state"] == "completed"
+        assert "input" not in done
         backups = stack.services.catalog.list_backups(WEB)
         assert [(b.manual, b.state) for b in backups] == [(True, BackupState.COMPLETED)]
+
+    def test_an_unknown_operation_is_404(self, stack: Stack) -> None:
+        assert _error(_status(stack, "no-such-instance")) == (404, "OperationNotFound")
 
     def test_a_second_request_while_one_runs_is_refused_with_409(self, stack: Stack) -> None:
         assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
@@ -74,6 +100,17 @@ class TestManualBackup:
         assert _error(refused) == (429, "TooManyRequests")
         assert 0 < int(refused.headers["Retry-After"]) <= 3600
         assert len(stack.services.catalog.list_backups(WEB)) == 2
+
+    def test_the_hourly_limit_counts_every_manual_route_of_a_vm_together(
+        self, stack: Stack
+    ) -> None:
+        """Two backups use the VM's two manual requests: a DR test is the third."""
+        for _ in range(2):
+            assert _call(stack, "start_backup", "POST", "backups/web-01").status_code == 202
+            stack.host.run_until_idle()
+            stack.clock.advance(60)
+        refused = _call(stack, "start_dr_test", "POST", "dr-tests/web-01")
+        assert _error(refused) == (429, "TooManyRequests")
 
     @pytest.mark.parametrize(
         ("path", "body", "expected"),
@@ -265,7 +302,7 @@ class TestRestore:
         )
         assert response.status_code == 202, response.get_body()
         urls = json.loads(response.get_body())
-        assert {"id", "statusQueryGetUri"} <= set(urls)
+        assert set(urls) == {"id", "statusUri"}
         again = _call(stack, "start_restore", "POST", "restores/web-01", json.dumps(body).encode())
         assert _error(again) == (409, "AlreadyRunning")
         stack.host.run_until_idle()

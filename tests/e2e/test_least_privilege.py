@@ -163,7 +163,12 @@ def run_scenario(azurite: Azurite, drop: tuple[str, str] | None = None) -> Outco
             and not (i.instance_id.startswith(doomed) and _cleaned_up(i.output))
         ]
         try:
-            fleet_status(stack.services.gateway, stack.services.catalog, stack.clock.now())
+            fleet_status(
+                stack.services.gateway,
+                stack.services.catalog,
+                stack.clock.now(),
+                stack.services.settings.regions,
+            )
         except Exception as error:  # what GET /api/status answers as a 500
             failures.append(f"fleet status: {error}")
         if sim.world.find(LEFTOVER) is not None:

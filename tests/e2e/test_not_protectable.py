@@ -120,12 +120,14 @@ def test_a_backup_started_anyway_takes_nothing_and_records_nothing(day: Stack) -
 def test_a_manual_backup_is_refused_before_anything_starts(day: Stack) -> None:
     legacy = day.services.gateway.get_vm(GROUP, "legacy-01")
     with pytest.raises(InputError, match="legacy-01 cannot be backed up: unmanaged") as refused:
-        manual_backup(legacy, day.clock.now())
+        manual_backup(legacy, day.clock.now(), day.services.settings.regions)
     assert refused.value.code == "NotProtectable"
 
 
 def test_fleet_status_lists_them_with_the_reason_and_is_not_healthy(day: Stack) -> None:
-    health = fleet_status(day.services.gateway, day.services.catalog, day.clock.now())
+    health = fleet_status(
+        day.services.gateway, day.services.catalog, day.clock.now(), day.services.settings.regions
+    )
     assert health["not_protectable"] == [
         {"vm": "legacy-01", "vm_key": f"{GROUP}~legacy-01", "reason": VHD_REASON},
         {"vm": "stateless-01", "vm_key": f"{GROUP}~stateless-01", "reason": EPHEMERAL_REASON},

@@ -94,7 +94,7 @@ def test_every_slot_has_exactly_one_backup_and_each_snapshot_was_created_once(ra
     catalog = ran.services.catalog
     for vm in ran.services.gateway.list_vms():
         try:
-            policy = policy_for(vm)
+            policy = policy_for(vm, ran.services.settings.regions)
         except PolicyError:
             continue
         if policy is None:

@@ -100,7 +100,12 @@ def _dr_test(stack: Stack) -> None:
 def page(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> PageRun:
     path = tmp_path_factory.mktemp("report") / "report.html"
     path.write_text(
-        render_report(stack.services.gateway, stack.services.catalog, stack.clock.now())
+        render_report(
+            stack.services.gateway,
+            stack.services.catalog,
+            stack.clock.now(),
+            stack.services.settings.regions,
+        )
     )
     return asyncio.run(_open_in_chromium(path, {"rows": FLEET_ROWS, "filtered": FILTER_DB}))
 
@@ -129,7 +134,12 @@ def test_the_page_requests_nothing_but_itself(page: PageRun) -> None:
 def test_every_protected_vm_has_a_row_and_a_chart_card(stack: Stack, page: PageRun) -> None:
     rows = dict(json.loads(page.results["rows"]))
     assert set(rows) == {"web-01", "db-01"}
-    html = render_report(stack.services.gateway, stack.services.catalog, stack.clock.now())
+    html = render_report(
+        stack.services.gateway,
+        stack.services.catalog,
+        stack.clock.now(),
+        stack.services.settings.regions,
+    )
     assert html.count('<section class="card"') == 2
     assert "scratch-01" in html, "the unprotected VM is listed for an operator"
 
@@ -150,7 +160,12 @@ def test_backup_and_verification_counts_match_the_catalog(stack: Stack, page: Pa
 
 def test_rpo_and_replica_lag_match_the_fleet_status(stack: Stack, page: PageRun) -> None:
     rows = dict(json.loads(page.results["rows"]))
-    status = fleet_status(stack.services.gateway, stack.services.catalog, stack.clock.now())
+    status = fleet_status(
+        stack.services.gateway,
+        stack.services.catalog,
+        stack.clock.now(),
+        stack.services.settings.regions,
+    )
     for vm in status["vms"]:
         shown = rows[vm["vm"]]
         assert float(shown["rpo_seconds"][0]) == vm["rpo_seconds"], vm["vm"]
@@ -174,7 +189,12 @@ def test_dr_success_rate_and_last_rto_match_the_catalog(stack: Stack, page: Page
 
 
 def test_the_rto_chart_draws_each_test_by_phase_and_marks_the_failure(stack: Stack) -> None:
-    html = render_report(stack.services.gateway, stack.services.catalog, stack.clock.now())
+    html = render_report(
+        stack.services.gateway,
+        stack.services.catalog,
+        stack.clock.now(),
+        stack.services.settings.regions,
+    )
     tests = stack.services.catalog.dr_history(WEB, now=stack.clock.now(), days=REPORT_DAYS)
     recovered = next(t for t in tests if t.success)
     assert f"<title>restore {recovered.phase_seconds['restore']:.0f} s</title>" in html

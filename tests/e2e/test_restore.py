@@ -58,6 +58,7 @@ FLEET: dict[str, Any] = {
                     "vnets": [_vnet("vnet-backupdr-drtest", "10.90", "snet-restore")],
                 },
                 {"name": "rg-backups-westus2", "region": "westus2"},
+                {"name": "rg-backupdr-recovery-westus2", "region": "westus2"},  # a DR region
                 {
                     "name": "rg-backupdr-drtest-westus2",
                     "region": "westus2",

@@ -57,7 +57,12 @@ def test_status_flags_exactly_the_backup_whose_snapshot_was_deleted(stack: Stack
     svc = stack.services
     backups = [b for b in svc.catalog.list_backups(WEB) if b.state is BackupState.COMPLETED]
     assert len(backups) >= 2
-    assert fleet_status(svc.gateway, svc.catalog, stack.clock.now())["missing_snapshots"] == []
+    assert (
+        fleet_status(svc.gateway, svc.catalog, stack.clock.now(), svc.settings.regions)[
+            "missing_snapshots"
+        ]
+        == []
+    )
     victim = backups[1]
     gone = victim.snapshots[1].snapshot_id
     stack.operator.delete_snapshot(gone)  # behind the app's back
@@ -83,7 +88,7 @@ def test_a_lost_complete_replica_is_flagged_with_one_list_per_backup_group(stack
     assert replica is not None
     stack.operator.delete_snapshot(replica)
     lists = _Lists(svc.gateway)
-    health = fleet_status(lists, svc.catalog, stack.clock.now())
+    health = fleet_status(lists, svc.catalog, stack.clock.now(), svc.settings.regions)
     assert [(m["backup_id"], m["missing"]) for m in health["missing_snapshots"]] == [
         (backup.backup_id, [replica])
     ]

@@ -431,6 +431,17 @@ class TestVerificationReport:
         assert web.success_rate == pytest.approx(2 / 3)
         assert (db.vm_key, db.total, db.passed, db.last_verified) == (DB, 1, 1, ago(days=3))
 
+    def test_a_retried_verification_replaces_its_row(self, catalog: TableCatalog) -> None:
+        """The same verification (a backup's id) failed, then retried and passed: one row,
+        the retry's, so the report counts backups verified, not runs."""
+        failed = verification(WEB, ago(hours=3), success=False)
+        retried = dataclasses.replace(verification(WEB, ago(hours=1), success=True), id=failed.id)
+        catalog.save_verification(failed)
+        catalog.save_verification(retried)
+        catalog.save_verification(retried)  # and the retry's step delivered twice
+        [web] = catalog.verification_report(now=NOW, days=7, vm_key=WEB)
+        assert (web.total, web.passed, web.failures, web.last_verified) == (1, 1, (), ago(hours=1))
+
     def test_a_vm_asked_for_without_verifications_gets_an_empty_summary(
         self, catalog: TableCatalog
     ) -> None:
@@ -635,3 +646,33 @@ class TestClaims:
             )
 
         assert len({claim.owner for claim in claims}) == 1
+
+
+class TestManualLimit:
+    """The hourly limit of manual requests: one row per VM, updated under its ETag."""
+
+    HOUR = timedelta(hours=1)
+
+    def test_racing_requests_admit_exactly_the_limit(self, catalog: TableCatalog) -> None:
+        """Sixteen requests at once against a limit of four: reading the count and then
+        writing it (the audit-log count it replaced) let all sixteen through."""
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(lambda n: catalog.admit(WEB, NOW, window=self.HOUR, limit=4), range(16))
+            )
+        assert answers.count(None) == 4
+        assert {a for a in answers if a is not None} == {NOW + self.HOUR}
+
+    def test_a_request_is_admitted_again_once_the_oldest_leaves_the_window(
+        self, catalog: TableCatalog
+    ) -> None:
+        for minutes in (0, 10):
+            assert (
+                catalog.admit(WEB, NOW + timedelta(minutes=minutes), window=self.HOUR, limit=2)
+                is None
+            )
+        later = NOW + timedelta(minutes=30)
+        assert catalog.admit(WEB, later, window=self.HOUR, limit=2) == NOW + self.HOUR
+        assert catalog.admit(DB, later, window=self.HOUR, limit=2) is None  # its own count
+        after = NOW + self.HOUR + timedelta(seconds=1)
+        assert catalog.admit(WEB, after, window=self.HOUR, limit=2) is None

@@ -9,6 +9,7 @@ from typing import cast
 import pytest
 
 from shared.domain.models import VM, Backup, BackupState, Disk, vm_key
+from shared.domain.policy import Regions
 from shared.inputs import (
     InputError,
     checked_backup_id,
@@ -116,7 +117,7 @@ def test_deleted_vms_of_one_name_in_two_groups_need_the_group() -> None:
 
 def test_a_vm_that_is_gone_gets_no_manual_backup() -> None:
     with pytest.raises(InputError, match="no longer exists") as raised:
-        manual_backup(known_vm(VMS, CATALOG, "old-01"), NOW)
+        manual_backup(known_vm(VMS, CATALOG, "old-01"), NOW, Regions())
     assert raised.value.code == "VmGone"
 
 

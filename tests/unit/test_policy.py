@@ -14,6 +14,7 @@ from shared.domain.policy import (
     BackupPolicy,
     Cadence,
     PolicyError,
+    Regions,
     format_policy,
     parse_policy,
     policy_for,
@@ -21,6 +22,7 @@ from shared.domain.policy import (
 )
 
 LONG_CRON = ",".join(["0"] * 50) + " 2 * * *"  # valid, but 107 characters
+SERVED = Regions(backup=frozenset({"eastus", "westus2"}), dr=frozenset({"westus2"}))
 FULL = "schedule=0 2 * * *;daily=7;weekly=4;monthly=12;replicate=westus2;verify=daily;drtest=weekly"
 
 
@@ -380,11 +382,31 @@ class TestPolicyForVm:
 
     def test_replicating_into_the_vms_own_region_is_misconfigured(self) -> None:
         with pytest.raises(PolicyError, match=r"replicate='eastus': is the VM's own region"):
-            policy_for(self._vm({"backup-policy": "replicate=eastus"}))
+            policy_for(self._vm({"backup-policy": "replicate=eastus"}), SERVED)
 
     def test_replicating_elsewhere_is_the_tag_policy(self) -> None:
-        policy = policy_for(self._vm({"backup-policy": "replicate=westus2"}))
+        policy = policy_for(self._vm({"backup-policy": "replicate=westus2"}), SERVED)
         assert policy == BackupPolicy(replicate="westus2")
 
     def test_a_vm_without_a_tag_has_no_policy(self) -> None:
-        assert policy_for(self._vm({})) is None
+        assert policy_for(self._vm({}), SERVED) is None
+
+    @pytest.mark.parametrize("region", ["centralus", "marsnorth"])
+    def test_replicating_to_a_region_the_deployment_does_not_serve_is_misconfigured(
+        self, region: str
+    ) -> None:
+        """Infra made backup and DR-test groups in its DR regions only: a replica elsewhere
+        has no group to go to (and every later retention run would look for one)."""
+        tags = {"backup-policy": f"replicate={region}"}
+        with pytest.raises(PolicyError, match=rf"replicate='{region}': not a DR region .*westus2"):
+            policy_for(self._vm(tags), SERVED)
+
+    def test_a_vm_in_a_region_the_deployment_does_not_back_up_is_misconfigured(self) -> None:
+        tags = {"backup-policy": "daily=7"}
+        with pytest.raises(PolicyError, match=r"in centralus, a region this deployment does not"):
+            policy_for(self._vm(tags, location="centralus"), SERVED)
+
+    def test_a_deployment_that_names_no_regions_checks_none(self) -> None:
+        """The CLI without the app's settings: the app, which has them, still refuses."""
+        tags = {"backup-policy": "replicate=centralus"}
+        assert policy_for(self._vm(tags), Regions()) == BackupPolicy(replicate="centralus")
