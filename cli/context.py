@@ -131,6 +131,7 @@ def open_run(opts: Options) -> Run:
         if opts.ca_bundle:
             env["BACKUPDR_CA_BUNDLE"] = opts.ca_bundle
         clock = SimulatorClock(url, opts.ca_bundle)
+        clock.now()  # a simulator that does not answer is one line before anything else
     settings = Settings.from_env(env)
     try:
         gateway = gateway_from_settings(settings)

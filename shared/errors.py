@@ -52,22 +52,23 @@ class AddressUnavailableError(PermanentError):
     reserved range (PrivateIPAddressInReservedRange). The NIC can take a dynamic one instead."""
 
 
+# What leaves the app in an error (stored, returned, shown) keeps Azure's code and its words but
+# no credential, whatever format Azure or a library echoes it in. URLs lose their whole query
+# string (SAS tokens, function keys in `code=`); values named like a secret, tokens after an
+# authorization scheme, JWTs, storage keys and client secrets are masked.
+_NAME = r"[\w-]*(?:key|secret|password|pwd|token|signature|sig|credential)[\w-]*"
 _SECRETS = [
-    # SAS query strings (sig=..., se=..., sv=...) on any URL.
-    (
-        re.compile(r"([?&](?:sig|se|st|sv|sp|sr|skoid|sktid|skt|ske|sks|skv)=)[^&\s\"']+", re.I),
-        r"\1***",
-    ),
-    # Bearer tokens and JWTs.
-    (re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1***"),
-    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "***"),
-    # Connection-string secrets.
-    (
-        re.compile(
-            r"((?:AccountKey|SharedAccessSignature|SharedAccessKey|Password)=)[^;\s\"']+", re.I
-        ),
-        r"\1***",
-    ),
+    (re.compile(r"(\bhttps?://[^\s?#\"'<>]+)[?#][^\s\"'<>]*", re.I), r"\1?***"),
+    (re.compile(rf"\b({_NAME}=)[^\s;&,\"'<>]+", re.I), r"\1***"),  # AccountKey=..., sig=...
+    (re.compile(rf"(\"{_NAME}\"\s*:\s*\")[^\"]*", re.I), r"\1***"),  # "accessToken": "..."
+    # Authorization headers (copy-source authorization too): the scheme and its credential.
+    (re.compile(r"\b([\w-]*authorization\s*:\s*)(?:\w+\s+)?[^\s,;\"']+", re.I), r"\1***"),
+    (re.compile(r"\b((?:bearer|basic|sharedkey)\s+)[A-Za-z0-9._~+/=:-]+", re.I), r"\1***"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "***"),  # JWT
+    # Storage account keys (88 base64 characters) and the like, named or not.
+    (re.compile(r"(?<![\w+/])[A-Za-z0-9+/]{40,}={1,2}(?![\w+/=])"), "***"),
+    # Entra client secrets: three characters, a digit, "Q~", then 30 or more.
+    (re.compile(r"(?<![\w.~-])[\w.-]{3}\dQ~[\w.~-]{30,}"), "***"),
 ]
 
 

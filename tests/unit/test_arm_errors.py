@@ -27,6 +27,7 @@ from shared.errors import (
     PermanentError,
     ThrottledError,
     TransientError,
+    sanitise,
 )
 
 SNAPSHOT_URL = (
@@ -37,6 +38,9 @@ SAS_URL = (
     "https://md-abc.blob.core.windows.net/xyz/abcd?sv=2018-03-28&sr=b&sp=r&sig=c2VjcmV0LXNpZw%3D%3D"
 )
 JWT = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL21hbmFnZW1lbnQifQ.c2lnbmF0dXJl"
+# The formats Azure uses: a storage account key (64 bytes, base64) and an Entra client secret.
+STORAGE_KEY = "Zm9vYmFyYmF6cXV4" * 5 + "Zm9vYmFyYmE9PQ=="
+CLIENT_SECRET = "Abc8Q~aBcD1234567890_xYzABCdefGHIjklMNOp"
 
 
 def arm_error(
@@ -195,6 +199,34 @@ SECRET_CASES = [
         "bXlzZWNyZXRrZXk=",
         id="account key",
     ),
+    pytest.param(f"Storage key {STORAGE_KEY} is not valid.", STORAGE_KEY[:40], id="bare key"),
+    pytest.param(
+        f"AADSTS7000215: Invalid client secret provided: {CLIENT_SECRET}.",
+        CLIENT_SECRET,
+        id="client secret",
+    ),
+    pytest.param(
+        "x-ms-copy-source-authorization: Bearer opaque.Token-123 was refused",
+        "opaque.Token-123",
+        id="copy-source authorization",
+    ),
+    pytest.param(
+        'Token response {"access_token": "not-a-jwt.but.secret", "expires_in": 3599}',
+        "not-a-jwt.but.secret",
+        id="token in JSON",
+    ),
+    pytest.param(
+        "Callback https://app.azurewebsites.net/runtime/webhooks/durabletask/instances/x"
+        "?taskHub=h&connection=Storage&code=SystemKeyValue123== failed",
+        "SystemKeyValue123",
+        id="function system key in a URL",
+    ),
+    pytest.param(
+        "Source https://acct.blob.core.windows.net/c/b?se=2026-12-03&sp=r&spr=https&sv=2022-11-02"
+        "&sr=b&skoid=1&sktid=2&skt=3&ske=4&sks=b&skv=2022-11-02&sig=AbC%2Bsig%3D not found",
+        "AbC%2Bsig",
+        id="user-delegation SAS",
+    ),
 ]
 
 
@@ -252,3 +284,15 @@ class TestRetryAfter:
         seconds = retry_after_seconds({"Retry-After": format_datetime(later, usegmt=True)})
         assert seconds is not None
         assert 100 < seconds <= 120
+
+
+def test_what_is_not_a_secret_keeps_its_words() -> None:
+    """Codes, resource ids and ARM's own wording stay readable: only credentials go."""
+    message = (
+        "HTTP 403: AuthorizationFailed: The client 'c' does not have authorization to perform "
+        "action 'Microsoft.Compute/snapshots/write' over scope '/subscriptions/00000000-0000-"
+        "0000-0000-000000000001/resourceGroups/rg-backups-eastus/providers/Microsoft.Compute/"
+        "snapshots/snap-web-01-os-20261110t020000z'; InvalidAuthenticationTokenTenant: The "
+        "access token is from the wrong issuer"
+    )
+    assert sanitise(message) == message
