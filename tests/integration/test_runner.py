@@ -396,17 +396,23 @@ class TestAzureStorageStrictness:
         assert datetime.fromisoformat(output["at"]) >= START + timedelta(hours=5)
 
     def test_several_completions_arrive_in_one_episode(self, host: LocalDurableHost) -> None:
-        iid = host.start("fan_out")
-        host.run_until_idle()
-
-        per_episode: list[int] = []
-        for event in host.history(iid):
-            if event["EventType"] == Kind.ORCHESTRATOR_STARTED:
-                per_episode.append(0)
-            elif event["EventType"] == Kind.TASK_COMPLETED:
-                per_episode[-1] += 1
-        assert max(per_episode) >= 2
-        assert host.status(iid).output == [0, 1, 2, 3, 4, 5]
+        """Whether two completions land before the next episode depends on thread scheduling
+        (on a loaded machine each may wake the host alone): a few runs must show it once."""
+        most = 0
+        for _ in range(5):
+            iid = host.start("fan_out")
+            host.run_until_idle()
+            assert host.status(iid).output == [0, 1, 2, 3, 4, 5]
+            per_episode: list[int] = []
+            for event in host.history(iid):
+                if event["EventType"] == Kind.ORCHESTRATOR_STARTED:
+                    per_episode.append(0)
+                elif event["EventType"] == Kind.TASK_COMPLETED:
+                    per_episode[-1] += 1
+            most = max(most, *per_episode)
+            if most >= 2:
+                break
+        assert most >= 2
 
     def test_the_timer_after_the_final_failed_attempt_fires_at_once(
         self, host: LocalDurableHost, clock: VirtualClock
