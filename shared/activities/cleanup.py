@@ -12,8 +12,15 @@ from datetime import datetime
 from functools import partial
 from typing import Literal
 
-from shared.activities.common import EXPIRES_TAG, TEST_TAG, Payload, audited, parse_time
-from shared.errors import NotFoundError
+from shared.activities.common import (
+    EXPIRES_TAG,
+    TEST_TAG,
+    Payload,
+    audited,
+    given_test_groups,
+    parse_time,
+)
+from shared.errors import NotFoundError, PermanentError
 from shared.ports import Accepted, TaggedResource
 from shared.services import Services
 
@@ -59,24 +66,31 @@ def check_test_cleanup(payload: Payload, svc: Services) -> Payload:
 
 
 def list_expired_tests(payload: Payload, svc: Services) -> Payload:
-    """Tests whose resources' expiry has passed, in every region the deployment serves or the
-    fleet touches; a region without a DR-test group has none."""
+    """Tests whose resources' expiry has passed, in the DR-test group of every region the
+    deployment serves or the fleet touches (a region without one has none), and in every group
+    an operator gave a DR test (`resource_group`)."""
     now = parse_time(payload["now"])
     regions = {vm.location for vm in svc.gateway.list_vms()}
     regions |= {b.replica_region for b in svc.catalog.latest_backups().values() if b.replica_region}
     regions |= (svc.settings.backup_regions or set()) | (svc.settings.dr_regions or set())
-    return {
-        "expired": [
-            {"region": region, "test_id": test_id}
-            for region in sorted(regions)
-            for test_id in _expired_tests(svc, region, now)
-        ]
-    }
+    groups = {svc.settings.drtest_group(region): region for region in sorted(regions)}
+    expired = [
+        {"region": region, "test_id": test_id}
+        for group, region in groups.items()
+        for test_id in _expired_tests(svc, group, now)
+    ]
+    for group in sorted(given_test_groups(svc, set(groups))):
+        try:
+            found = _expired_tests(svc, group, now)
+        except PermanentError:  # the operator's group, where the app was given no role
+            continue
+        expired += [{"region": group, "test_id": t, "resource_group": group} for t in found]
+    return {"expired": expired}
 
 
-def _expired_tests(svc: Services, region: str, now: datetime) -> list[str]:
+def _expired_tests(svc: Services, group: str, now: datetime) -> list[str]:
     try:
-        tagged = svc.gateway.list_tagged(svc.settings.drtest_group(region), EXPIRES_TAG)
+        tagged = svc.gateway.list_tagged(group, EXPIRES_TAG)
     except NotFoundError:
         return []
     return sorted({r.tags[TEST_TAG] for r in tagged if TEST_TAG in r.tags and _expired(r, now)})

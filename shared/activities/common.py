@@ -124,3 +124,27 @@ def load_backup(svc: Services, payload: Payload) -> Backup:
             f"backup {payload['backup_id']} of {payload['vm_key']} is not in the catalog"
         )
     return backup
+
+
+# How far back the audit log is read for test groups an operator named: a test's resources
+# expire a few hours after they are made, and the sweeper runs hourly; a day leaves it room to
+# have been down a while.
+GIVEN_GROUPS_LOOKBACK = timedelta(days=1)
+
+
+def given_test_groups(
+    svc: Services, region_groups: set[str], vm_key: str | None = None
+) -> set[str]:
+    """Resource groups a DR test was told to work in (`--test-resource-group`) besides the
+    configured DR-test groups `region_groups`, as the audit log of its creates names them: a
+    crashed test's leftovers there are swept, and backups restored there count as in use."""
+    since = svc.clock.now() - GIVEN_GROUPS_LOOKBACK
+    configured = {g.lower() for g in region_groups}
+    found = set()
+    for entry in svc.catalog.audit_entries(since=since, vm_key=vm_key):
+        parts = entry.resource_id.split("/")
+        if entry.action != "create" or entry.operation != "dr_test" or len(parts) < 5:
+            continue
+        if parts[3].lower() == "resourcegroups" and parts[4].lower() not in configured:
+            found.add(parts[4])
+    return found

@@ -17,7 +17,14 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from functools import partial
 
-from shared.activities.common import APP, MANAGED_BY, SOURCE_TAG, Payload, audited
+from shared.activities.common import (
+    APP,
+    MANAGED_BY,
+    SOURCE_TAG,
+    Payload,
+    audited,
+    given_test_groups,
+)
 from shared.adapters import telemetry
 from shared.domain.models import Backup, BackupState, PolicyChange, RetentionState
 from shared.domain.policy import BackupPolicy, PolicyError, format_policy, parse_policy, policy_for
@@ -251,14 +258,19 @@ def fail_retention(payload: Payload, svc: Services) -> Payload:
 
 
 def backups_in_use(svc: Services, backups: Iterable[Backup]) -> set[str]:
-    """Backups a running verification or DR test restored from (their disks carry the tag).
-    A DR-test group that does not exist has nothing in use."""
+    """Backups a running verification or DR test restored from (their disks carry the tag), in
+    the DR-test groups of the backups' regions and any group a DR test of the VM was given.
+    A group that does not exist has nothing in use."""
     listed = list(backups)
     regions = {b.region for b in listed} | {b.replica_region for b in listed if b.replica_region}
+    groups = {svc.settings.drtest_group(region) for region in regions}
+    vms = {b.vm_key for b in listed}
+    for vm_key in vms:
+        groups |= given_test_groups(svc, groups, vm_key)
     in_use: set[str] = set()
-    for region in sorted(regions):
+    for group in sorted(groups):
         try:
-            tagged = svc.gateway.list_tagged(svc.settings.drtest_group(region), SOURCE_TAG)
+            tagged = svc.gateway.list_tagged(group, SOURCE_TAG)
         except NotFoundError:
             continue
         in_use.update(resource.tags[SOURCE_TAG] for resource in tagged)

@@ -18,7 +18,14 @@ def sweeper(context: Context) -> Generator[Any, Any, Payload]:
     swept: dict[str, list[str]] = {}
     left: list[str] = []
     for test in found["expired"]:
-        clean = yield from clean_up_test(context, test["region"], test["test_id"], None, "sweeper")
+        clean = yield from clean_up_test(
+            context,
+            test["region"],
+            test["test_id"],
+            None,
+            "sweeper",
+            resource_group=test.get("resource_group"),
+        )
         swept.setdefault(test["region"], []).append(test["test_id"])
         if not clean:
             left.append(test["test_id"])

@@ -4,6 +4,7 @@ order, and the sweeper cleans up what a crashed test left the same way."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local.armsim.protocol import DISK_TYPE, NIC_TYPE, VM_TYPE, make_id
+from local.armsim.rbac import Assignment
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
+from shared.activities.common import SOURCE_TAG
+from shared.activities.retention import backups_in_use
+from shared.adapters.credentials import SIMULATOR_TOKEN
+from shared.domain.models import AuditEntry
 
 START = datetime(2026, 11, 10, tzinfo=UTC)
 WEB = "rg-app-eastus~web-01"  # tiny fleet: daily 02:00, replicates to westus2
 DRTEST_EASTUS = "rg-backupdr-drtest-eastus"
+CUSTOM = "rg-dr-mine"  # a group given with --test-resource-group
 _prefixes = (f"timing{n}" for n in itertools.count())
 
 
@@ -70,12 +77,14 @@ def test_a_dr_test_measures_its_guest_check_and_its_cleanup_in_virtual_time(
     assert [r["id"] for r in left if "drtest" in r["id"]] == []
 
 
-def _crashed_test(stack: Stack, test_id: str, expires: datetime | str) -> list[str]:
+def _crashed_test(
+    stack: Stack, test_id: str, expires: datetime | str, group: str = DRTEST_EASTUS
+) -> list[str]:
     """What a test that died midway leaves: a VM holding its NIC and OS disk, all tagged
     (`expires` a string: the expiry tag as someone garbled it)."""
     sim = stack.simulator
     ids = [
-        make_id(sim.subscription, DRTEST_EASTUS, kind, f"{test_id}-{kind.rsplit('/', 1)[-1]}")
+        make_id(sim.subscription, group, kind, f"{test_id}-{kind.rsplit('/', 1)[-1]}")
         for kind in (VM_TYPE, NIC_TYPE, DISK_TYPE)
     ]
     vm_id, nic_id, disk_id = ids
@@ -151,3 +160,66 @@ def test_an_expiry_tag_nobody_can_read_is_swept_and_stops_no_other_sweep(
     }
     remaining = {r.id for r in stack.services.gateway.list_tagged(DRTEST_EASTUS, "backupdr-test")}
     assert not remaining & {*unreadable, *expired}
+
+
+def _given_group(stack: Stack) -> None:
+    """An operator's group for DR tests, where they gave the app the DR-test role (as a DR
+    test in that group needs)."""
+    stack.simulator.world.add_group(stack.simulator.subscription, CUSTOM, "eastus")
+    principals = stack.simulator.authorization.principals
+    app = principals[SIMULATOR_TOKEN]
+    drtest = next(a for a in app.assignments if a.group == "rg-backupdr-drtest-{region}")
+    principals[SIMULATOR_TOKEN] = dataclasses.replace(
+        app, assignments=(*app.assignments, Assignment(drtest.role, group=CUSTOM))
+    )
+
+
+def _audit_creates(stack: Stack, resource_ids: list[str]) -> None:
+    """The audit log's record of a DR test's creates, as `audited` writes it."""
+    for resource_id in resource_ids:
+        stack.services.catalog.audit(
+            AuditEntry(
+                at=stack.clock.now() - timedelta(hours=5),
+                action="create",
+                resource_id=resource_id,
+                result="ok",
+                vm_key=WEB,
+                operation="dr_test",
+            )
+        )
+
+
+def test_the_sweeper_also_sweeps_a_group_an_operator_gave_a_dr_test(stack: Stack) -> None:
+    """`dr test --test-resource-group rg-dr-mine`: the test's creates are audited with their
+    ids, which is how the sweeper learns of the group."""
+    _given_group(stack)
+    left = _crashed_test(stack, "dr-mine", START - timedelta(hours=1), group=CUSTOM)
+    _audit_creates(stack, left)
+    instance = stack.host.start("sweeper")
+    stack.host.run_until_idle()
+    assert stack.host.status(instance).output == {
+        "swept": {CUSTOM: ["dr-mine"]},
+        "not_clean": [],
+    }
+    assert stack.services.gateway.list_tagged(CUSTOM, "backupdr-test") == []
+    assert _in_order(_deletes(stack, CUSTOM))
+
+
+def test_a_backup_a_dr_test_restored_in_a_given_group_is_in_use(stack: Stack) -> None:
+    """Retention looks for in-use backups in the groups DR tests of the VM were given too."""
+    stack.host.run_timers(until=START + timedelta(hours=3))  # a backup of web-01
+    backup = stack.services.catalog.list_backups(WEB)[0]
+    _given_group(stack)
+    disk = make_id(stack.simulator.subscription, CUSTOM, DISK_TYPE, "dr-mine-os")
+    empty = {"createOption": "Empty"}
+    stack.simulator.seed(
+        disk,
+        {
+            "location": "eastus",
+            "tags": {SOURCE_TAG: backup.backup_id},
+            "properties": {"diskSizeGB": 30, "creationData": empty},
+        },
+    )
+    assert backups_in_use(stack.services, [backup]) == set()
+    _audit_creates(stack, [disk])
+    assert backups_in_use(stack.services, [backup]) == {backup.backup_id}
