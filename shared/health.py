@@ -71,7 +71,7 @@ def fleet_status(
                 "replica_region": policy.replicate,
                 "replica_lag_seconds": _lag(policy.replicate, completed, replicated),
                 "replication_behind": _behind(catalog, vm.key, completed, replicated),
-                "last_verified": _iso(verification.last_verified if verification else None),
+                "last_verified": iso(verification.last_verified if verification else None),
                 "verification_rate": verification.success_rate if verification else None,
                 "dr_success_rate": dr.rate if dr else None,
                 "last_rto_seconds": dr.last_rto_seconds if dr else None,
@@ -226,5 +226,5 @@ def _lag(target: str | None, completed: list[Backup], replicated: list[Backup]) 
     return (completed[0].taken_at - replicated[0].taken_at).total_seconds()
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None

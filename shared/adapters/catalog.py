@@ -429,32 +429,18 @@ class TableCatalog:
         self, vm_key: str, work: str, owner: str, *, now: datetime, stale_after: timedelta
     ) -> Claim:
         """Insert-if-absent, else take over a released or stale claim under its ETag."""
-        table = self._table(CLAIMS)
         for _ in range(UPDATE_ATTEMPTS):
             entity = self._get(CLAIMS, vm_key, work)
             if entity is None:
-                fresh = Claim(vm_key, work, owner, 1, now)
-                try:
-                    with _azure_errors("claim work"):
-                        table.create_entity(to_entity(fresh, vm_key, work))
-                except ResourceExistsError:
-                    continue
-                return fresh
-            held = from_entity(Claim, entity)
-            if held.owner == owner or not (held.released or now - held.claimed_at > stale_after):
-                return held
-            taken = Claim(vm_key, work, owner, held.generation + 1, now)
-            try:
-                with _azure_errors("claim work"):
-                    table.update_entity(
-                        to_entity(taken, vm_key, work),
-                        mode=UpdateMode.REPLACE,
-                        etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            except ResourceModifiedError:
-                continue
-            return taken
+                claim = Claim(vm_key, work, owner, 1, now)
+            else:
+                held = from_entity(Claim, entity)
+                stale = held.released or now - held.claimed_at > stale_after
+                if held.owner == owner or not stale:
+                    return held
+                claim = Claim(vm_key, work, owner, held.generation + 1, now)
+            if self._write_unless_changed(CLAIMS, entity, to_entity(claim, vm_key, work)):
+                return claim
         raise TransientError(f"claim {work} of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
 
     def admit(
@@ -463,7 +449,6 @@ class TableCatalog:
         """Count a manual request against the VM's limit, every manual route together, in one
         row written under its ETag, so concurrent requests cannot all read "3 of 4" and all
         pass. None when admitted; else when the oldest counted request leaves the window."""
-        table = self._table(CLAIMS)
         for _ in range(UPDATE_ATTEMPTS):
             entity = self._get(CLAIMS, vm_key, MANUAL_REQUESTS)
             counted = [] if entity is None else json.loads(entity["times"])
@@ -475,21 +460,30 @@ class TableCatalog:
                 "RowKey": table_key(MANUAL_REQUESTS),
                 "times": json.dumps([t.isoformat() for t in [*recent, now]]),
             }
-            try:
-                with _azure_errors("count a manual request"):
-                    if entity is None:
-                        table.create_entity(row)
-                    else:
-                        table.update_entity(
-                            row,
-                            mode=UpdateMode.REPLACE,
-                            etag=entity.metadata["etag"],
-                            match_condition=MatchConditions.IfNotModified,
-                        )
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-            return None
+            if self._write_unless_changed(CLAIMS, entity, row):
+                return None
         raise TransientError(f"manual requests of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
+
+    def _write_unless_changed(
+        self, table: str, seen: TableEntity | None, row: dict[str, Any]
+    ) -> bool:
+        """Write `row` only if it is still as it was read (`seen`; None: absent), under its
+        ETag; False when another writer got there first (read again and decide again)."""
+        client = self._table(table)
+        try:
+            with _azure_errors(f"write {table}"):
+                if seen is None:
+                    client.create_entity(row)
+                else:
+                    client.update_entity(
+                        row,
+                        mode=UpdateMode.REPLACE,
+                        etag=seen.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        return True
 
     def release(self, vm_key: str, work: str, owner: str) -> None:
         entity = self._get(CLAIMS, vm_key, work)

@@ -24,7 +24,7 @@ from shared.domain import names
 from shared.domain.models import VM, AuditEntry, BackupState
 from shared.domain.retention import MANUAL_KEEP
 from shared.functions.wiring import RUNNING, utc_now
-from shared.health import fleet_status
+from shared.health import fleet_status, iso
 from shared.inputs import (
     InputError,
     checked_backup_id,
@@ -210,16 +210,12 @@ async def operation_status(
             "id": instance_id,
             "name": found.name,
             "status": found.runtime_status.value,
-            "createdTime": _iso(found.created_time),
-            "lastUpdatedTime": _iso(found.last_updated_time),
+            "createdTime": iso(found.created_time),
+            "lastUpdatedTime": iso(found.last_updated_time),
             "customStatus": found.custom_status,
             "output": found.output,
         }
     )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 def _same(a: str, b: str) -> bool:
