@@ -33,6 +33,9 @@ def get_group(world: World, request: Request, args: dict[str, str]) -> Reply:
 
 
 def list_groups(world: World, request: Request, args: dict[str, str]) -> Reply:
+    """Resource Groups - List (learn.microsoft.com/rest/api/resources/resource-groups/list):
+    paged with nextLink. Authorized at the subscription scope like any request here, so a role
+    assigned on some groups only cannot list them all, as in ARM."""
     world.require_subscription(args["sub"])
     found = sorted(
         (g for (sub, _), g in world.groups.items() if sub == args["sub"].lower()),
