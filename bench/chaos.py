@@ -57,6 +57,7 @@ REGIONS = ("eastus", "westus2")
 SETTLE_DAYS = 3
 DAY = timedelta(days=1)
 FOREVER = datetime.max.replace(tzinfo=UTC)
+VM_NAME_MAX = 64  # Azure's limit for a VM's name
 
 # Per day, the chance of each kind of trouble (a day may see several).
 CHANCES = {
@@ -109,8 +110,9 @@ def protectable(vm: Mapping[str, Any]) -> bool:
 
 
 def load_fleet(path: Path, vms: int | None) -> dict[str, Any]:
-    """The fleet file, cut to its first `vms` protectable VMs (None: as it is), so a trial run
-    stays small while keeping every resource group the app needs."""
+    """The fleet file with `vms` protectable VMs (None: as it is): cut to its first ones, so a
+    trial run stays small while keeping every resource group the app needs, or grown past them
+    with copies (`<name>-c2`, same group, disks, policy and OS; a Dynamic address)."""
     fleet: dict[str, Any] = json.loads(path.read_text())
     if vms is None:
         return fleet
@@ -122,6 +124,14 @@ def load_fleet(path: Path, vms: int | None) -> dict[str, Any]:
                 kept.append(vm)
                 left -= 1
         subscription["vms"] = kept
+    originals = list(fleet["subscriptions"][0]["vms"])
+    for copy in range(2, 2 + (left // len(originals) + 1 if originals else 0)):
+        for vm in originals[:left]:
+            suffix = f"-c{copy}"
+            clone = {**vm, "name": vm["name"][: VM_NAME_MAX - len(suffix)] + suffix}
+            clone.pop("private_ip", None)  # a Static address is the original's
+            fleet["subscriptions"][0]["vms"].append(clone)
+            left -= 1
     return fleet
 
 
@@ -729,7 +739,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fleet", type=Path, default=FLEETS / "realistic.json")
-    parser.add_argument("--vms", type=int, default=None, help="only the first N protectable VMs")
+    parser.add_argument(
+        "--vms", type=int, default=None, help="N protectable VMs: the fleet's first, or copies"
+    )
     parser.add_argument("--soft-delete-days", type=int, default=14)
     parser.add_argument(
         "--start", type=date.fromisoformat, default=date(2026, 1, 5), help="first day (UTC)"

@@ -157,7 +157,7 @@ def _audit_tag(run: Run, vm_id: str, vm_key: str, value: str | None) -> None:
             result="ok",
             vm_key=vm_key,
             operation="configure" if value else "disable",
-            identity=run.services.settings.credential,
+            identity=run.operator.gateway.principal(),
             detail=value,
         )
     )

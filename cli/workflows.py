@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from cli.context import Run
+from shared.domain.models import AuditEntry
 from shared.runner import InstanceStatus, LocalDurableHost
 from shared.services import install
 
@@ -48,6 +49,7 @@ def run_workflows(
     """
     from function_app import build_app
 
+    _audit_requests(run, starts)
     batch = max_parallel or max(len(starts), 1)
     install(run.services)
     try:
@@ -71,6 +73,26 @@ def run_workflows(
             return [host.status(start.instance_id) for start in starts]
     finally:
         install(None)
+
+
+def _audit_requests(run: Run, starts: Sequence[Start]) -> None:
+    """Note in the audit log who asked for each workflow: the operator, as the token ARM
+    takes from them says (the workflow's own calls are audited as whoever makes them)."""
+    who = run.operator.gateway.principal()
+    for start in starts:
+        vm_key = start.payload.get("vm_key")
+        run.services.catalog.audit(
+            AuditEntry(
+                at=run.now,
+                action="request",
+                resource_id=vm_key or start.instance_id,
+                result="ok",
+                vm_key=vm_key,
+                operation=start.orchestrator,
+                identity=who,
+                detail=f"from the backupdr CLI, as instance {start.instance_id}",
+            )
+        )
 
 
 def _progress() -> Progress:

@@ -186,6 +186,7 @@ module drTestNetworks 'app/drtest-network.bicep' = [
       vnetName: drTestVnetName
       subnetName: drTestSubnetName
       addressPrefix: drTestAddressPrefix
+      isolated: true // a DR test's clone of a production VM must not reach production
     }
   }
 ]
@@ -211,6 +212,7 @@ module recoveryNetworks 'app/drtest-network.bicep' = [
       vnetName: recoveryVnetName
       subnetName: recoverySubnetName
       addressPrefix: recoveryAddressPrefix
+      isolated: false // failovers bring production VMs up here for good
     }
   }
 ]

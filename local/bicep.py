@@ -1,13 +1,14 @@
 """Reads infra/*.bicep as pycep-parser's syntax trees (the Bicep compiler is not available here).
 
-One reader for the role allow-list test and the ARM simulator's authorization, so the grants the
-test reviews are exactly the grants the simulator enforces.
+One reader for the infra tests and the ARM simulator (its authorization, the DR-test network it
+seeds), so what the tests review is exactly what the simulator enforces.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from pycep import BicepParser
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
+_INTERPOLATION = re.compile(r"\$\{(\w+)\}")  # '${name}' in a string
 
 
 @functools.cache
@@ -67,6 +69,50 @@ def accessor(expression: Any) -> list[str]:
 def variable(file: str, name: str) -> Any:
     """The value of a `var` in one file."""
     return template(file).get("variables", {})[name]["value"]
+
+
+def evaluate(file: str, expression: Any, scope: Mapping[str, Any]) -> Any:
+    """The value of an expression of one file, `scope` giving its parameters (and resources by
+    symbolic name, as {"id": ...}): literals, arrays, objects, the file's `var`s, `'${name}'`
+    interpolation, `c ? a : b`, `!x`, `a.b` and concat(). Anything else raises ValueError.
+
+    pycep-parser gives a string literal and a name alike, so a string naming a parameter or a
+    `var` is read as that name.
+    """
+    if isinstance(expression, list):
+        return [evaluate(file, item, scope) for item in expression]
+    if isinstance(expression, dict) and set(expression) == {"operator"}:
+        return _operator(file, expression["operator"], scope)
+    if isinstance(expression, dict) and set(expression) == {"function"}:
+        return _function(file, expression["function"], scope)
+    if isinstance(expression, dict):
+        return {key: evaluate(file, value, scope) for key, value in expression.items()}
+    if isinstance(expression, str):
+        if expression in scope:
+            return scope[expression]
+        if expression in template(file).get("variables", {}):
+            return evaluate(file, variable(file, expression), scope)
+        return _INTERPOLATION.sub(lambda name: str(scope[name[1]]), expression)
+    return expression
+
+
+def _operator(file: str, operator: dict[str, Any], scope: Mapping[str, Any]) -> Any:
+    operands = operator["operands"]
+    if operator["type"] == "conditional":
+        chosen = "true_value" if evaluate(file, operands["condition"], scope) else "false_value"
+        return evaluate(file, operands[chosen], scope)
+    if operator["type"] == "not":
+        return not evaluate(file, operands["bool_value"], scope)
+    if operator["type"] == "property_accessor":
+        return evaluate(file, operands["operand_1"], scope)[operands["operand_2"]]
+    raise ValueError(f"{file}: cannot evaluate the operator {operator['type']}")
+
+
+def _function(file: str, function: dict[str, Any], scope: Mapping[str, Any]) -> Any:
+    if function["type"] == "concat":
+        values = [evaluate(file, arg, scope) for arg in function["parameters"].values()]
+        return functools.reduce(lambda joined, value: joined + value, values)
+    raise ValueError(f"{file}: cannot evaluate the function {function['type']}()")
 
 
 def target_scope(file: str) -> str:

@@ -159,6 +159,11 @@ class TaggedResource(JsonRecord):
 class ComputeGateway(Protocol):
     """Azure Resource Manager as the workflows need it (Compute, Network, Resources)."""
 
+    def principal(self) -> str:
+        """Who ARM sees this gateway's calls as ("user NAME (object id ID)", "app APPID
+        (object id ID)"): the identity the audit log records."""
+        ...
+
     def list_vms(self) -> list[VM]:
         """Every VM in the subscription with its managed disks and tags: one paged list."""
         ...
@@ -268,6 +273,13 @@ class ComputeGateway(Protocol):
     def subnet_region(self, subnet_id: str) -> str | None:
         """The region of the VNet holding this subnet (a subnet's full resource id); None when
         the VNet or the subnet does not exist (one GET of the VNet)."""
+        ...
+
+    def subnet_isolation(self, subnet_id: str) -> str | None:
+        """Why a VM on this subnet could reach more than the platform, as
+        `shared.domain.isolation` decides it on the subnet's defaultOutboundAccess and its NSG's
+        rules; None when it is isolated. One GET of the VNet, one of the NSG; NotFoundError
+        when the VNet or the subnet does not exist."""
         ...
 
     def begin_vm_from_disks(

@@ -68,6 +68,10 @@ class Settings:
     # any other region is misconfigured. None: not set (the CLI reads the groups instead).
     backup_regions: frozenset[str] | None = None
     dr_regions: frozenset[str] | None = None
+    # App Service authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED=True
+    # (as Microsoft.Identity.Web's AppServicesAuthenticationInformation reads it), and only then
+    # are the X-MS-CLIENT-PRINCIPAL-* headers the platform's, not whatever a caller sent.
+    app_service_auth: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +122,7 @@ class Settings:
             soft_delete_days=_positive_int(
                 env, "BACKUPDR_SOFT_DELETE_DAYS", defaults.soft_delete_days
             ),
+            app_service_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true",
             backup_regions=_regions(env, "BACKUPDR_BACKUP_REGIONS"),
             dr_regions=_regions(env, "BACKUPDR_DR_REGIONS"),
         )

@@ -95,6 +95,8 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         actions: [
           'Microsoft.Resources/subscriptions/resourceGroups/read' // restore pre-flight: the group exists
           'Microsoft.Network/virtualNetworks/read' // restore pre-flight: the subnet and its region
+          // restore pre-flight: a DR test's subnet is isolated (its NSG's outbound rules)
+          'Microsoft.Network/networkSecurityGroups/read'
           'Microsoft.Compute/disks/read'
           'Microsoft.Compute/disks/write' // also linked: the VM attaches the restored disks
           'Microsoft.Compute/disks/delete'

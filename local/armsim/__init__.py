@@ -8,10 +8,11 @@
 
 Served (api-versions exactly as the pinned SDKs send; others get 400 InvalidApiVersionParameter):
 VMs list/get/PUT/PATCH/DELETE, instance view, Run Command; the Resource SKUs list; disks and
-snapshots get/list/PUT/PATCH/DELETE and grant/revoke access; NICs, VNets, subnets; resource groups;
-resources by tag; the Tags API. Fault operation names and kinds are listed in
-`local.armsim.faults`. Admin endpoints: POST /_admin/clock/advance {"seconds": N}, GET
-/_admin/clock, GET /_admin/bill, GET /_admin/requests, POST /_admin/faults {FaultRule fields}.
+snapshots get/list/PUT/PATCH/DELETE and grant/revoke access; NICs, VNets, subnets, network
+security groups (with Azure's default rules); resource groups; resources by tag; the Tags API.
+Fault operation names and kinds are listed in `local.armsim.faults`. Admin endpoints: POST
+/_admin/clock/advance {"seconds": N}, GET /_admin/clock, GET /_admin/bill, GET /_admin/requests,
+POST /_admin/faults {FaultRule fields}.
 
 Fleet file (JSON):
 
@@ -22,7 +23,8 @@ Fleet file (JSON):
             {"name": "rg-backups-eastus", "region": "eastus"},
             {"name": "rg-backupdr-drtest-westus2", "region": "westus2",
              "vnets": [{"name": "vnet-backupdr-drtest", "address_prefix": "10.90.0.0/16",
-                        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24"}]}]}
+                        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24",
+                                     "isolated": true}]}]}
         ],
         "vms": [
             {"name": "web-01", "resource_group": "rg-app-eastus", "size": "Standard_D2s_v5",
@@ -32,6 +34,10 @@ Fleet file (JSON):
                              "change_gib_per_day": 4.0}]}
         ]}]}
 
+A subnet with "isolated" is infra's DR-test network module (infra/app/drtest-network.bicep)
+deployed with `isolated` true (a DR-test network) or false (a recovery network): its NSG (made
+in its group) and its properties (defaultOutboundAccess) are evaluated from the Bicep; a subnet
+without it has no NSG. VNets and subnets take no other keys.
 A VM takes its group's region unless it names its own "region"; "zone", "tags" and "data_disks" are
 optional, and so are "security_type" (Standard, TrustedLaunch, ConfidentialVM; with "secure_boot"
 and "vtpm", default true) and "hyper_v_generation" (V1, V2: the default). A subscription's

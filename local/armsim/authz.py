@@ -20,7 +20,7 @@ missing." and InvalidAuthenticationToken "The access token is invalid."
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +29,11 @@ from local.armsim.errors import ArmError
 from local.armsim.infra_roles import MAIN, app_assignments
 from local.armsim.rbac import Assignment, Principal
 from local.bicep import variable
-from shared.adapters.credentials import OPERATOR_TOKEN, SIMULATOR_TOKEN
+from shared.adapters.credentials import OPERATOR_TOKEN, SIMULATOR_TOKEN, local_token, token_claims
 
-OWNER_TOKEN = "armsim-owner-token"  # noqa: S105 - not a secret: the simulator's test owner
-APP_OBJECT_ID = "7d3f0b5e-0a11-4c7e-9b1d-000000000a99"
-OPERATOR_OBJECT_ID = "2c9e4a61-5b7d-4f38-8e02-000000000099"
-OWNER_OBJECT_ID = "e0a1b2c3-d4e5-4f60-8a7b-000000000001"
+# Not a secret: the simulator's test owner, in Entra's token shape like the app's and operator's.
+OWNER_TOKEN = local_token(oid="e0a1b2c3-d4e5-4f60-8a7b-000000000001", upn="owner@backupdr.example")
+APP_OBJECT_ID = str(token_claims(SIMULATOR_TOKEN)["oid"])
 
 _VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 # ARM names an action by the provider's own spelling, whatever case the URL used
@@ -63,6 +62,7 @@ _CANONICAL = {
         "networkInterfaces",
         "virtualNetworks",
         "subnets",
+        "networkSecurityGroups",
         "skus",
     )
 }
@@ -74,6 +74,8 @@ NIC_WRITE = "Microsoft.Network/networkInterfaces/write"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
 SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
 NIC_JOIN = "Microsoft.Network/networkInterfaces/join/action"
+VNET_WRITE = "Microsoft.Network/virtualNetworks/write"
+NSG_JOIN = "Microsoft.Network/networkSecurityGroups/join/action"
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,9 @@ class Refusal:
 def default_principals() -> dict[str, Principal]:
     """The principals a fresh simulator knows, by bearer token."""
     return {
-        SIMULATOR_TOKEN: Principal(APP_OBJECT_ID, APP_OBJECT_ID, app_assignments()),
-        OPERATOR_TOKEN: Principal(
-            "operator@backupdr.example",
-            OPERATOR_OBJECT_ID,
+        SIMULATOR_TOKEN: _principal(SIMULATOR_TOKEN, app_assignments()),
+        OPERATOR_TOKEN: _principal(
+            OPERATOR_TOKEN,
             (
                 # backup configure/disable (the Tags API) and every read command.
                 Assignment(builtin_roles.READER),
@@ -106,10 +107,15 @@ def default_principals() -> dict[str, Principal]:
                 ),
             ),
         ),
-        OWNER_TOKEN: Principal(
-            OWNER_OBJECT_ID, OWNER_OBJECT_ID, (Assignment(builtin_roles.OWNER),)
-        ),
+        OWNER_TOKEN: _principal(OWNER_TOKEN, (Assignment(builtin_roles.OWNER),)),
     }
+
+
+def _principal(token: str, assignments: Sequence[Assignment]) -> Principal:
+    """The principal a token stands for, named as ARM's errors name it: a user by sign-in name,
+    an app by application id; and its object id."""
+    claims = token_claims(token)
+    return Principal(str(claims.get("upn") or claims["appid"]), str(claims["oid"]), assignments)
 
 
 @dataclass
@@ -129,7 +135,7 @@ class Authorization:
                 "Authentication failed. The 'Authorization' header is missing.",
             )
         principal = self.principals.get(token.strip())
-        if principal is None:
+        if principal is None or not _jwt_shaped(token.strip()):
             raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
         return principal
 
@@ -175,6 +181,16 @@ class Authorization:
         self.refusals.append(Refusal(principal.client, code, action, scope))
 
 
+def _jwt_shaped(token: str) -> bool:
+    """Whether a token is an Entra access token's shape (ARM takes no other): the app reads its
+    claims for the audit log, so the simulator must not let it work with anything else."""
+    try:
+        token_claims(token)
+    except ValueError:
+        return False
+    return True
+
+
 def requested(method: str, path: str) -> tuple[str, str]:
     """The action an ARM request performs and the scope it is checked at.
 
@@ -207,7 +223,9 @@ def linked(action: str, body: Any) -> list[tuple[str, str]]:
     A disk or snapshot copied from another (creationData.sourceResourceId) needs
     `<source type>/beginGetAccess/action` on the source (MicrosoftDocs/azure-docs#11362; Azure
     Backup's Disk Backup Reader holds disks/beginGetAccess/action for it). A NIC needs
-    subnets/join/action on each subnet it joins; a VM networkInterfaces/join/action on each NIC
+    subnets/join/action on each subnet it joins; a VNet networkSecurityGroups/join/action on
+    each NSG its subnets name (Network Contributor's, and Virtual Machine Contributor's, join
+    actions); a VM networkInterfaces/join/action on each NIC
     and, stricter than some Azure checks, disks/write on each managed disk it attaches
     (attaching updates the disk: MicrosoftDocs/azure-docs#6250).
     """
@@ -219,6 +237,9 @@ def linked(action: str, body: Any) -> list[tuple[str, str]]:
         return [(f"{found['ns']}/{found['type']}/beginGetAccess/action", source)] if found else []
     if kind == NIC_WRITE.lower():
         return [(SUBNET_JOIN, s) for s in _ids(properties.get("ipConfigurations"), "subnet")]
+    if kind == VNET_WRITE.lower():
+        subnets = properties.get("subnets")
+        return [(NSG_JOIN, n) for n in _ids(subnets, "networkSecurityGroup")]
     if kind == VM_WRITE.lower():
         storage = properties.get("storageProfile") or {}
         disks = [storage.get("osDisk"), *(storage.get("dataDisks") or [])]

@@ -35,9 +35,9 @@ class Durations:
     run_command_seconds: float = 30.0  # varied: Run Command POST until its result is readable
     # Zero, because the app waits on these inside one call with the SDK poller: snapshot deletes
     # (retention; quick in Azure, where a snapshot delete is a metadata change), tag updates (the
-    # CLI), SAS grants, and VNets (seeded by fleets, never created by the app).
+    # CLI), SAS grants, and VNets and NSGs (seeded by fleets, never created by the app).
     snapshot_delete_seconds: float = 0.0
-    vnet_seconds: float = 0.0
+    vnet_seconds: float = 0.0  # and NSGs
     tags_seconds: float = 0.0
     access_seconds: float = 0.0  # grant/revoke SAS access
     jitter: float = 0.3  # varied times fall in [1 - jitter, 1 + jitter] x their value

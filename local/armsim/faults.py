@@ -5,8 +5,9 @@ vms.list, vms.get, vms.create, vms.update, vms.delete, vms.instance_view, runcom
 disks.get, disks.create, disks.delete, disks.access, snapshots.list, snapshots.get,
 snapshots.create (createOption Copy), snapshots.copy (createOption CopyStart), snapshots.update,
 snapshots.delete, snapshots.access, nics.get, nics.create, nics.delete, vnets.get, vnets.create,
-vnets.delete, subnets.get, groups.get, groups.list, groups.create, resources.list, resources.get,
-resources.delete, tags.get, tags.update, skus.list, operations.get (LRO polls).
+vnets.delete, subnets.get, nsgs.get, nsgs.create, nsgs.delete, groups.get, groups.list,
+groups.create, resources.list, resources.get, resources.delete, tags.get, tags.update, skus.list,
+operations.get (LRO polls).
 
 Kinds and where they act:
 - 5xx: the request answers 500 InternalServerError.

@@ -30,6 +30,8 @@ _VM_KEYS = {
     "boot_diagnostics",
 }
 _RESTRICTION_KEYS = {"size", "region", "zones", "reason"}
+_VNET_KEYS = {"name", "address_prefix", "subnets"}
+_SUBNET_KEYS = {"name", "address_prefix", "isolated"}
 
 
 class FleetError(ValueError):
@@ -54,20 +56,21 @@ def load_fleet(sim: ArmSimulator, fleet: Mapping[str, Any] | str | Path) -> None
         sim.add_subscription(sub_id)
         for g_index, group in enumerate(subscription.get("resource_groups", [])):
             at = f"{where}.resource_groups[{g_index}]"
-            sim.add_group(
-                sub_id,
-                _text(group, "name", at),
-                _text(group, "region", at),
-                group.get("tags"),
-                group.get("vnets", []),
-            )
+            vnets = group.get("vnets", []) if isinstance(group, Mapping) else []
+            _check_vnets(vnets, at)
+            try:
+                sim.add_group(
+                    sub_id,
+                    _text(group, "name", at),
+                    _text(group, "region", at),
+                    group.get("tags"),
+                    vnets,
+                )
+            except ValueError as error:
+                raise FleetError(f"{at}: {error}") from None
         for r_index, restriction in enumerate(subscription.get("sku_restrictions", [])):
             at = f"{where}.sku_restrictions[{r_index}]"
-            unknown = (
-                set(restriction) - _RESTRICTION_KEYS if isinstance(restriction, Mapping) else set()
-            )
-            if unknown:
-                raise FleetError(f"{at}: unknown keys {', '.join(sorted(unknown))}")
+            _known(restriction, _RESTRICTION_KEYS, at)
             try:
                 sim.restrict_size(
                     sub_id,
@@ -80,9 +83,7 @@ def load_fleet(sim: ArmSimulator, fleet: Mapping[str, Any] | str | Path) -> None
                 raise FleetError(f"{at}: {error}") from None
         for v_index, vm in enumerate(subscription.get("vms", [])):
             at = f"{where}.vms[{v_index}]"
-            unknown = set(vm) - _VM_KEYS if isinstance(vm, Mapping) else set()
-            if unknown:
-                raise FleetError(f"{at}: unknown keys {', '.join(sorted(unknown))}")
+            _known(vm, _VM_KEYS, at)
             spec = dict(vm)
             name = _text(spec, "name", at)
             group_name = _text(spec, "resource_group", f"{at} ({name})")
@@ -91,6 +92,20 @@ def load_fleet(sim: ArmSimulator, fleet: Mapping[str, Any] | str | Path) -> None
                 sim.add_vm(sub_id, group_name, name, **spec)
             except Exception as error:  # the one-line reason, with where it happened
                 raise FleetError(f"{at} ({name}): {error}") from None
+
+
+def _check_vnets(vnets: Any, at: str) -> None:
+    """VNets and their subnets name only the keys the schema knows."""
+    for v_index, vnet in enumerate(vnets):
+        _known(vnet, _VNET_KEYS, f"{at}.vnets[{v_index}]")
+        for s_index, subnet in enumerate(vnet.get("subnets", [])):
+            _known(subnet, _SUBNET_KEYS, f"{at}.vnets[{v_index}].subnets[{s_index}]")
+
+
+def _known(item: Any, keys: set[str], at: str) -> None:
+    unknown = set(item) - keys if isinstance(item, Mapping) else set()
+    if unknown:
+        raise FleetError(f"{at}: unknown keys {', '.join(sorted(unknown))}")
 
 
 def _text(item: Any, key: str, where: str) -> str:

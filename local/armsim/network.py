@@ -1,4 +1,5 @@
-"""Microsoft.Network: NICs on an existing subnet, VNets and subnets (PUT 201/200, Succeeded)."""
+"""Microsoft.Network: NICs on an existing subnet, VNets and subnets, network security groups
+(PUT 201/200, Succeeded)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,58 @@ from typing import Any
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
 from local.armsim.lro import async_headers, delete_reply
-from local.armsim.protocol import NIC_TYPE, VNET_TYPE, Reply, Request, ResourceId
+from local.armsim.protocol import NIC_TYPE, NSG_TYPE, VNET_TYPE, Reply, Request, ResourceId
 from local.armsim.state import Resource, World
 
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
+# The rules Azure puts in every NSG, after the custom ones (priorities 100-4096), as an NSG GET
+# lists them (the NetworkSecurityGroupGet example): (name, description, priority, direction,
+# access, source, destination).
+DEFAULT_SECURITY_RULES = (
+    (
+        "AllowVnetInBound",
+        "Allow inbound traffic from all VMs in VNET",
+        65000,
+        "Inbound",
+        "Allow",
+        "VirtualNetwork",
+        "VirtualNetwork",
+    ),
+    (
+        "AllowAzureLoadBalancerInBound",
+        "Allow inbound traffic from azure load balancer",
+        65001,
+        "Inbound",
+        "Allow",
+        "AzureLoadBalancer",
+        "*",
+    ),
+    ("DenyAllInBound", "Deny all inbound traffic", 65500, "Inbound", "Deny", "*", "*"),
+    (
+        "AllowVnetOutBound",
+        "Allow outbound traffic from all VMs to all VMs in VNET",
+        65000,
+        "Outbound",
+        "Allow",
+        "VirtualNetwork",
+        "VirtualNetwork",
+    ),
+    (
+        "AllowInternetOutBound",
+        "Allow outbound traffic from all VMs to Internet",
+        65001,
+        "Outbound",
+        "Allow",
+        "*",
+        "Internet",
+    ),
+    ("DenyAllOutBound", "Deny all outbound traffic", 65500, "Outbound", "Deny", "*", "*"),
+)
+_RULE_VALUES = {
+    "direction": ("Inbound", "Outbound"),
+    "access": ("Allow", "Deny"),
+    "protocol": ("Tcp", "Udp", "Icmp", "Esp", "Ah", "*"),
+}
 
 
 def _ref(args: dict[str, str], type_: str) -> ResourceId:
@@ -270,20 +319,14 @@ def put_vnet(world: World, request: Request, args: dict[str, str]) -> Reply:
             raise bad_request("Each subnet needs a name.")
         subnet["id"] = f"{vnet_id}/subnets/{subnet['name']}"
         subnet.setdefault("type", SUBNET_TYPE)
-        subnet.setdefault("properties", {})
+        nsg = (subnet.setdefault("properties", {}).get("networkSecurityGroup") or {}).get("id")
+        if nsg and world.find(str(nsg)) is None:
+            raise bad_request(
+                f"Resource {nsg} referenced by resource {subnet['id']} was not found.",
+                "InvalidResourceReference",
+            )
     properties.setdefault("virtualNetworkPeerings", [])
-    existing = world.find(vnet_id)
-    seconds = world.durations.vnet_seconds
-    if existing is not None:
-        body.setdefault("location", existing.location)
-        existing.body = body
-        vnet, status = existing, 200
-    else:
-        vnet, status = world.new_resource(ref, body, seconds), 201
-    operation = world.start_operation(
-        ref.subscription, "Microsoft.Network", vnet.location, request.api_version, seconds
-    )
-    return Reply(status, world.render(vnet), async_headers(request, world, operation))
+    return _create_or_replace(world, request, ref, body)
 
 
 def delete_vnet(world: World, request: Request, args: dict[str, str]) -> Reply:
@@ -319,3 +362,152 @@ def get_subnet(world: World, request: Request, args: dict[str, str]) -> Reply:
             ]
             return Reply(200, body)
     raise ArmError(404, "NotFound", f"Resource {vnet.id}/subnets/{args['subnet']} not found.")
+
+
+def put_nsg(world: World, request: Request, args: dict[str, str]) -> Reply:
+    """Create or replace an NSG's custom rules, refused as Microsoft.Network refuses them."""
+    ref = _ref(args, NSG_TYPE)
+    body = copy.deepcopy(request.json_object())
+    group = world.group(ref.subscription, ref.resource_group)
+    rules = body.setdefault("properties", {}).setdefault("securityRules", [])
+    _check_rules(rules)
+    body.setdefault("location", group.location)
+    return _create_or_replace(world, request, ref, body)
+
+
+def _create_or_replace(
+    world: World, request: Request, ref: ResourceId, body: dict[str, Any]
+) -> Reply:
+    """A Network PUT's answer: 201 for a new resource, 200 for a replaced one, with the
+    operation to poll for either; a resource stays in its region (400 InvalidResourceLocation,
+    as ARM refuses a PUT naming another)."""
+    existing = world.find(str(ref))
+    seconds = world.durations.vnet_seconds
+    if existing is not None:
+        location = body.setdefault("location", existing.location)
+        if str(location).replace(" ", "").lower() != existing.location.replace(" ", "").lower():
+            raise bad_request(
+                f"The resource '{ref.name}' already exists in location '{existing.location}' in "
+                f"resource group '{ref.resource_group}'. A resource with the same name cannot be "
+                f"created in location '{location}'. Please select a new resource name.",
+                "InvalidResourceLocation",
+            )
+        existing.body = body
+        resource, status = existing, 200
+    else:
+        resource, status = world.new_resource(ref, body, seconds), 201
+    operation = world.start_operation(
+        ref.subscription, "Microsoft.Network", resource.location, request.api_version, seconds
+    )
+    return Reply(status, world.render(resource), async_headers(request, world, operation))
+
+
+def _check_rules(rules: Any) -> None:
+    """400 for a rule Azure would not take: no name, a value outside its enumeration, a
+    priority outside 100-4096 (SecurityRuleInvalidPriority), or the priority and direction of
+    another rule (SecurityRuleConflict)."""
+    if not isinstance(rules, list):
+        raise bad_request("securityRules must be a list of security rules.")
+    taken: dict[tuple[int, str], str] = {}
+    for rule in rules:
+        props = rule.get("properties") if isinstance(rule, dict) else None
+        if not isinstance(props, dict) or not rule.get("name"):
+            raise bad_request("Each security rule needs a name and properties.")
+        for field, allowed in _RULE_VALUES.items():
+            if str(props.get(field, "")).lower() not in {a.lower() for a in allowed}:
+                raise bad_request(
+                    f"Security rule {rule['name']}: {field} must be one of {', '.join(allowed)}."
+                )
+        priority = props.get("priority")
+        if not isinstance(priority, int) or not 100 <= priority <= 4096:
+            raise bad_request(
+                f"Security rule has invalid Priority. Value provided: {priority} Allowed range "
+                "100-4096.",
+                "SecurityRuleInvalidPriority",
+            )
+        other = taken.setdefault((priority, str(props["direction"]).lower()), rule["name"])
+        if other != rule["name"]:
+            raise bad_request(
+                f"Security rule {other} conflicts with rule {rule['name']}. Rules cannot have "
+                "the same Priority and Direction. To learn more, see aka.ms/nsgrules.",
+                "SecurityRuleConflict",
+            )
+
+
+def render_nsg(world: World, resource: Resource) -> dict[str, Any]:
+    """An NSG as GET shows it: its rules with their ids, Azure's default rules, and the
+    subnets it is associated with."""
+    body = copy.deepcopy(resource.body)
+    body.update(id=resource.id, name=resource.name, type=resource.type)
+    properties = body.setdefault("properties", {})
+    state = resource.provisioning_state(world.now())
+    properties["provisioningState"] = state
+    properties["securityRules"] = [
+        _rule(resource.id, "securityRules", rule["name"], rule["properties"], state)
+        for rule in properties.get("securityRules") or []
+    ]
+    properties["defaultSecurityRules"] = [
+        _rule(
+            resource.id,
+            "defaultSecurityRules",
+            name,
+            {
+                "description": description,
+                "protocol": "*",
+                "sourcePortRange": "*",
+                "destinationPortRange": "*",
+                "sourceAddressPrefix": source,
+                "destinationAddressPrefix": destination,
+                "access": access,
+                "priority": priority,
+                "direction": direction,
+            },
+            state,
+        )
+        for name, description, priority, direction, access, source, destination in (
+            DEFAULT_SECURITY_RULES
+        )
+    ]
+    subnets = _nsg_subnets(world, resource.id)
+    if subnets:
+        properties["subnets"] = [{"id": subnet_id} for subnet_id in subnets]
+    return body
+
+
+def _rule(
+    nsg_id: str, kind: str, name: str, properties: dict[str, Any], state: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "id": f"{nsg_id}/{kind}/{name}",
+        "type": f"{NSG_TYPE}/{kind}",
+        "properties": {**properties, "provisioningState": state},
+    }
+
+
+def _nsg_subnets(world: World, nsg_id: str) -> list[str]:
+    """The ids of the subnets whose properties name this NSG."""
+    return [
+        str(subnet["id"])
+        for vnet in world.of_type(VNET_TYPE, nsg_id.split("/")[2])
+        for subnet in vnet.properties.get("subnets") or []
+        if str(
+            ((subnet.get("properties") or {}).get("networkSecurityGroup") or {}).get("id", "")
+        ).lower()
+        == nsg_id.lower()
+    ]
+
+
+def delete_nsg(world: World, request: Request, args: dict[str, str]) -> Reply:
+    ref = _ref(args, NSG_TYPE)
+    world.group(ref.subscription, ref.resource_group)
+    nsg = world.find(str(ref))
+    users = _nsg_subnets(world, nsg.id) if nsg is not None else []
+    if nsg is not None and users:
+        raise bad_request(
+            f"Network security group {nsg.id} cannot be deleted because it is in use by the "
+            f"following resources: {', '.join(users)}. In order to delete the Network security "
+            "group, remove the association with the resource(s).",
+            "InUseNetworkSecurityGroupCannotBeDeleted",
+        )
+    return delete_reply(request, world, nsg, "Microsoft.Network", world.durations.vnet_seconds)

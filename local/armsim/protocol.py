@@ -17,6 +17,7 @@ DISK_TYPE = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE = "Microsoft.Compute/snapshots"
 NIC_TYPE = "Microsoft.Network/networkInterfaces"
 VNET_TYPE = "Microsoft.Network/virtualNetworks"
+NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
 
 _ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"

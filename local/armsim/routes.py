@@ -7,7 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from local.armsim import diskrp, lro, network, resources, skus, vms
-from local.armsim.protocol import DISK_TYPE, NIC_TYPE, SNAPSHOT_TYPE, VNET_TYPE, Reply, Request
+from local.armsim.protocol import (
+    DISK_TYPE,
+    NIC_TYPE,
+    NSG_TYPE,
+    SNAPSHOT_TYPE,
+    VNET_TYPE,
+    Reply,
+    Request,
+)
 from local.armsim.state import World
 
 # Exactly what the pinned SDKs send (azure-mgmt-compute 39.0.0, -network 33.1.0, -resource 26.0.0).
@@ -153,6 +161,15 @@ _TABLE: list[tuple[str, str, str, frozenset[str], Handler]] = [
         NETWORK,
         network.get_subnet,
     ),
+    (
+        "GET",
+        _N + r"/networkSecurityGroups" + _NAME,
+        "nsgs.get",
+        NETWORK,
+        network.get_network(NSG_TYPE),
+    ),
+    ("PUT", _N + r"/networkSecurityGroups" + _NAME, "nsgs.create", NETWORK, network.put_nsg),
+    ("DELETE", _N + r"/networkSecurityGroups" + _NAME, "nsgs.delete", NETWORK, network.delete_nsg),
     # Resources
     ("GET", _RG + r"/resources", "resources.list", RESOURCES, resources.list_group_resources),
     ("GET", _S + r"/resourceGroups", "groups.list", RESOURCES, resources.list_groups),

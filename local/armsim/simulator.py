@@ -14,9 +14,11 @@ from local.armsim import diskrp, network, skus, vms
 from local.armsim.authz import Authorization
 from local.armsim.durations import Durations
 from local.armsim.faults import FaultRule, normalise_region
+from local.armsim.infra_network import infra_subnet
 from local.armsim.protocol import (
     DISK_TYPE,
     NIC_TYPE,
+    NSG_TYPE,
     SNAPSHOT_TYPE,
     VM_TYPE,
     VNET_TYPE,
@@ -24,7 +26,7 @@ from local.armsim.protocol import (
     make_id,
 )
 from local.armsim.server import ArmServer, serving
-from local.armsim.state import RequestRecord, Resource, World
+from local.armsim.state import Group, RequestRecord, Resource, World
 from local.armsim.tls import make_tls_files
 from shared.clock import VirtualClock
 
@@ -52,6 +54,7 @@ class ArmSimulator:
                 VM_TYPE.lower(): vms.render_vm,
                 NIC_TYPE.lower(): network.render_network,
                 VNET_TYPE.lower(): network.render_network,
+                NSG_TYPE.lower(): network.render_nsg,
             }
         )
         self.throttle_enabled = throttle
@@ -158,7 +161,8 @@ class ArmSimulator:
         vnets: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """A resource group, optionally with VNets: [{name, address_prefix, subnets: [{name,
-        address_prefix}]}]."""
+        address_prefix, isolated?}]}]. A subnet with `isolated` is infra's DR-test network
+        module deployed with it (local/armsim/infra_network.py): its NSG is made too."""
         with self.world.lock:
             group = self.world.add_group(subscription, name, region, dict(tags or {}))
             for vnet in vnets:
@@ -168,7 +172,7 @@ class ArmSimulator:
                         "name": s["name"],
                         "id": f"{vnet_id}/subnets/{s['name']}",
                         "type": network.SUBNET_TYPE,
-                        "properties": {"addressPrefix": s["address_prefix"]},
+                        "properties": self._seed_subnet_properties(group, vnet["name"], s),
                     }
                     for s in vnet.get("subnets", [])
                 ]
@@ -181,6 +185,32 @@ class ArmSimulator:
                     },
                 }
                 self.world.new_resource(ResourceId.parse(vnet_id), body, 0.0)
+
+    def _seed_subnet_properties(
+        self, group: Group, vnet: str, subnet: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A seeded subnet's properties: its address prefix, or for an `isolated` one (true or
+        false) those infra deploys, with its NSG, made here; the world's lock is held."""
+        if "isolated" not in subnet:
+            return {"addressPrefix": subnet["address_prefix"]}
+        if not isinstance(subnet["isolated"], bool):
+            raise ValueError(f"subnet {subnet['name']}: 'isolated' must be true or false")
+        infra = infra_subnet(
+            group.subscription,
+            group.name,
+            vnet,
+            subnet["name"],
+            subnet["address_prefix"],
+            subnet["isolated"],
+        )
+        rules = {"securityRules": infra.security_rules}
+        existing = self.world.find(infra.nsg_id)
+        if existing is None:
+            body = {"location": group.location, "properties": rules}
+            self.world.new_resource(ResourceId.parse(infra.nsg_id), body, 0.0)
+        elif existing.properties != rules:
+            raise ValueError(f"subnet {subnet['name']}: its VNet's NSG has other rules already")
+        return infra.properties
 
     def seed(self, resource_id: str, document: Mapping[str, Any]) -> dict[str, Any]:
         """Store an ARM document as an existing, completed resource; returns it as GET shows it.

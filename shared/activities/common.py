@@ -110,7 +110,7 @@ def _audit(
             result=result,
             vm_key=vm_key,
             operation=operation,
-            identity=svc.settings.managed_identity_client_id or svc.settings.credential,
+            identity=svc.gateway.principal(),
             detail=detail,
         )
     )

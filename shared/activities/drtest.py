@@ -141,7 +141,8 @@ def prepare_dr_test(payload: Payload, svc: Services) -> Payload:
 def plan_dr_test(payload: Payload, svc: Services) -> Payload:
     """What `dr_test_v2` restores, and how: the backup (the one named, or the newest whose
     replica in the test region is complete) and the input of its `restore_backup_v2`: from the
-    replicas into the region's DR-test group and isolated subnet, under the test id, keeping
+    replicas into the region's DR-test group and its subnet, which the restore's pre-flight
+    requires to be isolated (the VM is a copy of a production one), under the test id, keeping
     what a failure leaves (the DR test's own clean-up deletes it), each resource tagged as a
     test resource so the clean-up and the sweeper find it. Reads only.
 
@@ -165,6 +166,7 @@ def plan_dr_test(payload: Payload, svc: Services) -> Payload:
             "region": region,
             "new_vm": names.dr_resource_name("vm", backup.vm_name, test_id),
             "subnet": svc.settings.drtest_subnet,
+            "isolated_subnet": True,  # the pre-flight refuses a subnet that is not isolated
             "keep_partial": True,
             "extra_tags": test_tags(test_id, backup.backup_id, svc.clock.now(), TEST_TTL),
         },

@@ -62,8 +62,8 @@ def check_restore(payload: Payload, svc: Services) -> Payload:
 
     Answers {"problems": [...]}, each saying what to change: the backup (or its replica in the
     target region) complete for every disk, the target group there, and for a new VM its subnet
-    (in the target region), its size available there, and its name free in the group. Reads
-    only, so it may run any number of times.
+    (in the target region, and isolated when `isolated_subnet`: a DR test's), its size available
+    there, and its name free in the group. Reads only, so it may run any number of times.
     """
     backup = load_backup(svc, payload)
     region = payload.get("region") or backup.region
@@ -149,6 +149,8 @@ def _vm_problems(svc: Services, payload: Payload, backup: Backup, region: str) -
                     f"subnet {shown} is in {found}, not {region}: a NIC must be in its VNet's "
                     "region"
                 )
+            elif payload.get("isolated_subnet"):
+                problems += _isolation_problems(svc, subnet, shown)
     try:
         require_vm_size(svc, backup, region, _zone(backup, region))
     except (CapacityError, PermanentError) as error:
@@ -160,6 +162,21 @@ def _vm_problems(svc: Services, payload: Payload, backup: Backup, region: str) -
     else:
         problems.append(f"a VM named {name} already exists in {group}: choose another name")
     return problems
+
+
+def _isolation_problems(svc: Services, subnet: str, shown: str) -> list[str]:
+    """A DR test's subnet must be isolated (`shared.domain.isolation`): the VM it boots is a
+    copy of a production VM, which must not reach production endpoints while it runs."""
+    try:
+        reason = svc.gateway.subnet_isolation(subnet)
+    except PermanentError as error:  # e.g. 403: fail closed
+        reason = f"its network security cannot be read ({error})"
+    if reason is None:
+        return []
+    return [
+        f"subnet {shown} is not isolated: {reason}; a DR test's copy of a production VM must not "
+        "reach production: give it infra's DR-test network (infra/app/drtest-network.bicep)"
+    ]
 
 
 def restore_subnet(svc: Services, payload: Payload, backup: Backup, region: str) -> str | None:
@@ -440,7 +457,7 @@ def record_restore(payload: Payload, svc: Services) -> Payload:
             result={"completed": "ok"}.get(state, state),
             vm_key=payload["vm_key"],
             operation="restore",
-            identity=svc.settings.managed_identity_client_id or svc.settings.credential,
+            identity=svc.gateway.principal(),
             detail=sanitise(detail)[:1000],
         )
     )

@@ -27,7 +27,8 @@ from azure.mgmt.network import models as network
 from azure.mgmt.resource.resources import models as resources
 
 from shared.adapters.arm_errors import retry_after_seconds, translate, translated
-from shared.adapters.credentials import ArmClients, arm_clients
+from shared.adapters.credentials import ArmClients, arm_clients, principal_of
+from shared.domain.isolation import SecurityRule, SubnetEgress, isolation_problem
 from shared.domain.models import VM, Disk, NicConfig
 from shared.errors import BusyError, NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import (
@@ -99,7 +100,18 @@ class ArmComputeGateway:
         self._compute = clients.compute
         self._network = clients.network
         self._resources = clients.resources
+        self._credential, self._scope = clients.credential, clients.scope
         self._subscription = subscription_id
+        self._principal: str | None = None
+
+    def principal(self) -> str:
+        """Who ARM sees this gateway as, from its token's claims (read once: a credential
+        stands for one identity however often its token is renewed)."""
+        if self._principal is None:
+            with translated("get a token for Azure Resource Manager"):
+                token = self._credential.get_token(self._scope).token
+            self._principal = principal_of(token)
+        return self._principal
 
     # --- VMs -------------------------------------------------------------------------------
 
@@ -305,20 +317,47 @@ class ArmComputeGateway:
 
     def subnet_region(self, subnet_id: str) -> str | None:
         """The region of the VNet holding this subnet; None when the VNet or subnet is missing."""
+        try:
+            vnet, _ = self._subnet(subnet_id)
+        except NotFoundError:
+            return None
+        return vnet.location or ""
+
+    def _subnet(self, subnet_id: str) -> tuple[network.VirtualNetwork, network.Subnet]:
+        """A subnet and its VNet, from one GET of the VNet; NotFoundError when either is gone."""
         parts = parse_resource_id(subnet_id)
         group, vnet_name, subnet_name = (
             str(parts.get(key) or "") for key in ("resource_group", "name", "child_name_1")
         )
         if not (group and vnet_name and subnet_name) or parts.get("child_type_1") != "subnets":
             raise PermanentError(f"{subnet_id!r} is not a subnet's resource id")
-        try:
-            with translated(f"get VNet {group}/{vnet_name}"):
-                vnet = self._network.virtual_networks.get(group, vnet_name)
-        except NotFoundError:
-            return None
+        with translated(f"get VNet {group}/{vnet_name}"):
+            vnet = self._network.virtual_networks.get(group, vnet_name)
         props = vnet.properties or network.VirtualNetworkPropertiesFormat()
-        names = {(s.name or "").lower() for s in props.subnets or []}
-        return (vnet.location or "") if subnet_name.lower() in names else None
+        for subnet in props.subnets or []:
+            if (subnet.name or "").lower() == subnet_name.lower():
+                return vnet, subnet
+        raise NotFoundError(f"VNet {group}/{vnet_name} has no subnet {subnet_name}")
+
+    def subnet_isolation(self, subnet_id: str) -> str | None:
+        """Why a VM on this subnet could reach more than the platform (None: isolated), as
+        `isolation_problem` decides it on the subnet's defaultOutboundAccess and NSG rules."""
+        _, subnet = self._subnet(subnet_id)
+        settings = subnet.properties or network.SubnetPropertiesFormat()
+        nsg = settings.network_security_group
+        if nsg is None or not nsg.id:
+            return isolation_problem(SubnetEgress(settings.default_outbound_access, None))
+        nsg_group, nsg_name = _locate(nsg.id, "Microsoft.Network/networkSecurityGroups")
+        with translated(f"get NSG {nsg_group}/{nsg_name}"):
+            found = self._network.network_security_groups.get(nsg_group, nsg_name)
+        rules = found.properties or network.NetworkSecurityGroupPropertiesFormat()
+        every = [*(rules.security_rules or []), *(rules.default_security_rules or [])]
+        egress = SubnetEgress(
+            settings.default_outbound_access,
+            nsg_name,
+            [_security_rule(rule.name or "", rule.properties) for rule in every if rule.properties],
+        )
+        return isolation_problem(egress)
 
     def _subnet_id(self, resource_group: str, subnet: str) -> str:
         """A subnet's full id from "vnet/subnet" in `resource_group` (a full id is kept)."""
@@ -720,6 +759,39 @@ def _boot_diagnostics(props: compute.VirtualMachineProperties) -> dict[str, Any]
         "boot_diagnostics": bool(boot.enabled),
         "boot_diagnostics_uri": boot.storage_uri or None,
     }
+
+
+def _security_rule(name: str, props: network.SecurityRulePropertiesFormat) -> SecurityRule:
+    """An NSG rule as the isolation decision reads it: each address and port field, the
+    single one and the list (and application security groups) taken together."""
+
+    def values(
+        one: str | None,
+        many: list[str] | None,
+        groups: list[network.ApplicationSecurityGroup] | None = None,
+    ) -> tuple[str, ...]:
+        found = [one, *(many or []), *(group.id for group in groups or [])]
+        return tuple(str(value) for value in found if value)
+
+    return SecurityRule(
+        name=name,
+        priority=int(props.priority),
+        direction=_text(props.direction) or "",
+        access=_text(props.access) or "",
+        protocol=_text(props.protocol) or "",
+        sources=values(
+            props.source_address_prefix,
+            props.source_address_prefixes,
+            props.source_application_security_groups,
+        ),
+        source_ports=values(props.source_port_range, props.source_port_ranges),
+        destinations=values(
+            props.destination_address_prefix,
+            props.destination_address_prefixes,
+            props.destination_application_security_groups,
+        ),
+        destination_ports=values(props.destination_port_range, props.destination_port_ranges),
+    )
 
 
 def _nic(item: network.NetworkInterface) -> NicConfig:

@@ -46,6 +46,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
+from shared.adapters import telemetry
 from shared.adapters.credentials import credential_from_settings
 from shared.adapters.entities import from_entity, table_key, to_entity
 from shared.domain.models import (
@@ -508,7 +509,8 @@ class TableCatalog:
         self._upsert(RETENTION, to_entity(state, state.vm_key, RETENTION_ROW))
 
     def audit(self, entry: AuditEntry) -> None:
-        """Append one create/delete to the audit log.
+        """Append one entry to the audit log, and send it to Application Insights as
+        `AuditRecorded`, where the app's identity can add but not rewrite.
 
         The row key is the time plus a hash of the entry, so a retried step that audits the
         same thing rewrites its row instead of adding a second one.
@@ -517,6 +519,9 @@ class TableCatalog:
         digest = hashlib.sha256(json.dumps(entry.to_dict(), sort_keys=True).encode()).hexdigest()
         row = at.strftime("%Y%m%dT%H%M%S%fZ") + "_" + digest[:12]
         self._upsert(AUDIT_LOG, to_entity(entry, at.strftime("%Y-%m-%d"), row))
+        fields = entry.to_dict()
+        fields |= {"at": at.isoformat(), "vm": fields.pop("vm_key")}
+        telemetry.emit("AuditRecorded", **fields)
 
     def audit_entries(self, *, since: datetime, vm_key: str | None = None) -> list[AuditEntry]:
         """Audit entries at or after `since`, oldest first."""

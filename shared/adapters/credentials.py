@@ -6,6 +6,8 @@ app first needs Azure, so a missing setting fails that call with a clear error, 
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +28,52 @@ RETRY_BACKOFF_MAX_SECONDS = 4
 CONNECTION_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 
+
+def local_token(**claims: str) -> str:
+    """An access token in Entra's shape (base64url JSON header, claims and signature, joined
+    by dots), unsigned: the local simulator knows its few tokens by value, and the audit log
+    reads who a token stands for from its claims, as it does from Entra's."""
+    parts = ({"typ": "JWT", "alg": "none"}, claims)
+    encoded = [base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=") for part in parts]
+    return b".".join([*encoded, b""]).decode()
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT access token, unverified: ARM checked its signature when it took it,
+    and the app reads them only to say who it acted as."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as error:
+        raise ValueError("the access token is not a JWT: whose it is cannot be read") from error
+    if not isinstance(claims, dict):
+        raise ValueError("the access token's claims are not a JSON object")
+    return claims
+
+
+def principal_of(token: str) -> str:
+    """Who a token stands for, as the audit log names it: a user by sign-in name, an app (a
+    service principal or managed identity) by application id; by object id either way. The
+    claims are Entra's (learn.microsoft.com/entra/identity-platform/access-token-claims-reference):
+    `upn`/`unique_name` for users, `appid` (v1 tokens, as ARM's are) or `azp` (v2) for apps."""
+    claims = token_claims(token)
+    oid = claims.get("oid", "unknown")
+    user = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username")
+    if user:
+        return f"user {user} (object id {oid})"
+    return f"app {claims.get('appid') or claims.get('azp') or 'unknown'} (object id {oid})"
+
+
 # Not secrets: the local ARM simulator's fixed tokens. SIMULATOR_TOKEN is the app's identity, held
 # to infra/'s roles; OPERATOR_TOKEN is the operator's own (the CLI's tag writes and restores).
-SIMULATOR_TOKEN = "backupdr-local-simulator-token"  # noqa: S105
-OPERATOR_TOKEN = "backupdr-local-operator-token"  # noqa: S105
+SIMULATOR_TOKEN = local_token(
+    oid="7d3f0b5e-0a11-4c7e-9b1d-000000000a99",
+    appid="7d3f0b5e-0a11-4c7e-9b1d-000000000a99",
+    idtyp="app",
+)
+OPERATOR_TOKEN = local_token(
+    oid="2c9e4a61-5b7d-4f38-8e02-000000000099", upn="operator@backupdr.example", idtyp="user"
+)
 
 
 class StaticTokenCredential:
@@ -51,11 +95,14 @@ class StaticTokenCredential:
 
 @dataclass(frozen=True)
 class ArmClients:
-    """The three azure-mgmt clients the Compute gateway drives, sharing one credential."""
+    """The three azure-mgmt clients the Compute gateway drives, sharing one credential (kept
+    with its scope, so the gateway can say whose it is)."""
 
     compute: ComputeManagementClient
     network: NetworkManagementClient
     resources: ResourceManagementClient
+    credential: TokenCredential
+    scope: str
 
 
 def credential_from_settings(settings: Settings) -> TokenCredential:
@@ -96,4 +143,6 @@ def arm_clients(settings: Settings, credential: TokenCredential | None = None) -
         compute=ComputeManagementClient(token, subscription, **options),
         network=NetworkManagementClient(token, subscription, **options),
         resources=ResourceManagementClient(token, subscription, **options),
+        credential=token,
+        scope=options["credential_scopes"][0],
     )

@@ -71,6 +71,11 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "RpoObserved": frozenset(
         {"vm", "rpo_seconds", "target_seconds", "misconfigured", "not_protectable"}
     ),
+    # Every audit-log entry, also kept where the app's identity cannot rewrite it (it may only
+    # ingest into Application Insights: Monitoring Metrics Publisher).
+    "AuditRecorded": frozenset(
+        {"at", "action", "resource_id", "result", "vm", "operation", "identity", "detail"}
+    ),
 }
 
 RPO_METRIC = "backupdr.rpo_seconds"

@@ -65,7 +65,7 @@ async def start_failover(
         _, problems = failover.failover_problems(svc, item)
         if problems:
             raise ApiError(409, "FailoverRefused", "; ".join(problems))
-        _admit(svc, vm.key, "manual-failover", now)
+        _admit(svc, req, vm.key, "manual-failover", now)
         await client.start_new("failover_vm", instance_id=instance_id, client_input=item)
     except ApiError as error:
         return error.response()

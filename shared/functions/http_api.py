@@ -89,7 +89,7 @@ async def start_backup(
         keep = body.get("keepDays", MANUAL_KEEP.days)
         instance_id, payload = _checked(manual_backup, vm, now, svc.settings.regions, keep)
         await _refuse_if_running(client, _backups_under_way(svc, vm.key, now))
-        _admit(svc, vm.key, "manual-backup", now)
+        _admit(svc, req, vm.key, "manual-backup", now)
         await client.start_new("vm_backup", instance_id=instance_id, client_input=payload)
     except ApiError as error:
         return error.response()
@@ -126,7 +126,7 @@ async def start_dr_test(
         # among these: its id is the moment its `dr_tests` run began, recorded nowhere else.
         requested = _requested(svc, vm.key, "manual-drtest", "dr", now - TEST_TTL)
         await _refuse_if_running(client, requested)
-        _admit(svc, vm.key, "manual-drtest", now)
+        _admit(svc, req, vm.key, "manual-drtest", now)
         test_id, payload = dr_test_request(
             vm, now, test_region=region, backup_id=backup_id, rto_target_seconds=target
         )
@@ -175,7 +175,7 @@ async def start_restore(
         problems = check_restore(payload, svc)["problems"]
         if problems:
             raise ApiError(400, "RestorePreflightFailed", "; ".join(problems))
-        _admit(svc, vm.key, "manual-restore", now)
+        _admit(svc, req, vm.key, "manual-restore", now)
         await client.start_new("restore_backup_v2", instance_id=restore_id, client_input=payload)
     except ApiError as error:
         return error.response()
@@ -344,9 +344,11 @@ def _requested(svc: Services, vm_key: str, operation: str, kind: str, since: dat
     ]
 
 
-def _admit(svc: Services, vm_key: str, operation: str, now: datetime) -> None:
+def _admit(
+    svc: Services, req: func.HttpRequest, vm_key: str, operation: str, now: datetime
+) -> None:
     """Count this request against the VM's hourly limit (every manual route together), or
-    refuse it with Retry-After; then audit it (its moment names its instance)."""
+    refuse it with Retry-After; then audit it with its caller (its moment names its instance)."""
     limit = svc.settings.manual_limit_per_hour
     next_at = svc.catalog.admit(vm_key, now, window=RATE_WINDOW, limit=limit)
     if next_at is not None:
@@ -362,8 +364,31 @@ def _admit(svc: Services, vm_key: str, operation: str, now: datetime) -> None:
             result="ok",
             vm_key=vm_key,
             operation=operation,
+            identity=_caller(req, svc.settings.app_service_auth),
         )
     )
+
+
+def _caller(req: func.HttpRequest, app_service_auth: bool) -> str:
+    """Who sent a request, for the audit log. With App Service authentication on, the client
+    principal the platform puts in X-MS-CLIENT-PRINCIPAL-NAME / -ID / -IDP ("External requests
+    aren't allowed to set these headers": learn.microsoft.com/azure/app-service/
+    configure-authentication-user-identities); with it off, those headers are anyone's to
+    write, so only the function key is named."""
+    if not app_service_auth:
+        return "a function key holder (App Service authentication is off)"
+    name, object_id, provider = (
+        _printable(req.headers.get(f"X-MS-CLIENT-PRINCIPAL-{part}", ""))
+        for part in ("NAME", "ID", "IDP")
+    )
+    if not (name or object_id):  # the auth settings let unauthenticated requests through
+        return "an unauthenticated function key holder"
+    return f"{provider or 'aad'} {name or object_id} (object id {object_id or 'unknown'})"
+
+
+def _printable(text: str) -> str:
+    """A header value as the audit log may keep it: printable, and not a page long."""
+    return "".join(c for c in text if c.isprintable())[:200].strip()
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:

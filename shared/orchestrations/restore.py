@@ -34,12 +34,13 @@ def restore_backup_v2(context: Context) -> Generator[Any, Any, Payload]:
     """Pre-flight -> new disks (from the replicas in another region) and NIC -> provisioned ->
     (a new VM on them) -> record; a failure midway deletes what carries the restore id.
 
-    Input: {vm_key, backup_id, restore_id, resource_group, region, new_vm?, subnet?, keep_partial?,
-    extra_tags?}; `extra_tags` go on everything it creates (a DR test's test id and expiry, so its
-    clean-up and the sweeper find them). A pre-flight problem ends it "rejected" with nothing
-    created; after a failure the clean-up workflow deletes the VM, NIC and disks it made (unless
-    `keep_partial`: then they are listed as kept). Either way the outcome and reason go to the audit
-    log.
+    Input: {vm_key, backup_id, restore_id, resource_group, region, new_vm?, subnet?,
+    isolated_subnet?, keep_partial?, extra_tags?}; `extra_tags` go on everything it creates (a DR
+    test's test id and expiry, so its clean-up and the sweeper find them); `isolated_subnet` (a DR
+    test's) has the pre-flight refuse a subnet that lets the new VM out. A pre-flight problem
+    ends it "rejected" with nothing created; after a failure the clean-up workflow deletes the VM,
+    NIC and disks it made (unless `keep_partial`: then they are listed as kept). Either way the
+    outcome and reason go to the audit log.
     (`restore_backup` stays registered, unchanged, for instances started before this.)
     """
     item: Payload = context.get_input()

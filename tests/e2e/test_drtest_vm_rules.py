@@ -1,26 +1,33 @@
 """DR tests meet Azure's VM creation rules: a Trusted Launch VM is restored as one, a size the
 test region cannot give fails the test before anything is created, and a failed allocation ends
-it at the first read with Azure's code, long before the create timeout.
+it at the first read with Azure's code, long before the create timeout. A test subnet that would
+let the copy of a production VM out (an NSG rule someone added, a plain subnet in a group given
+to the test) fails it before anything is created, too.
 
 One small fleet: a Trusted Launch VM in eastus, backed up at 02:00 and replicated to westus2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.mgmt.network import NetworkManagementClient
 
 from local.armsim import ArmSimulator, FaultRule
+from local.armsim.rbac import Assignment
 from local.azurite import Azurite
 from local.stack import Stack, local_stack
+from shared.adapters.credentials import SIMULATOR_TOKEN
 from shared.domain.models import DrTest
 from shared.orchestrations.drtest import CREATE_TIMEOUT
 from shared.ports import ComputeGateway, VmRuntime
 from shared.services import Services, install
+from tests.integration.owner import OwnerToken, allow_https_out
 
 SUB = "00000000-0000-0000-0000-000000000001"
 START = datetime(2026, 11, 10, tzinfo=UTC)
@@ -30,9 +37,10 @@ VNETS = [
     {
         "name": "vnet-backupdr-drtest",
         "address_prefix": "10.90.0.0/16",
-        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24"}],
+        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24", "isolated": True}],
     }
 ]
+PLAIN_SUBNET = {"name": "snet-restore", "address_prefix": "10.90.1.0/24"}
 FLEET = {
     "subscriptions": [
         {
@@ -152,6 +160,75 @@ def test_a_size_the_test_region_cannot_give_fails_the_dr_test_before_it_creates_
     assert writes == [], "nothing is created in the test group"
     assert _left_in_the_test_group(stack) == []
     assert test.phase_seconds["restore"] < 5 * 60, "fails fast: the pre-flight and its retries"
+
+
+def _writes_into(stack: Stack, group: str, since: int) -> list[str]:
+    """The writes (not reads) sent into a group since the `since`-th request."""
+    return [
+        f"{r.method} {r.path}"
+        for r in stack.simulator.requests[since:]
+        if r.method not in ("GET", "HEAD") and f"/resourcegroups/{group}/" in r.path.lower()
+    ]
+
+
+def _open_to_the_internet(stack: Stack) -> None:
+    """What someone might do to the DR-test NSG: allow HTTPS out to the internet, ahead of
+    infra's deny, as the subscription's owner over Microsoft.Network's API."""
+    env = stack.settings_env
+    network = NetworkManagementClient(
+        OwnerToken(),
+        SUB,
+        base_url=env["BACKUPDR_ARM_ENDPOINT"],
+        connection_verify=env["BACKUPDR_CA_BUNDLE"],
+        credential_scopes=["https://management.azure.com/.default"],
+        polling_interval=0,
+    )
+    allow_https_out(network, DR_GROUP, "nsg-vnet-backupdr-drtest")
+
+
+def test_a_dr_test_subnet_opened_to_the_internet_fails_the_test_before_it_creates_anything(
+    stack: Stack,
+) -> None:
+    _open_to_the_internet(stack)
+    started = len(stack.simulator.requests)
+    test = _dr_test(stack)
+    assert (test.success, test.restore_succeeded) == (False, False)
+    assert test.error_message is not None
+    assert test.error_message.startswith(
+        f"restore: subnet vnet-backupdr-drtest/snet-restore in {DR_GROUP} is not isolated: rule "
+        "allow-internet-https (priority 200) of NSG nsg-vnet-backupdr-drtest allows outbound "
+        "traffic to Internet before any rule denies all of it"
+    )
+    assert _writes_into(stack, DR_GROUP, started) == [], "nothing is created in the test group"
+    assert _left_in_the_test_group(stack) == []
+
+
+def test_a_group_given_to_a_dr_test_whose_subnet_is_not_isolated_fails_it_the_same_way(
+    stack: Stack,
+) -> None:
+    """`backupdr dr test --test-resource-group rg-dr-plain`, where the operator gave the app the
+    DR-test role but the subnet is a plain one: default outbound access, no NSG."""
+    plain = "rg-dr-plain"
+    sim = stack.simulator
+    sim.add_group(SUB, plain, "westus2", vnets=[{**VNETS[0], "subnets": [PLAIN_SUBNET]}])
+    app = sim.authorization.principals[SIMULATOR_TOKEN]
+    drtest = next(a for a in app.assignments if a.group == "rg-backupdr-drtest-{region}")
+    sim.authorization.principals[SIMULATOR_TOKEN] = dataclasses.replace(
+        app, assignments=(*app.assignments, Assignment(drtest.role, group=plain))
+    )
+    svc = stack.services
+    given = dataclasses.replace(svc.settings, drtest_resource_group=plain)  # as the CLI does
+    install(dataclasses.replace(svc, settings=given))
+    started = len(sim.requests)
+    test = _dr_test(stack)
+    assert (test.success, test.restore_succeeded) == (False, False)
+    assert test.error_message is not None
+    assert test.error_message.startswith(
+        f"restore: subnet vnet-backupdr-drtest/snet-restore in {plain} is not isolated: it has "
+        "default outbound access (defaultOutboundAccess not set, not false)"
+    )
+    assert _writes_into(stack, plain, started) == []
+    assert not [r["id"] for r in sim.vms() + sim.disks() + sim.nics() if plain in r["id"]]
 
 
 def test_an_allocation_failure_ends_the_dr_test_at_create_vm_with_azures_code(

@@ -37,14 +37,14 @@ VNETS = [
     {
         "name": "vnet-backupdr-drtest",
         "address_prefix": "10.90.0.0/16",
-        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24"}],
+        "subnets": [{"name": "snet-restore", "address_prefix": "10.90.1.0/24", "isolated": True}],
     }
 ]
 RECOVERY_VNETS = [
     {
         "name": "vnet-backupdr-recovery",
         "address_prefix": "10.91.0.0/16",
-        "subnets": [{"name": "snet-recovery", "address_prefix": "10.91.1.0/24"}],
+        "subnets": [{"name": "snet-recovery", "address_prefix": "10.91.1.0/24", "isolated": False}],
     }
 ]
 POLICY = (

@@ -33,11 +33,12 @@ DR_SUBNET = "vnet-recovery/snet-recovery"
 POLICY = "schedule=0 2 * * *;daily=7;weekly=4;monthly=12;replicate=westus2"
 
 
-def _vnet(name: str, prefix: str, subnet: str) -> dict[str, Any]:
+def _vnet(name: str, prefix: str, subnet: str, **infra: bool) -> dict[str, Any]:
+    """A VNet with one subnet; `isolated=` makes it infra's DR-test network module."""
     return {
         "name": name,
         "address_prefix": f"{prefix}.0.0/16",
-        "subnets": [{"name": subnet, "address_prefix": f"{prefix}.1.0/24"}],
+        "subnets": [{"name": subnet, "address_prefix": f"{prefix}.1.0/24", **infra}],
     }
 
 
@@ -55,14 +56,18 @@ FLEET: dict[str, Any] = {
                 {
                     "name": "rg-backupdr-drtest-eastus",
                     "region": "eastus",
-                    "vnets": [_vnet("vnet-backupdr-drtest", "10.90", "snet-restore")],
+                    "vnets": [
+                        _vnet("vnet-backupdr-drtest", "10.90", "snet-restore", isolated=True)
+                    ],
                 },
                 {"name": "rg-backups-westus2", "region": "westus2"},
                 {"name": "rg-backupdr-recovery-westus2", "region": "westus2"},  # a DR region
                 {
                     "name": "rg-backupdr-drtest-westus2",
                     "region": "westus2",
-                    "vnets": [_vnet("vnet-backupdr-drtest", "10.90", "snet-restore")],
+                    "vnets": [
+                        _vnet("vnet-backupdr-drtest", "10.90", "snet-restore", isolated=True)
+                    ],
                 },
                 {
                     "name": DR_GROUP,

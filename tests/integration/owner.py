@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from azure.core.credentials import AccessToken
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import SecurityRule, SecurityRulePropertiesFormat
 
 from local.armsim import ArmServer
 from local.armsim.authz import OWNER_TOKEN
@@ -28,3 +30,27 @@ def sdk_options(server: ArmServer) -> dict[str, Any]:
         "polling_interval": 0,
         "retry_total": 0,
     }
+
+
+def allow_https_out(network: NetworkManagementClient, group: str, nsg_name: str) -> None:
+    """What someone might do to a DR-test NSG: allow HTTPS out to the internet (priority 200),
+    ahead of infra's deny, as the owner over Microsoft.Network's API."""
+    nsg = network.network_security_groups.get(group, nsg_name)
+    assert nsg.properties is not None
+    nsg.properties.security_rules = [
+        *(nsg.properties.security_rules or []),
+        SecurityRule(
+            name="allow-internet-https",
+            properties=SecurityRulePropertiesFormat(
+                priority=200,
+                direction="Outbound",
+                access="Allow",
+                protocol="Tcp",
+                source_address_prefix="*",
+                source_port_range="*",
+                destination_address_prefix="Internet",
+                destination_port_range="443",
+            ),
+        ),
+    ]
+    network.network_security_groups.begin_create_or_update(group, nsg_name, nsg).result()

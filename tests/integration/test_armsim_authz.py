@@ -13,7 +13,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute.models import Disk, Snapshot, VirtualMachine
-from azure.mgmt.network.models import NetworkInterface
+from azure.mgmt.network.models import NetworkInterface, VirtualNetwork
 from azure.mgmt.resource.resources.models import TagsPatchResource
 
 from local.armsim import ArmServer, ArmSimulator
@@ -26,6 +26,7 @@ from shared.adapters.credentials import (
     ArmClients,
     StaticTokenCredential,
     arm_clients,
+    local_token,
 )
 from shared.settings import Settings
 
@@ -36,7 +37,7 @@ APP_RG = "rg-app-eastus"
 BACKUPS = "rg-backups-eastus"
 REPLICAS = "rg-backups-westus2"
 DRTEST = "rg-backupdr-drtest-eastus"
-TEST_TOKEN = "a-test-principal"
+TEST_TOKEN = local_token(oid="test-oid", appid="tester")
 
 
 def rid(group: str, kind: str, name: str) -> str:
@@ -111,6 +112,13 @@ class TestAuthentication:
             "InvalidAuthenticationToken",
             "The access token is invalid.",
         )
+
+    def test_a_known_token_that_is_not_a_jwt_is_401_too(self, armsim: ArmServer) -> None:
+        """ARM takes Entra's JWTs only, and the app reads the caller from their claims."""
+        armsim.sim.authorization.principals["opaque"] = Principal("tester", "test-oid", ())
+        compute = clients(armsim, "opaque").compute
+        status, code, _ = refused(lambda: compute.virtual_machines.get(APP_RG, "web-01"))
+        assert (status, code) == (401, "InvalidAuthenticationToken")
 
     def test_no_bearer_token_is_401_authentication_failed(self, armsim: ArmServer) -> None:
         url = f"{armsim.url}/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines"
@@ -194,6 +202,20 @@ class TestTheAppsRolesFromInfra:
         assert (status, code) == (403, "AuthorizationFailed")
         assert message == authorization_failed(
             "Microsoft.Compute/virtualMachines/runCommand/action", vm
+        )
+
+    def test_the_app_reads_a_dr_test_nsg_but_no_other(self, app: ArmClients) -> None:
+        """The DR-test pre-flight's isolation check reads the subnet's NSG; nothing else does."""
+        nsg = "nsg-vnet-backupdr-drtest"
+        assert app.network.network_security_groups.get(DRTEST, nsg).name == nsg
+        recovery, open_nsg = "rg-backupdr-recovery-westus2", "nsg-vnet-backupdr-recovery"
+        assert refused(lambda: app.network.network_security_groups.get(recovery, open_nsg)) == (
+            403,
+            "AuthorizationFailed",
+            authorization_failed(
+                "Microsoft.Network/networkSecurityGroups/read",
+                rid(recovery, "Microsoft.Network/networkSecurityGroups", open_nsg),
+            ),
         )
 
     def test_a_group_that_was_never_created_holds_no_assignment(self, app: ArmClients) -> None:
@@ -331,6 +353,33 @@ class TestLinkedAuthorization:
         assert (
             "perform action(s) 'Microsoft.Network/virtualNetworks/subnets/join/action' on the "
             f"linked scope(s) '{subnet}' (respectively)"
+        ) in message
+
+    def test_a_vnet_needs_join_on_each_nsg_its_subnets_name(self, armsim: ArmServer) -> None:
+        with_principal(
+            armsim.sim, Assignment(Role("vnet writer", ("Microsoft.Network/virtualNetworks/*",)))
+        )
+        nsg = rid(DRTEST, "Microsoft.Network/networkSecurityGroups", "nsg-vnet-backupdr-drtest")
+        subnet = {
+            "name": "snet-new",
+            "properties": {"addressPrefix": "10.9.1.0/24", "networkSecurityGroup": {"id": nsg}},
+        }
+        body = VirtualNetwork(
+            {
+                "location": "eastus",
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.9.0.0/16"]},
+                    "subnets": [subnet],
+                },
+            }
+        )
+        network = clients(armsim, TEST_TOKEN).network
+        status, code, message = refused(
+            lambda: network.virtual_networks.begin_create_or_update(DRTEST, "vnet-new", body)
+        )
+        assert (status, code) == (403, "LinkedAuthorizationFailed")
+        assert (
+            f"'Microsoft.Network/networkSecurityGroups/join/action' on the linked scope(s) '{nsg}'"
         ) in message
 
     def test_a_vm_needs_join_on_its_nic_and_write_on_every_disk_it_attaches(

@@ -13,7 +13,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachine
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.network.models import NetworkInterface
+from azure.mgmt.network.models import NetworkInterface, NetworkSecurityGroup, VirtualNetwork
 
 from local.armsim import ArmServer, ArmSimulator
 from tests.integration.owner import OwnerToken, sdk_options
@@ -194,3 +194,155 @@ class TestSeeding:
             sim.add_vm(
                 SUB, "rg-app-eastus", "tiny-01", size="Standard_B1s", accelerated_networking=True
             )
+
+
+NSG = "nsg-vnet-backupdr-drtest"
+
+
+def _security_group(*rules: dict[str, Any]) -> NetworkSecurityGroup:
+    return NetworkSecurityGroup({"location": "eastus", "properties": {"securityRules": rules}})
+
+
+def _outbound(name: str, priority: int, access: str = "Deny") -> dict[str, Any]:
+    props = {
+        "priority": priority,
+        "direction": "Outbound",
+        "access": access,
+        "protocol": "*",
+        "sourceAddressPrefix": "*",
+        "sourcePortRange": "*",
+        "destinationAddressPrefix": "*",
+        "destinationPortRange": "*",
+    }
+    return {"name": name, "properties": props}
+
+
+class TestSecurityGroups:
+    """NSGs as Microsoft.Network shows and refuses them; the DR-test one is infra's."""
+
+    def test_the_dr_test_nsg_has_infras_rules_then_azures_defaults_and_its_subnet(
+        self, network: NetworkManagementClient
+    ) -> None:
+        nsg = doc(network.network_security_groups.get(DR, NSG))
+        rules = [
+            (r["name"], r["properties"]["priority"]) for r in nsg["properties"]["securityRules"]
+        ]
+        assert rules == [
+            ("deny-internet-inbound", 100),
+            ("allow-vm-agent-outbound", 100),
+            ("deny-all-outbound", 4096),
+        ]
+        defaults = [
+            (r["name"], r["properties"]["priority"], r["properties"]["direction"])
+            for r in nsg["properties"]["defaultSecurityRules"]
+        ]
+        assert defaults == [
+            ("AllowVnetInBound", 65000, "Inbound"),
+            ("AllowAzureLoadBalancerInBound", 65001, "Inbound"),
+            ("DenyAllInBound", 65500, "Inbound"),
+            ("AllowVnetOutBound", 65000, "Outbound"),
+            ("AllowInternetOutBound", 65001, "Outbound"),
+            ("DenyAllOutBound", 65500, "Outbound"),
+        ]
+        assert nsg["properties"]["subnets"] == [{"id": SUBNET}]
+        assert (
+            nsg["properties"]["securityRules"][0]["id"]
+            == f"{nsg['id']}/securityRules/deny-internet-inbound"
+        )
+
+    def test_the_dr_test_subnet_names_its_nsg_and_has_no_default_outbound_access(
+        self, network: NetworkManagementClient
+    ) -> None:
+        subnet = doc(network.subnets.get(DR, "vnet-backupdr-drtest", "snet-restore"))
+        assert subnet["properties"]["networkSecurityGroup"]["id"].endswith(
+            f"/resourceGroups/{DR}/providers/Microsoft.Network/networkSecurityGroups/{NSG}"
+        )
+        assert subnet["properties"]["defaultOutboundAccess"] is False
+
+    def test_a_new_nsg_gets_azures_default_rules(self, network: NetworkManagementClient) -> None:
+        network.network_security_groups.begin_create_or_update(
+            DR, "nsg-new", _security_group(_outbound("deny-out", 300))
+        ).result()
+        nsg = doc(network.network_security_groups.get(DR, "nsg-new"))
+        assert [r["name"] for r in nsg["properties"]["securityRules"]] == ["deny-out"]
+        assert len(nsg["properties"]["defaultSecurityRules"]) == 6
+        assert "subnets" not in nsg["properties"]
+
+    @pytest.mark.parametrize(
+        ("rules", "code", "words"),
+        [
+            (
+                [_outbound("too-early", 50)],
+                "SecurityRuleInvalidPriority",
+                "Value provided: 50 Allowed range 100-4096",
+            ),
+            (
+                [_outbound("first", 300), _outbound("second", 300, "Allow")],
+                "SecurityRuleConflict",
+                "Security rule first conflicts with rule second. Rules cannot have the same "
+                "Priority and Direction.",
+            ),
+        ],
+        ids=["priority-out-of-range", "same-priority-and-direction"],
+    )
+    def test_a_rule_azure_refuses_changes_nothing(
+        self,
+        network: NetworkManagementClient,
+        rules: list[dict[str, Any]],
+        code: str,
+        words: str,
+    ) -> None:
+        before = doc(network.network_security_groups.get(DR, NSG))
+        with pytest.raises(HttpResponseError) as raised:
+            network.network_security_groups.begin_create_or_update(
+                DR, NSG, _security_group(*rules)
+            ).result()
+        status, found, message = _refusal(raised)
+        assert (status, found) == (400, code)
+        assert words in message
+        assert doc(network.network_security_groups.get(DR, NSG)) == before
+
+    def test_an_nsg_stays_in_its_region(self, network: NetworkManagementClient) -> None:
+        before = doc(network.network_security_groups.get(DR, NSG))
+        moved = NetworkSecurityGroup({"location": "westus2", "properties": before["properties"]})
+        with pytest.raises(HttpResponseError) as raised:
+            network.network_security_groups.begin_create_or_update(DR, NSG, moved).result()
+        status, code, message = _refusal(raised)
+        assert (status, code) == (400, "InvalidResourceLocation")
+        assert f"already exists in location '{before['location']}'" in message
+        assert doc(network.network_security_groups.get(DR, NSG)) == before
+
+    def test_an_nsg_a_subnet_uses_cannot_be_deleted(self, network: NetworkManagementClient) -> None:
+        with pytest.raises(HttpResponseError) as raised:
+            network.network_security_groups.begin_delete(DR, NSG).result()
+        status, code, message = _refusal(raised)
+        assert (status, code) == (400, "InUseNetworkSecurityGroupCannotBeDeleted")
+        assert f"in use by the following resources: {SUBNET}." in message
+        assert network.network_security_groups.get(DR, NSG).name == NSG
+
+    def test_a_subnet_naming_an_nsg_that_is_not_there_is_refused(
+        self, network: NetworkManagementClient
+    ) -> None:
+        missing = SUBNET.split("/virtualNetworks/")[0] + "/networkSecurityGroups/nsg-gone"
+        body = VirtualNetwork(
+            {
+                "location": "eastus",
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.95.0.0/16"]},
+                    "subnets": [
+                        {
+                            "name": "s",
+                            "properties": {
+                                "addressPrefix": "10.95.1.0/24",
+                                "networkSecurityGroup": {"id": missing},
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+        with pytest.raises(HttpResponseError) as raised:
+            network.virtual_networks.begin_create_or_update(DR, "vnet-new", body).result()
+        status, code, message = _refusal(raised)
+        assert (status, code) == (400, "InvalidResourceReference")
+        assert message.startswith(f"Resource {missing} referenced by resource ")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from azure.mgmt.network import NetworkManagementClient
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule
 from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
@@ -27,6 +28,7 @@ from shared.errors import (
 )
 from shared.ports import Accepted, CommandRun, ComputeGateway, GuestCheck
 from shared.settings import Settings
+from tests.integration.owner import OwnerToken, allow_https_out, sdk_options
 
 pytestmark = pytest.mark.armsim
 
@@ -41,6 +43,14 @@ TEST_TAG = "backupdr-test"
 
 def compute_id(group: str, kind: str, name: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/{kind}/{name}"
+
+
+def _subnet_id(group: str, subnet: str) -> str:
+    vnet, name = subnet.split("/")
+    return (
+        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Network/"
+        f"virtualNetworks/{vnet}/subnets/{name}"
+    )
 
 
 def settings_for(server: ArmServer) -> Settings:
@@ -499,6 +509,34 @@ class TestNic:
         assert operator.subnet_region(f"{base}/virtualNetworks/nowhere/subnets/x") is None
         with pytest.raises(PermanentError, match="not a subnet"):
             operator.subnet_region(f"{base}/virtualNetworks/nowhere")
+
+    def test_subnet_isolation_passes_infras_dr_test_network(self, gateway: ComputeGateway) -> None:
+        """As the app, whose DR-test role reads the VNet and its NSG in a DR-test group."""
+        assert gateway.subnet_isolation(_subnet_id(DRTEST, SUBNET)) is None
+
+    def test_subnet_isolation_names_a_rule_someone_added_to_let_the_vm_out(
+        self, armsim: ArmServer, gateway: ComputeGateway
+    ) -> None:
+        network = NetworkManagementClient(OwnerToken(), SUB, **sdk_options(armsim))
+        allow_https_out(network, DRTEST, "nsg-vnet-backupdr-drtest")
+        assert gateway.subnet_isolation(_subnet_id(DRTEST, SUBNET)) == (
+            "rule allow-internet-https (priority 200) of NSG nsg-vnet-backupdr-drtest allows "
+            "outbound traffic to Internet before any rule denies all of it"
+        )
+
+    def test_subnet_isolation_finds_a_recovery_network_open(self, operator: ComputeGateway) -> None:
+        recovery = _subnet_id(
+            "rg-backupdr-recovery-westus2", "vnet-backupdr-recovery/snet-recovery"
+        )
+        assert operator.subnet_isolation(recovery) == (
+            "it has default outbound access (defaultOutboundAccess true, not false)"
+        )
+
+    def test_subnet_isolation_of_a_subnet_that_is_not_there(self, gateway: ComputeGateway) -> None:
+        with pytest.raises(NotFoundError):
+            gateway.subnet_isolation(_subnet_id(DRTEST, "vnet-backupdr-drtest/nowhere"))
+        with pytest.raises(PermanentError, match="not a subnet"):
+            gateway.subnet_isolation(_subnet_id(DRTEST, SUBNET).split("/subnets/")[0])
 
     def test_group_exists(self, operator: ComputeGateway) -> None:
         assert (operator.group_exists(DRTEST), operator.group_exists("rg-x")) == (True, False)

@@ -96,6 +96,14 @@ class TestFaults:
             FaultRule(**arguments)  # type: ignore[arg-type]
 
 
+def _with_subnet(extra: dict[str, object]) -> dict[str, object]:
+    """A fleet of one group with a VNet whose subnet has `extra` keys."""
+    subnet = {"name": "snet", "address_prefix": "10.9.1.0/24", **extra}
+    vnet = {"name": "vnet", "address_prefix": "10.9.0.0/16", "subnets": [subnet]}
+    group = {"name": "rg", "region": "eastus", "vnets": [vnet]}
+    return {"subscriptions": [{"id": "s", "resource_groups": [group]}]}
+
+
 class TestFleet:
     """Fleet files seed VMs with disks; mistakes name where they are."""
 
@@ -129,8 +137,17 @@ class TestFleet:
                 "ResourceGroupNotFound",
             ),
             ({"subscriptions": [{"id": "s", "vms": [{"name": "a", "cpu": 4}]}]}, "unknown keys"),
+            (_with_subnet({"isolate": True}), r"vnets\[0\]\.subnets\[0\]: unknown keys isolate"),
+            (_with_subnet({"isolated": "yes"}), "'isolated' must be true or false"),
         ],
-        ids=["empty", "no-group", "missing-group", "unknown-key"],
+        ids=[
+            "empty",
+            "no-group",
+            "missing-group",
+            "unknown-key",
+            "subnet-key",
+            "isolated-not-bool",
+        ],
     )
     def test_bad_fleet_says_where(self, fleet: dict[str, object], message: str) -> None:
         with pytest.raises(FleetError, match=message):

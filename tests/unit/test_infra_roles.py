@@ -42,11 +42,13 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
         }
     ),
     # DR-test groups only: the reads of the restore's pre-flight (a DR test runs the restore a
-    # failover runs), restored disks, the NIC and the VM, the guest check, cleanup.
+    # failover runs, and also checks that its subnet is isolated: the subnet's NSG), restored
+    # disks, the NIC and the VM, the guest check, cleanup.
     "drTestOperator": frozenset(
         {
             "Microsoft.Resources/subscriptions/resourceGroups/read",
             "Microsoft.Network/virtualNetworks/read",
+            "Microsoft.Network/networkSecurityGroups/read",
             "Microsoft.Compute/disks/read",
             "Microsoft.Compute/disks/write",
             "Microsoft.Compute/disks/delete",
