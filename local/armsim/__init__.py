@@ -54,7 +54,9 @@ it (400 PrivateIPAddressMissing, PrivateIPAddressNotInSubnet, PrivateIPAddressIn
 PrivateIPAddressIsAllocated); a VM whose NIC has accelerated networking on a size whose SKU
 capabilities lack it, 400 VMSizeIsNotPermittedToEnableAcceleratedNetworking.
 Incremental snapshots are billed for min(size, change_gib_per_day x days since the disk's previous
-snapshot); a disk's first snapshot is billed at its full size.
+snapshot); a disk's first snapshot is billed at its full size. A deleted incremental snapshot's
+blocks are billed to the next snapshot of its disk in its region from then on (up to the disk's
+size), so deleting old backups saves only what no later one needs.
 
 Disk specs ("os_disk", each of "data_disks") take "size_gb", "sku", "change_gib_per_day",
 "caching" (None, ReadOnly, ReadWrite; default ReadWrite on the OS disk, None on data disks) and,

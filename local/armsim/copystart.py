@@ -68,8 +68,8 @@ def refuse(world: World, source: Resource, target: ResourceId, region: str, body
 def _disk_busy(
     world: World, copies: list[Resource], source: Resource, target: ResourceId, region: str
 ) -> str | None:
-    family = lineage(source)
-    busy = next((c for c in copies if lineage(c) == family and _copying(world, c)), None)
+    family = source.disk_lineage
+    busy = next((c for c in copies if c.disk_lineage == family and _copying(world, c)), None)
     if busy is None:
         return None
     return (
@@ -122,13 +122,7 @@ def _require_incremental(source: Resource, body: Any) -> None:
 
 def facts(source: Resource) -> dict[str, Any]:
     """What a new copy remembers of its source: the disk lineage and when the source was taken."""
-    return {"copy_family": lineage(source), "copy_source_at": source.created_at}
-
-
-def lineage(snapshot: Resource) -> str:
-    """The disk a snapshot belongs to: a copy keeps its source's, a snapshot names its disk."""
-    creation = snapshot.properties.get("creationData") or {}
-    return snapshot.copy_family or str(creation.get("sourceUniqueId") or snapshot.uid)
+    return {"copy_family": source.disk_lineage, "copy_source_at": source.created_at}
 
 
 def state(world: World, snapshot: Resource) -> CopyState | None:
@@ -187,7 +181,7 @@ def _copied_later(world: World, copy: Resource, source: Resource, region: str) -
     """`copy` is in `region`, of the same disk as `source`, and of a snapshot taken after it."""
     return (
         copy.location == region
-        and lineage(copy) == lineage(source)
+        and copy.disk_lineage == source.disk_lineage
         and copy.copy_source_at is not None
         and copy.copy_source_at > source.created_at
         and state(world, copy) is not CopyState.FAILED

@@ -85,6 +85,12 @@ class Resource:
         return ResourceId.parse(self.id)
 
     @property
+    def disk_lineage(self) -> str:
+        """The disk a snapshot belongs to: a copy keeps its source's, a snapshot names its disk."""
+        creation = self.properties.get("creationData") or {}
+        return self.copy_family or str(creation.get("sourceUniqueId") or self.uid)
+
+    @property
     def name(self) -> str:
         return self.ref.name
 
@@ -146,6 +152,9 @@ class Operation:
 
 @dataclass
 class BillEntry:
+    """GiB a snapshot is billed for over a span: its own changed blocks from its creation, or
+    blocks it took over when an older snapshot of its disk was deleted."""
+
     region: str
     gib: float
     start: datetime
@@ -173,7 +182,7 @@ class World:
         self.resources: dict[str, Resource] = {}
         self.removals: dict[str, datetime] = {}  # id (lower) -> when it was last removed
         self.operations: dict[str, Operation] = {}
-        self.bill_entries: dict[str, BillEntry] = {}  # snapshot id (lower) -> its storage
+        self.bill_entries: dict[str, list[BillEntry]] = {}  # snapshot id (lower) -> its storage
         self.requests: list[RequestRecord] = []
         self.renderers: dict[str, Renderer] = {}
         # (subscription, size, region), lower case -> what the subscription may not have there.
@@ -256,11 +265,38 @@ class World:
         return resource
 
     def remove(self, resource_id: str) -> None:
-        if self.resources.pop(_key(resource_id), None) is not None:
+        resource = self.resources.pop(_key(resource_id), None)
+        if resource is not None:
             self.removals[_key(resource_id)] = self.now()
-        entry = self.bill_entries.get(_key(resource_id))
-        if entry is not None and entry.end is None:
+        held = [e for e in self.bill_entries.get(_key(resource_id), []) if e.end is None]
+        for entry in held:
             entry.end = self.now()
+        if resource is not None and held and resource.properties.get("incremental"):
+            self._pass_on(resource, sum(entry.gib for entry in held))
+
+    def _pass_on(self, deleted: Resource, gib: float) -> None:
+        """Bill a deleted incremental snapshot's blocks to the next snapshot of its disk in its
+        region, up to that snapshot's disk size. Each incremental snapshot restores the whole
+        disk, yet stores only the blocks changed since the one before and is billed for that
+        used size (learn.microsoft.com/azure/virtual-machines/disks-incremental-snapshots), so
+        the blocks a deleted one held stay stored for the next; the newest one's go with it."""
+        later = [
+            r
+            for r in self.resources.values()
+            if r.type == deleted.type
+            and r.disk_lineage == deleted.disk_lineage
+            and r.location == deleted.location
+            and r.created_at > deleted.created_at
+            and _key(r.id) in self.bill_entries
+        ]
+        if not later:
+            return
+        heir = min(later, key=lambda r: r.created_at)
+        entries = self.bill_entries[_key(heir.id)]
+        held = sum(e.gib for e in entries if e.end is None)
+        room = float(heir.properties.get("diskSizeGB") or 0) - held
+        if room > 0:
+            entries.append(BillEntry(heir.location, min(gib, room), self.now()))
 
     def removed_at(self, resource_id: str) -> datetime | None:
         """When a resource of this id was last removed (a copy fails if its source goes)."""
@@ -349,15 +385,15 @@ class World:
 
     # -- bill ---------------------------------------------------------------------------------
     def bill_snapshot(self, resource: Resource) -> None:
-        self.bill_entries[_key(resource.id)] = BillEntry(
-            resource.location, resource.changed_gib, resource.created_at
-        )
+        self.bill_entries[_key(resource.id)] = [
+            BillEntry(resource.location, resource.changed_gib, resource.created_at)
+        ]
 
     def bill(self) -> dict[str, float]:
         """GiB-months stored per region up to now (each snapshot billed for its changed GiB)."""
         now = self.now()
         totals: dict[str, float] = {}
-        for entry in self.bill_entries.values():
+        for entry in (e for entries in self.bill_entries.values() for e in entries):
             seconds = ((entry.end or now) - entry.start).total_seconds()
             months = seconds / 3600.0 / HOURS_PER_MONTH
             totals[entry.region] = totals.get(entry.region, 0.0) + entry.gib * months

@@ -146,3 +146,12 @@ def test_a_dr_test_audits_its_run_command_and_each_test_resource_it_deletes(
 
 def _name(resource_id: str) -> str:
     return resource_id.rsplit("/", 1)[1]
+
+
+def test_the_timers_work_is_audited_as_the_app_and_asked_for_by_no_one(azurite: Azurite) -> None:
+    with _stack(azurite, app_service_auth=True) as stack:
+        stack.host.run_timers(until=START + timedelta(days=1))
+        entries = _entries(stack)
+    assert [e for e in entries if e.action == "create"], "the 02:00 slot was backed up"
+    assert {e.identity for e in entries} == {APP}
+    assert not [e for e in entries if e.action == "request" and e.resource_id == WEB]

@@ -196,6 +196,28 @@ def test_incremental_snapshots_bill_only_the_blocks_changed_since_the_last(
     assert sim.bill()["eastus"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_a_deleted_snapshots_blocks_are_billed_to_the_next_of_its_disk(
+    armsim: ArmServer,
+) -> None:
+    """Deleting the oldest snapshot saves nothing while a later one needs its blocks; deleting
+    the newest saves its own changed blocks, which no snapshot needs."""
+    sim = armsim.sim
+    client = compute(armsim)
+    source = _disk_id("web-01-data0")  # 128 GiB, 4 GiB written per day
+    for name in ("d1", "d2", "d3"):
+        client.snapshots.begin_create_or_update(RG_BACKUP, name, _snapshot(source), polling=False)
+        sim.clock.advance(86400)
+    month = 730 * 3600
+    client.snapshots.begin_delete(RG_BACKUP, "d1").result(timeout=30)
+    before = sim.bill()["eastus"]
+    sim.clock.advance(month)
+    assert sim.bill()["eastus"] - before == pytest.approx(128 + 4, rel=1e-6), "d2 holds d1's"
+    client.snapshots.begin_delete(RG_BACKUP, "d3").result(timeout=30)
+    before = sim.bill()["eastus"]
+    sim.clock.advance(month)
+    assert sim.bill()["eastus"] - before == pytest.approx(128, rel=1e-6), "d3's 4 GiB are gone"
+
+
 def test_delete_completes_at_zero_virtual_time_and_a_second_delete_is_204(
     armsim: ArmServer,
 ) -> None:
