@@ -19,6 +19,7 @@ missing." and InvalidAuthenticationToken "The access token is invalid."
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,7 @@ class Authorization:
         self.refusals.append(Refusal(principal.client, code, action, scope))
 
 
+@functools.cache  # a handful of tokens, read on every request
 def _jwt_shaped(token: str) -> bool:
     """Whether a token is an Entra access token's shape (ARM takes no other): the app reads its
     claims for the audit log, so the simulator must not let it work with anything else."""

@@ -516,10 +516,10 @@ class TableCatalog:
         same thing rewrites its row instead of adding a second one.
         """
         at = _aware(entry.at, "at").astimezone(UTC)
-        digest = hashlib.sha256(json.dumps(entry.to_dict(), sort_keys=True).encode()).hexdigest()
+        fields = entry.to_dict()
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
         row = at.strftime("%Y%m%dT%H%M%S%fZ") + "_" + digest[:12]
         self._upsert(AUDIT_LOG, to_entity(entry, at.strftime("%Y-%m-%d"), row))
-        fields = entry.to_dict()
         fields |= {"at": at.isoformat(), "vm": fields.pop("vm_key")}
         telemetry.emit("AuditRecorded", **fields)
 
