@@ -368,10 +368,9 @@ def put_nsg(world: World, request: Request, args: dict[str, str]) -> Reply:
     """Create or replace an NSG's custom rules, refused as Microsoft.Network refuses them."""
     ref = _ref(args, NSG_TYPE)
     body = copy.deepcopy(request.json_object())
-    group = world.group(ref.subscription, ref.resource_group)
+    world.group(ref.subscription, ref.resource_group)
     rules = body.setdefault("properties", {}).setdefault("securityRules", [])
     _check_rules(rules)
-    body.setdefault("location", group.location)
     return _create_or_replace(world, request, ref, body)
 
 
@@ -379,13 +378,17 @@ def _create_or_replace(
     world: World, request: Request, ref: ResourceId, body: dict[str, Any]
 ) -> Reply:
     """A Network PUT's answer: 201 for a new resource, 200 for a replaced one, with the
-    operation to poll for either; a resource stays in its region (400 InvalidResourceLocation,
-    as ARM refuses a PUT naming another)."""
+    operation to poll for either. A PUT replaces the whole resource, so it names its location
+    (400 LocationRequired), and a resource stays in its region (400 InvalidResourceLocation)."""
+    location = body.get("location")
+    if not location:
+        raise bad_request(
+            "The location property is required for this definition.", "LocationRequired"
+        )
     existing = world.find(str(ref))
     seconds = world.durations.vnet_seconds
     if existing is not None:
-        location = body.setdefault("location", existing.location)
-        if str(location).replace(" ", "").lower() != existing.location.replace(" ", "").lower():
+        if normalise_region(str(location)) != normalise_region(existing.location):
             raise bad_request(
                 f"The resource '{ref.name}' already exists in location '{existing.location}' in "
                 f"resource group '{ref.resource_group}'. A resource with the same name cannot be "

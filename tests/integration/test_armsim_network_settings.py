@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachine
 from azure.mgmt.network import NetworkManagementClient
@@ -301,6 +301,16 @@ class TestSecurityGroups:
         assert (status, found) == (400, code)
         assert words in message
         assert doc(network.network_security_groups.get(DR, NSG)) == before
+
+    def test_an_nsg_put_must_name_its_location(self, network: NetworkManagementClient) -> None:
+        """A PUT replaces the whole resource: ARM refuses one without a location."""
+        with pytest.raises(HttpResponseError) as raised:
+            network.network_security_groups.begin_create_or_update(
+                DR, "nsg-nowhere", NetworkSecurityGroup({"properties": {"securityRules": []}})
+            ).result()
+        assert _refusal(raised)[:2] == (400, "LocationRequired")
+        with pytest.raises(ResourceNotFoundError):
+            network.network_security_groups.get(DR, "nsg-nowhere")
 
     def test_an_nsg_stays_in_its_region(self, network: NetworkManagementClient) -> None:
         before = doc(network.network_security_groups.get(DR, NSG))
