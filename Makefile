@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest clean check-infra
+.PHONY: test demo serve lint typecheck pytest clean check-infra
 
 $(STAMP): pyproject.toml requirements.txt package.json package-lock.json Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ $(CHROMIUM):
 
 demo: $(STAMP)
 	$(BIN)/python -m local.demo
+
+# The Function App on http://127.0.0.1:7071 with Azurite and the ARM simulator, as `func start`.
+serve: $(STAMP)
+	$(BIN)/python -m local.serve
 
 # checkov lives in its own virtualenv: its many pinned dependencies must not move the app's.
 CHECKOV_VERSION := 3.3.30

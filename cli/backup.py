@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from cli.context import GroupOption, OutputOption, Run, checked, options
-from cli.errors import FAILED, BadInput
-from cli.output import cell, emit, percent, table
+from cli.errors import FAILED, BadInput, Failed
+from cli.output import cell, emit, named, percent, table, vm_label, vm_names
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities.restore import check_restore
 from shared.domain.models import (
@@ -127,8 +127,14 @@ def configure(
         raise BadInput(f"{target.name}: {error}") from None
     run.operator.gateway.set_policy_tag(target.id, value)
     _audit_tag(run, target.id, target.key, value)
-    document = {"vm": target.name, "tag": value, "policy": policy.describe()}
-    emit(opts.format(output), document, lambda: [f"{target.name}: {policy.describe()}", value])
+    document = {
+        "vm": target.name,
+        "resource_group": target.resource_group,
+        "tag": value,
+        "policy": policy.describe(),
+    }
+    label = vm_label(target.name, target.resource_group)
+    emit(opts.format(output), document, lambda: [f"{label}: {policy.describe()}", value])
 
 
 @app.command()
@@ -143,8 +149,11 @@ def disable(
     _audit_tag(run, target.id, target.key, None)
     emit(
         opts.format(output),
-        {"vm": target.name, "disabled": True},
-        lambda: [f"{target.name}: backups disabled (existing backups are kept)"],
+        {"vm": target.name, "resource_group": target.resource_group, "disabled": True},
+        lambda: [
+            f"{vm_label(target.name, target.resource_group)}: backups disabled "
+            "(existing backups are kept)"
+        ],
     )
 
 
@@ -224,26 +233,32 @@ def trigger(
     )
     result = outcome(status)
     backup = run.services.catalog.get_backup(target.key, result.get("backup_id", ""))
-    document = {**result, "backup": backup.to_dict() if backup else None}
+    document = {
+        "vm": target.name,
+        "resource_group": target.resource_group,
+        **{key: value for key, value in result.items() if key != "vm_key"},
+        "backup": backup.to_dict() if backup else None,
+    }
     emit(
         opts.format(output),
         document,
         lambda: [
             table(
-                f"backup of {target.name}", [_backup_row(backup)] if backup else [], BACKUP_COLUMNS
+                f"backup of {vm_label(target.name, target.resource_group)}",
+                [_backup_row(backup)] if backup else [],
+                BACKUP_COLUMNS,
             ),
             f"state: {result.get('state')}",
+            f"error: {result['error']}" if result.get("error") else "",
         ],
     )
     if not succeeded(result):
         raise typer.Exit(FAILED)
     if tier is not None and backup is not None and backup.tier is not tier:
-        typer.echo(
-            f"error: backup {backup.backup_id} is {backup.tier}, not {tier}: a backup is monthly "
-            "when first in its month, weekly when first in its ISO week, else daily",
-            err=True,
+        raise Failed(
+            f"backup {backup.backup_id} is {backup.tier}, not {tier}: a backup is monthly when "
+            "first in its month, weekly when first in its ISO week, else daily"
         )
-        raise typer.Exit(FAILED)
 
 
 @app.command("list")
@@ -273,10 +288,17 @@ def list_backups(
         opts.format(output),
         {
             "vm": target.name,
+            "resource_group": target.resource_group,
             "source_gone": target.gone,
             "backups": [b.to_dict() for b in backups],
         },
-        lambda: [table(f"backups of {target.name}{gone}", rows, BACKUP_COLUMNS)],
+        lambda: [
+            table(
+                f"backups of {vm_label(target.name, target.resource_group)}{gone}",
+                rows,
+                BACKUP_COLUMNS,
+            )
+        ],
     )
 
 
@@ -406,18 +428,14 @@ def restore(
         opts.format(output),
         result,
         lambda: [
-            line
-            for line in [
-                f"restore of {found.backup_id} into {group} ({where}): {result.get('state')}",
-                *[f"disk: {disk}" for disk in result.get("disks", [])],
-                f"NIC: {result.get('nic_id') or '-'}",
-                f"VM: {result.get('vm_id') or '-'}",
-                f"error: {result['error']}" if result.get("error") else "",
-                *[f"kept: {kept}" for kept in result.get("kept", [])],
-                "deleted what it created" if result.get("cleaned_up") else "",
-                *_applied_lines(result.get("applied")),
-            ]
-            if line
+            f"restore of {found.backup_id} into {group} ({where}): {result.get('state')}",
+            *[f"disk: {disk}" for disk in result.get("disks", [])],
+            f"NIC: {result.get('nic_id') or '-'}",
+            f"VM: {result.get('vm_id') or '-'}",
+            f"error: {result['error']}" if result.get("error") else "",
+            *[f"kept: {kept}" for kept in result.get("kept", [])],
+            "deleted what it created" if result.get("cleaned_up") else "",
+            *_applied_lines(result.get("applied")),
         ],
     )
     if not succeeded(result):
@@ -492,8 +510,8 @@ def _run_copies(
         lambda: [
             table(
                 f"copies to {region}",
-                results,
-                [("backup_id", "backup"), ("state", "state"), ("error", "error")],
+                [{**r, "why": r.get("error") or r.get("reason")} for r in results],
+                [("backup_id", "backup"), ("state", "state"), ("why", "why")],
             )
         ],
     )
@@ -520,13 +538,20 @@ def replication_status(
         for b in run.services.catalog.list_backups(target.key)
         if b.state is BackupState.COMPLETED
     ]
-    jobs = [j.to_dict() for j in run.services.catalog.list_replication_jobs(vm_key=target.key)]
+    names = {target.key: (target.name, target.resource_group)}
+    listed = run.services.catalog.list_replication_jobs(vm_key=target.key)
+    jobs = [named(j.to_dict(), names) for j in listed]
     emit(
         opts.format(output),
-        {"vm": target.name, "backups": backups, "jobs": jobs},
+        {
+            "vm": target.name,
+            "resource_group": target.resource_group,
+            "backups": backups,
+            "jobs": jobs,
+        },
         lambda: [
             table(
-                f"replication of {target.name}",
+                f"replication of {vm_label(target.name, target.resource_group)}",
                 backups,
                 [
                     ("backup_id", "backup"),
@@ -551,8 +576,8 @@ JOB_COLUMNS = [
 ]
 
 
-def _jobs_table(jobs: list[dict[str, Any]]) -> Any:
-    return table("copy jobs", jobs, JOB_COLUMNS)
+def _jobs_table(jobs: list[dict[str, Any]], vm_columns: list[tuple[str, str]] | None = None) -> Any:
+    return table("copy jobs", jobs, [*(vm_columns or []), *JOB_COLUMNS])
 
 
 @app.command("replication-jobs")
@@ -565,8 +590,15 @@ def replication_jobs(
 ) -> None:
     """Copy jobs across the fleet."""
     opts = options(ctx)
-    jobs = [j.to_dict() for j in opts.run().services.catalog.list_replication_jobs(status=status)]
-    emit(opts.format(output), {"jobs": jobs}, lambda: [_jobs_table(jobs)])
+    services = opts.run().services
+    names = vm_names(services)
+    listed = services.catalog.list_replication_jobs(status=status)
+    jobs = [named(j.to_dict(), names) for j in listed]
+    emit(
+        opts.format(output),
+        {"jobs": jobs},
+        lambda: [_jobs_table(jobs, [("vm", "VM"), ("resource_group", "resource group")])],
+    )
 
 
 @app.command()
@@ -642,9 +674,10 @@ def verification_report(
     run = opts.run()
     key = run.known_vm(vm, resource_group).key if vm else None
     summaries = run.services.catalog.verification_report(now=run.now, days=days, vm_key=key)
+    names = vm_names(run.services)
     rows = [
         {
-            **s.to_dict(),
+            **named(s.to_dict(), names),
             "success_rate": s.success_rate,
             "failed": s.total - s.passed,
             "last_verified": s.last_verified,
@@ -659,7 +692,8 @@ def verification_report(
                 f"verifications, last {days} days",
                 [{**r, "success_rate": percent(r["success_rate"])} for r in rows],
                 [
-                    ("vm_key", "VM"),
+                    ("vm", "VM"),
+                    ("resource_group", "resource group"),
                     ("total", "total"),
                     ("passed", "passed"),
                     ("failed", "failed"),

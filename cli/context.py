@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +28,7 @@ import requests
 import typer
 
 from cli.errors import BadInput, Failed
+from local import settings_file
 from local.stack import app_settings
 from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
 from shared.adapters.catalog import catalog_from_settings
@@ -39,6 +40,28 @@ from shared.services import Services
 from shared.settings import Settings
 
 ADMIN_TIMEOUT_SECONDS = 10.0
+# Every setting the CLI reads, for `backupdr --help` (paragraphs: rich help joins single lines).
+SETTINGS_HELP = f"""Settings, from options or the environment (the environment wins over the
+settings file).
+
+Target: --subscription / AZURE_SUBSCRIPTION_ID for Azure; --simulator / BACKUPDR_SIMULATOR with
+--ca / BACKUPDR_CA_BUNDLE for the ARM simulator. With neither, the local stack that `backupdr
+serve` runs, from the file it writes: {settings_file.DEFAULT_PATH} (or
+{settings_file.PATH_VARIABLE}).
+
+Identity: BACKUPDR_CREDENTIAL (default, managed-identity, static), AZURE_CLIENT_ID;
+BACKUPDR_ARM_ENDPOINT. Catalog: BACKUPDR_TABLES_CONNECTION or BACKUPDR_TABLES_ACCOUNT_URL,
+BACKUPDR_TABLE_PREFIX.
+
+Deployment: BACKUPDR_BACKUP_REGIONS, BACKUPDR_DR_REGIONS (default: the regions of the
+subscription's groups), BACKUPDR_BACKUP_RESOURCE_GROUP, BACKUPDR_DRTEST_RESOURCE_GROUP,
+BACKUPDR_DRTEST_SUBNET, BACKUPDR_RECOVERY_RESOURCE_GROUP, BACKUPDR_RECOVERY_SUBNET,
+BACKUPDR_MANUAL_LIMIT_PER_HOUR, BACKUPDR_RTO_TARGET_SECONDS,
+BACKUPDR_REPLICATION_LAG_TARGET_SECONDS, BACKUPDR_FLEET_BATCH_SIZE,
+BACKUPDR_CHURN_ANOMALY_FACTOR, BACKUPDR_VERIFY_SAMPLE_BYTES,
+BACKUPDR_LRO_POLL_SECONDS, BACKUPDR_HISTORY_RETENTION_DAYS, BACKUPDR_SOFT_DELETE_DAYS,
+WEBSITE_AUTH_ENABLED; BACKUPDR_TASK_HUB and the timer schedules (BACKUPDR_*_SCHEDULE), which
+default to local.settings.json.example's."""
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -121,7 +144,7 @@ def checked(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 def open_run(opts: Options) -> Run:
-    env = dict(os.environ)
+    opts, env = local_stack_target(opts, os.environ)
     if opts.subscription:
         env["AZURE_SUBSCRIPTION_ID"] = opts.subscription
     clock: SettableClock = WallClock()
@@ -155,6 +178,34 @@ def open_run(opts: Options) -> Run:
     except ValueError as error:
         raise BadInput(str(error)) from None
     return Run(services=services, operator=operator, clock=clock, host_settings=app_settings(env))
+
+
+def local_stack_target(opts: Options, environ: Mapping[str, str]) -> tuple[Options, dict[str, str]]:
+    """The target and settings of this run. Given none (no --subscription or --simulator, nor
+    their variables), the local stack `backupdr serve` runs, from the settings file it writes;
+    settings in the environment still win over the file's."""
+    env = dict(environ)
+    if opts.subscription or opts.simulator:
+        return opts, env
+    path = settings_file.settings_path(env)
+    try:
+        local = settings_file.read(path)
+    except settings_file.SettingsFileError as error:
+        raise BadInput(str(error)) from None
+    if local is None:
+        raise BadInput(
+            "no target: give --subscription (Azure) or --simulator URL --ca FILE, or start the "
+            f"local stack with `backupdr serve` (it writes {path} for the next command)"
+        )
+    if not local.running():
+        raise Failed(
+            f"{path} names a local stack that is not running (`backupdr serve`, pid {local.pid}, "
+            "has stopped): start it again with `backupdr serve`, or delete the file"
+        )
+    found = dataclasses.replace(
+        opts, subscription=local.subscription, simulator=local.simulator, ca_bundle=local.ca_bundle
+    )
+    return found, {**local.env, **env}
 
 
 def _simulator_url(url: str, ca_bundle: str | None) -> str:

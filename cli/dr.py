@@ -9,7 +9,7 @@ import typer
 
 from cli.context import GroupOption, OutputOption, Run, checked, options
 from cli.errors import FAILED, BadInput
-from cli.output import duration, emit, percent, table
+from cli.output import duration, emit, named, percent, table, vm_label, vm_names
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities import failover as failovers
 from shared.activities.drtest import dr_test_problems
@@ -32,7 +32,8 @@ app = typer.Typer(
 
 DaysOption = Annotated[int, typer.Option(min=1, help="the window, in days")]
 RESULT_COLUMNS = [
-    ("vm_name", "VM"),
+    ("vm", "VM"),
+    ("resource_group", "resource group"),
     ("backup_name", "backup"),
     ("test_region", "region"),
     ("success", "passed"),
@@ -126,7 +127,11 @@ def _replicate_region(vm: VM, served: Regions) -> str | None:
 
 def _run_tests(fmt: Any, run: Run, starts: list[Start], max_parallel: int | None) -> None:
     statuses = run_workflows(run, starts, label="DR testing", max_parallel=max_parallel)
-    results = [outcome(status) for status in statuses]
+    names = vm_names(run.services)
+    results = [
+        named({"vm_key": start.payload["vm_key"], **outcome(status)}, names)
+        for start, status in zip(starts, statuses, strict=True)
+    ]
     emit(
         fmt,
         {"results": results},
@@ -154,17 +159,19 @@ def history(
     opts = options(ctx)
     run = opts.run()
     target = run.known_vm(vm, resource_group)
+    names = {target.key: (target.name, target.resource_group)}
     tests = [
-        t.to_dict() for t in run.services.catalog.dr_history(target.key, now=run.now, days=days)
+        named(t.to_dict(), names)
+        for t in run.services.catalog.dr_history(target.key, now=run.now, days=days)
     ]
     emit(
         opts.format(output),
-        {"vm": target.name, "days": days, "tests": tests},
+        {"vm": target.name, "resource_group": target.resource_group, "days": days, "tests": tests},
         lambda: [
             table(
-                f"DR tests of {target.name}, last {days} days",
+                f"DR tests of {vm_label(target.name, target.resource_group)}, last {days} days",
                 [{**t, "rto": duration(t.get("rto_seconds"))} for t in tests],
-                [("started_at", "started"), *RESULT_COLUMNS[1:]],
+                [("started_at", "started"), *RESULT_COLUMNS[2:]],
             )
         ],
     )
@@ -183,8 +190,9 @@ def success_rate(
     run = opts.run()
     key = run.known_vm(vm, resource_group).key if vm else None
     catalog = run.services.catalog
+    names = vm_names(run.services)
     rates = [
-        {**r.to_dict(), "rate": r.rate}
+        {**named(r.to_dict(), names), "rate": r.rate}
         for r in catalog.dr_success_rates(now=run.now, days=days, vm_key=key)
     ]
     rto = catalog.rto_percentiles(now=run.now, days=days, vm_key=key)
@@ -199,7 +207,8 @@ def success_rate(
                     for r in rates
                 ],
                 [
-                    ("vm_key", "VM"),
+                    ("vm", "VM"),
+                    ("resource_group", "resource group"),
                     ("total", "tests"),
                     ("succeeded", "passed"),
                     ("rate", "rate"),
@@ -307,10 +316,13 @@ def _fail_over_vm(
 def _failover_region(vm: VM, served: Regions) -> str:
     try:
         return policy_region(vm, served)
-    except InputError:
-        raise BadInput(
-            f"{vm.name} has no replicate region: there is no replica to fail over from"
-        ) from None
+    except InputError as error:
+        if error.code != "NoTestRegion":  # a malformed policy tag says what is wrong with it
+            raise BadInput(str(error)) from None
+    raise BadInput(
+        f"{vm.name}'s backups stay in {vm.location}: a failover starts from a replica in a DR "
+        "region (the policy's replicate=REGION)"
+    )
 
 
 def _fail_over_region(fmt: Any, run: Run, region: str, group: int | None) -> None:

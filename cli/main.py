@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from cli import backup, dr, retention, status
-from cli.context import Format, Options
-from cli.errors import OneLineErrors
+from cli import backup, dr, retention, serve, status
+from cli.context import SETTINGS_HELP, Format, Options, options
+from cli.errors import BadInput, OneLineErrors
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Azure VM backup and disaster recovery.",
+    epilog=SETTINGS_HELP,
 )
 backup.app.command("plan-retention")(retention.plan)
 backup.app.command("hold")(retention.hold)
@@ -29,6 +30,7 @@ app.add_typer(backup.app, name="backup")
 app.add_typer(dr.app, name="dr")
 app.command("status")(status.status)
 app.command("report")(status.report)
+app.command("serve", **serve.COMMAND)(serve.serve)
 
 
 @app.callback()
@@ -63,6 +65,8 @@ def demo(ctx: typer.Context) -> None:
     --help) go to the demo."""
     from local.demo import main as demo_main
 
+    if options(ctx).output is Format.JSON:
+        raise BadInput("-o json: the demo narrates for people and has no JSON output")
     raise typer.Exit(demo_main(list(ctx.args)))
 
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from cli.backup import VmArg, backup_by_id
-from cli.context import GroupOption, OutputOption, Run, checked, options
+from cli.context import Format, GroupOption, OutputOption, Run, checked, options
 from cli.errors import BadInput
-from cli.output import emit, table
+from cli.output import emit, table, vm_label
 from shared.activities.retention import Planned, carry_out, plan_vm, set_hold, undelete
 from shared.domain.models import Backup, BackupState
 from shared.inputs import valid_policy
@@ -52,17 +52,19 @@ def plan(
     rows = _rows(planned, timedelta(days=run.services.settings.soft_delete_days))
     document = {
         "vm": target.name,
+        "resource_group": target.resource_group,
         "plan": planned.digest,
         "halted": halted,
         "applied": applied,
         "decisions": rows,
     }
+    label = vm_label(target.name, target.resource_group)
     emit(
         opts.format(output),
         document,
         lambda: [
             table(
-                f"retention plan {planned.digest} for {target.name}"
+                f"retention plan {planned.digest} for {label}"
                 + (" (applied)" if applied else " (dry run)"),
                 rows,
                 [
@@ -126,33 +128,53 @@ def _summary(applied: dict[str, Any]) -> str:
 
 
 def hold(
-    ctx: typer.Context, vm: VmArg, backup: BackupOption, resource_group: GroupOption = None
+    ctx: typer.Context,
+    vm: VmArg,
+    backup: BackupOption,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Keep a backup whatever retention says (tag backup-hold=true on its snapshots)."""
-    _held(ctx, vm, backup, resource_group, held=True)
+    _held(ctx, vm, backup, resource_group, output, held=True)
 
 
 def release(
-    ctx: typer.Context, vm: VmArg, backup: BackupOption, resource_group: GroupOption = None
+    ctx: typer.Context,
+    vm: VmArg,
+    backup: BackupOption,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Let retention decide about a held backup again."""
-    _held(ctx, vm, backup, resource_group, held=False)
+    _held(ctx, vm, backup, resource_group, output, held=False)
 
 
-def _held(ctx: typer.Context, vm: str, backup_id: str, group: str | None, *, held: bool) -> None:
+def _held(
+    ctx: typer.Context,
+    vm: str,
+    backup_id: str,
+    group: str | None,
+    output: Format | None,
+    *,
+    held: bool,
+) -> None:
     opts = options(ctx)
     run = opts.run()
     found = _owned(run, vm, backup_id, group)
     changed = set_hold(run.operator, found, held)
     emit(
-        opts.format(None),
-        {"vm": changed.vm_name, "backup_id": changed.backup_id, "hold": changed.hold},
+        opts.format(output),
+        {**_which(changed), "hold": changed.hold},
         lambda: [f"{changed.backup_id}: {'held' if held else 'released'}"],
     )
 
 
 def undelete_backup(
-    ctx: typer.Context, vm: VmArg, backup: BackupOption, resource_group: GroupOption = None
+    ctx: typer.Context,
+    vm: VmArg,
+    backup: BackupOption,
+    resource_group: GroupOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Bring a soft-deleted backup back (held, so retention keeps it until it is released)."""
     opts = options(ctx)
@@ -160,13 +182,21 @@ def undelete_backup(
     found = _owned(run, vm, backup, resource_group)
     back = undelete(run.operator, found)
     emit(
-        opts.format(None),
-        {"vm": back.vm_name, "backup_id": back.backup_id, "state": back.state, "hold": back.hold},
+        opts.format(output),
+        {**_which(back), "state": back.state, "hold": back.hold},
         lambda: [
             f"{back.backup_id}: restorable again, and held; "
             f"`backupdr backup release {vm} --backup {back.backup_id}` lets retention decide"
         ],
     )
+
+
+def _which(backup: Backup) -> dict[str, str]:
+    return {
+        "vm": backup.vm_name,
+        "resource_group": backup.source_resource_group,
+        "backup_id": backup.backup_id,
+    }
 
 
 def _owned(run: Run, vm: str, backup_id: str, group: str | None) -> Backup:

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cli.context import OutputOption, options
-from cli.errors import FAILED, Failed
+from cli.context import Format, OutputOption, Run, options
+from cli.errors import FAILED, BadInput, Failed
 from cli.output import duration, emit, percent, table
 from shared.health import fleet_status
+
+T = TypeVar("T")
 
 
 def status(ctx: typer.Context, output: OutputOption = None) -> None:
     """Per VM: RPO against its schedule, replica lag, verification, DR success and last RTO;
-    also misconfigured tags, VMs whose disks cannot be backed up (not protectable), VMs with no
-    policy, VMs that are gone but have backups (source gone) and snapshots the catalog does not
-    know; for a VM whose replica lags, the backup it waits on and why; backups whose snapshots
-    Azure no longer has. Exits 1 when the fleet is not healthy."""
+    first, what needs an operator, one line per VM and reason (a bad policy tag, disks Azure
+    cannot snapshot, RPO or replication over target, a failed or overdue verification, a failed
+    DR test, backups whose snapshots Azure no longer has); also VMs with no policy, VMs that are
+    gone but have backups (source gone) and snapshots the catalog does not know; for a VM whose
+    replica lags, the backup it waits on and why. Exits 1 when the fleet is not healthy."""
     opts = options(ctx)
-    run = opts.run()
-    health = fleet_status(
-        run.services.gateway, run.services.catalog, run.now, run.services.settings.regions
-    )
+    health = _read(opts.run(), fleet_status)
     emit(opts.format(output), health, lambda: _views(health))
     if not health["healthy"]:
         raise typer.Exit(FAILED)
+
+
+def _read(run: Run, read: Callable[..., T]) -> T:
+    """`fleet_status` or `gather_report` for this run, with the app's replication lag target."""
+    settings = run.services.settings
+    return read(
+        run.services.gateway,
+        run.services.catalog,
+        run.now,
+        settings.regions,
+        lag_target_seconds=settings.replication_lag_target_seconds,
+    )
 
 
 def _views(health: dict[str, Any]) -> list[Any]:
@@ -42,7 +55,21 @@ def _views(health: dict[str, Any]) -> list[Any]:
         }
         for vm in health["vms"]
     ]
-    views: list[Any] = [
+    views: list[Any] = []
+    if health["needs_operator"]:
+        views.append(
+            table(
+                "needs an operator",
+                health["needs_operator"],
+                [
+                    ("vm", "VM"),
+                    ("resource_group", "resource group"),
+                    ("kind", "what"),
+                    ("reason", "why"),
+                ],
+            )
+        )
+    views.append(
         table(
             f"fleet at {health['at']}",
             rows,
@@ -60,23 +87,7 @@ def _views(health: dict[str, Any]) -> list[Any]:
                 ("rto", "last RTO"),
             ],
         )
-    ]
-    if health["misconfigured"]:
-        views.append(
-            table(
-                "misconfigured policy tags",
-                health["misconfigured"],
-                [("vm", "VM"), ("error", "why")],
-            )
-        )
-    if health["not_protectable"]:
-        views.append(
-            table(
-                "not protectable (disks Azure cannot snapshot)",
-                health["not_protectable"],
-                [("vm", "VM"), ("reason", "why")],
-            )
-        )
+    )
     if health["source_gone"]:
         views.append(
             table(
@@ -131,17 +142,26 @@ def _views(health: dict[str, Any]) -> list[Any]:
 
 def report(
     ctx: typer.Context,
-    html: Annotated[Path, typer.Option("--html", help="the HTML file to write", dir_okay=False)],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="the HTML file to write", dir_okay=False)
+    ] = None,
+    output: OutputOption = None,
 ) -> None:
-    """Write the fleet's health report as one self-contained HTML page."""
-    from shared.report import render_report
+    """Write the fleet's health report as one self-contained HTML page; with `-o json`, print
+    the data behind it (what needs an operator, the span of the data, per-VM figures and
+    histories) as one JSON document instead, and write the page too if --html names a file."""
+    from shared.report import gather_report, render_html, report_document  # heavy: on use
 
-    run = options(ctx).run()
-    page = render_report(
-        run.services.gateway, run.services.catalog, run.now, run.services.settings.regions
-    )
-    try:
-        html.write_text(page, encoding="utf-8")
-    except OSError as error:
-        raise Failed(f"cannot write {html}: {error.strerror}") from None
-    typer.echo(f"wrote {html}")
+    opts = options(ctx)
+    fmt = opts.format(output)
+    if html is None and fmt is not Format.JSON:
+        raise BadInput("give --html FILE to write the page, or -o json for its data")
+    data = _read(opts.run(), gather_report)
+    document = report_document(data)
+    if html is not None:
+        try:
+            html.write_text(render_html(data), encoding="utf-8")
+        except OSError as error:
+            raise Failed(f"cannot write {html}: {error.strerror}") from None
+        document["html"] = str(html)
+    emit(fmt, document, lambda: [f"wrote {html}"])

@@ -6,6 +6,7 @@ host (the same executor tests use), on this run's clock, and waits until they ar
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from cli.context import Run
 from shared.domain.models import AuditEntry
+from shared.orchestrations.durable import failure_reason
 from shared.runner import InstanceStatus, LocalDurableHost
 from shared.services import install
 
@@ -96,6 +98,8 @@ def _audit_requests(run: Run, starts: Sequence[Start]) -> None:
 
 
 def _progress() -> Progress:
+    """A bar on stderr while the workflows run, gone when they end; none where stderr is not a
+    terminal (a log, or a script reading `-o json` output with stderr merged into it)."""
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -103,6 +107,7 @@ def _progress() -> Progress:
         MofNCompleteColumn(),
         console=Console(stderr=True),
         transient=True,
+        disable=not sys.stderr.isatty(),
     )
 
 
@@ -121,7 +126,7 @@ def outcome(status: InstanceStatus) -> dict[str, Any]:
     if status.runtime_status != "Completed":
         return {
             "state": "failed",
-            "error": str(status.output)[:500],
+            "error": failure_reason(str(status.output)) or status.runtime_status,
             "instance": status.instance_id,
         }
     return {"instance": status.instance_id, **output}

@@ -255,6 +255,7 @@ module function 'app/function.bicep' = {
       BACKUPDR_DR_REGIONS: join(drTestRegions, ',')
       BACKUPDR_MANUAL_LIMIT_PER_HOUR: string(manualLimitPerHour)
       BACKUPDR_RTO_TARGET_SECONDS: string(rtoTargetSeconds)
+      BACKUPDR_REPLICATION_LAG_TARGET_SECONDS: string(replicationLagTargetSeconds)
     }
   }
 }

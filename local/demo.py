@@ -63,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         _run(stack, args.days, console)
         now = stack.clock.now()
+        settings = stack.services.settings
         status = fleet_status(
-            stack.services.gateway, stack.services.catalog, now, stack.services.settings.regions
+            stack.services.gateway,
+            stack.services.catalog,
+            now,
+            settings.regions,
+            lag_target_seconds=settings.replication_lag_target_seconds,
         )
         console.print(_status_table(status))
         for item in status["misconfigured"]:
@@ -72,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"no backup policy: {', '.join(status['unprotected']) or 'none'}")
         args.report.write_text(
             render_report(
-                stack.services.gateway, stack.services.catalog, now, stack.services.settings.regions
+                stack.services.gateway,
+                stack.services.catalog,
+                now,
+                settings.regions,
+                lag_target_seconds=settings.replication_lag_target_seconds,
             )
         )
         requests = stack.simulator.requests

@@ -11,10 +11,12 @@ import re
 
 
 class BackupDrError(Exception):
-    """Base of the app's errors; `str()` is safe to log and store."""
+    """Base of the app's errors; `str()` is safe to log and store, and `reason` is the same
+    text without the class name, for people (the CLI's `error:` line)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"{type(self).__name__}: {sanitise(message)}")
+        self.reason = sanitise(message)
+        super().__init__(f"{type(self).__name__}: {self.reason}")
 
 
 class TransientError(BackupDrError):

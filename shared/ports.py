@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -156,6 +157,26 @@ class TaggedResource(JsonRecord):
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+class DiskData(Protocol):
+    """A disk's or snapshot's bytes, through the read access ARM grants (the blob data plane)."""
+
+    def size(self) -> int:
+        """Its size in bytes."""
+        ...
+
+    def read(self, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset`."""
+        ...
+
+    def written(self) -> list[tuple[int, int]]:
+        """The [start, end) byte ranges ever written: Azure stores nothing else."""
+        ...
+
+    def changed_since(self, previous: DiskData) -> int:
+        """Bytes written since `previous`, an earlier snapshot of the same disk."""
+        ...
+
+
 class ComputeGateway(Protocol):
     """Azure Resource Manager as the workflows need it (Compute, Network, Resources)."""
 
@@ -227,6 +248,11 @@ class ComputeGateway(Protocol):
 
     def get_disk(self, disk_id: str) -> ManagedDisk:
         """A managed disk's state and size; NotFoundError when it is gone."""
+        ...
+
+    def read_access(self, resource_id: str, seconds: int) -> AbstractContextManager[DiskData]:
+        """Read access to a disk's or snapshot's bytes (beginGetAccess) for at most `seconds`,
+        revoked (endGetAccess) on leaving, even after a failure."""
         ...
 
     def begin_delete(self, resource_id: str) -> Accepted | None:
@@ -431,6 +457,10 @@ class BackupCatalog(Protocol):
     ) -> list[ReplicationJob]: ...
 
     def save_verification(self, verification: Verification) -> None: ...
+
+    def verifications(self, vm_key: str, *, now: datetime, days: int) -> list[Verification]:
+        """A VM's verifications over the last `days`, newest first."""
+        ...
 
     def verification_report(
         self, *, now: datetime, days: int, vm_key: str | None = None

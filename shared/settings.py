@@ -17,6 +17,8 @@ from shared.domain.policy import Regions
 
 AZURE_ARM_ENDPOINT = "https://management.azure.com"
 CREDENTIAL_KINDS = ("default", "managed-identity", "static")
+# infra/main.bicep's replicationLagTargetSeconds default: a copy later than this needs an operator.
+REPLICATION_LAG_TARGET_SECONDS = 4 * 3600
 
 
 class SettingsError(ValueError):
@@ -54,6 +56,9 @@ class Settings:
     manual_limit_per_hour: int = 4
     # A DR test slower than this failed its recovery objective, even if the VM came up.
     rto_target_seconds: int = 3600
+    # A backup still not copied to its DR region this long after it was taken needs an operator
+    # (`status`, the report); the replication alert fires on the same target.
+    replication_lag_target_seconds: int = REPLICATION_LAG_TARGET_SECONDS
     # Upper bound of VMs backed up in parallel by one fleet run.
     fleet_batch_size: int = 10
     # Seconds between polls of a long-running Azure operation when Azure gives no Retry-After.
@@ -64,6 +69,12 @@ class Settings:
     # An expired backup stays restorable (soft-deleted, `backup undelete`) this long before it
     # is purged, as Azure Backup's soft delete; a shortened policy also waits this long.
     soft_delete_days: int = 14
+    # Verification samples this many bytes of each test disk's written blocks (besides the
+    # partition table and each partition's first 68 KiB) for its zero and entropy measures.
+    verify_sample_bytes: int = 4 * 1024 * 1024
+    # A backup that changed more than this many times the VM's 30-day median churn is an
+    # anomaly (the pattern of mass encryption): alerted, and its VM's older backups held.
+    churn_anomaly_factor: int = 5
     # The regions infra made groups in (its backupRegions and drTestRegions): a policy naming
     # any other region is misconfigured. None: not set (the CLI reads the groups instead).
     backup_regions: frozenset[str] | None = None
@@ -112,6 +123,11 @@ class Settings:
             rto_target_seconds=_positive_int(
                 env, "BACKUPDR_RTO_TARGET_SECONDS", defaults.rto_target_seconds
             ),
+            replication_lag_target_seconds=_positive_int(
+                env,
+                "BACKUPDR_REPLICATION_LAG_TARGET_SECONDS",
+                defaults.replication_lag_target_seconds,
+            ),
             fleet_batch_size=_positive_int(
                 env, "BACKUPDR_FLEET_BATCH_SIZE", defaults.fleet_batch_size
             ),
@@ -121,6 +137,12 @@ class Settings:
             ),
             soft_delete_days=_positive_int(
                 env, "BACKUPDR_SOFT_DELETE_DAYS", defaults.soft_delete_days
+            ),
+            verify_sample_bytes=_positive_int(
+                env, "BACKUPDR_VERIFY_SAMPLE_BYTES", defaults.verify_sample_bytes
+            ),
+            churn_anomaly_factor=_positive_int(
+                env, "BACKUPDR_CHURN_ANOMALY_FACTOR", defaults.churn_anomaly_factor
             ),
             app_service_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true",
             backup_regions=_regions(env, "BACKUPDR_BACKUP_REGIONS"),

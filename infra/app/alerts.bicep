@@ -50,6 +50,14 @@ var rules = [
     query: loadTextContent('../monitor/alerts/verification-failed.kql')
   }
   {
+    name: 'backupdr-churn-anomaly'
+    description: 'A backup changed far more than its VM usually does, or its data reads as random (ransomware pattern); earlier backups are held.'
+    severity: 1
+    frequency: 'PT15M'
+    window: 'PT15M'
+    query: loadTextContent('../monitor/alerts/churn-anomaly.kql')
+  }
+  {
     name: 'backupdr-retention-failed'
     description: 'Retention could not run for a VM: its expired backups are not pruned until it does.'
     severity: 2

@@ -72,8 +72,10 @@ resource snapshotWriter 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         actions: [
           'Microsoft.Compute/snapshots/write'
           'Microsoft.Compute/snapshots/delete'
-          // linked: a copy (CopyStart) or a restored disk reads its source snapshot, which is here
+          // linked: a copy (CopyStart) or a restored disk reads its source snapshot, which is here;
+          // and a backup's change since the previous one is a page-range diff through read SASes
           'Microsoft.Compute/snapshots/beginGetAccess/action'
+          'Microsoft.Compute/snapshots/endGetAccess/action'
         ]
         notActions: []
         dataActions: []
@@ -100,6 +102,9 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Compute/disks/read'
           'Microsoft.Compute/disks/write' // also linked: the VM attaches the restored disks
           'Microsoft.Compute/disks/delete'
+          // verification reads a test disk's partition table and blocks through a read SAS
+          'Microsoft.Compute/disks/beginGetAccess/action'
+          'Microsoft.Compute/disks/endGetAccess/action'
           'Microsoft.Compute/virtualMachines/write'
           'Microsoft.Compute/virtualMachines/delete'
           'Microsoft.Compute/virtualMachines/instanceView/read'

@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from local.armsim import copystart
+from local.armsim import blobdata, copystart
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
 from local.armsim.lro import delete_reply, injected_failure, location_reply
@@ -152,6 +152,7 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
             facts["changed_gib"] = _changed_gib(world, source, bool(properties.get("incremental")))
         else:
             facts["changed_gib"] = source.changed_gib
+        facts["content"] = blobdata.snapshot_content(world, source)
         seconds = world.durations.snapshot_seconds
     elif option == "CopyStart":
         # Within a region too: CopyStart copies across zones as well as regions (copystart.py).
@@ -161,6 +162,7 @@ def put_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
         properties["incremental"] = True
         facts.update(copystart.facts(source))
         facts["changed_gib"] = source.changed_gib
+        facts["content"] = blobdata.snapshot_content(world, source)
         seconds = world.durations.snapshot_seconds
         facts["copy_done_at"] = world.later(
             seconds + world.durations.copy_seconds(source.changed_gib)
@@ -232,6 +234,7 @@ def put_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
     option, source_id = _creation(body)
     properties = body.setdefault("properties", {})
     rate = 0.0
+    source = None
     if option == "Copy":
         source = _source(world, source_id, (SNAPSHOT_TYPE, DISK_TYPE))
         if source.location != region:
@@ -259,6 +262,8 @@ def put_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
         change_gib_per_day=rate,
     )
     disk.body.setdefault("sku", {"name": DEFAULT_SKU})
+    if source is not None:
+        disk.content = blobdata.restored_content(world, source, disk.uid)
     operation = world.start_operation(
         ref.subscription,
         "Microsoft.Compute",
@@ -337,18 +342,22 @@ def list_snapshots(world: World, request: Request, args: dict[str, str]) -> Repl
 
 
 def access(type_: str, grant: bool) -> Any:
-    """beginGetAccess / endGetAccess: 202 + Location; the grant ends with a (fake) SAS URL."""
+    """beginGetAccess / endGetAccess: 202 + Location. A Read grant ends with a SAS URL served by
+    the simulator's blob data plane (local/armsim/blobdata.py); endGetAccess revokes them."""
 
     def handler(world: World, request: Request, args: dict[str, str]) -> Reply:
         resource = world.get(_ref(args, type_))
+        result: dict[str, str] | None = None
         if grant:
             data = request.json_object()
-            if data.get("access") not in {"Read", "Write", "None"}:
-                raise bad_request("grantAccessData.access must be Read, Write or None.")
-            sas = f"https://md-{resource.uid[:12]}.blob.storage.azure.net/{resource.uid}/abcd"
-            result: dict[str, str] | None = {"accessSAS": f"{sas}?sv=2018-03-28&sr=b&sp=r"}
+            if data.get("access") != "Read":
+                raise bad_request(
+                    "grantAccessData.access must be Read: the simulator serves reads only."
+                )
+            seconds = blobdata.access_seconds(data)
+            result = {"accessSAS": blobdata.grant(world, resource, request.base_url, seconds)}
         else:
-            result = None
+            blobdata.revoke(world, resource)
         operation = world.start_operation(
             args["sub"],
             "Microsoft.Compute",

@@ -7,7 +7,8 @@ snapshots.create (createOption Copy), snapshots.copy (createOption CopyStart), s
 snapshots.delete, snapshots.access, nics.get, nics.create, nics.delete, vnets.get, vnets.create,
 vnets.delete, subnets.get, nsgs.get, nsgs.create, nsgs.delete, groups.get, groups.list,
 groups.create, resources.list, resources.get, resources.delete, tags.get, tags.update, skus.list,
-operations.get (LRO polls).
+operations.get (LRO polls), and blob.read (a read through a disk's or snapshot's SAS URL,
+local/armsim/blobdata.py; its paths are the resource id and the blob path).
 
 Kinds and where they act:
 - 5xx: the request answers 500 InternalServerError.
@@ -24,6 +25,18 @@ Kinds and where they act:
 - copy-fails: a CopyStart stops half way with copyCompletionError.
 - never-boots / guest-silent: a VM create whose VM, disks or their source snapshots match
   `resource` never reaches PowerState/running / never answers Run Command.
+- sas-expires (blob.read only): the read answers 403 AuthenticationFailed as a SAS past its
+  expiry does ("Signed expiry time [...] must be after signed start time [...]"); with `count`,
+  the next N reads, e.g. a SAS that expires in the middle of a verification.
+
+Content faults change what a disk's bytes are rather than how a request is answered; they are set
+per disk in the fleet file (`content.fault`) or at run time (ArmSimulator.set_content_fault) and
+reach every snapshot taken after they strike (local/armsim/diskimage.py):
+- zeroed: from `since` on every byte reads zero and the disk has no page ranges;
+- encrypted: from `since` every used block is rewritten with uniform random bytes over a day
+  (entropy about 8 bits a byte; page-range diffs show the whole disk changing), later writes too;
+- corrupt-gpt: from `since` the primary and backup GPT headers carry a wrong CRC32 (on an MBR
+  disk, the boot signature 0x55AA is gone).
 """
 
 from __future__ import annotations
@@ -39,7 +52,9 @@ DEFERRED_KINDS = frozenset({"fail-operation", "copy-fails", "never-boots", "gues
 VM_CREATE_KINDS = frozenset(
     {"sku-not-available", "quota-exceeded", "allocation-failed", "zonal-allocation-failed"}
 )
-KINDS = IMMEDIATE_KINDS | DEFERRED_KINDS | VM_CREATE_KINDS
+# Data-plane faults: only a blob read can meet them (local/armsim/blobdata.py takes them).
+BLOB_READ_KINDS = frozenset({"sas-expires"})
+KINDS = IMMEDIATE_KINDS | DEFERRED_KINDS | VM_CREATE_KINDS | BLOB_READ_KINDS
 
 
 @dataclass
@@ -69,6 +84,10 @@ class FaultRule:
         if self.kind in VM_CREATE_KINDS and not fnmatch.fnmatchcase("vms.create", self.operation):
             raise ValueError(
                 f"a {self.kind} fault acts on VM creates: its operation must match vms.create"
+            )
+        if self.kind in BLOB_READ_KINDS and not fnmatch.fnmatchcase("blob.read", self.operation):
+            raise ValueError(
+                f"a {self.kind} fault acts on blob reads: its operation must match blob.read"
             )
         if self.region:
             self.region = normalise_region(self.region)

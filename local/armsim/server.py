@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local.armsim import blobdata
 from local.armsim.authz import Authorization
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import IMMEDIATE_KINDS, FaultRule, normalise_region
@@ -192,6 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
         payload = self.rfile.read(length) if length else b""
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
         base_url = f"https://{host}"
+        if blobdata.is_blob_path(self.path):
+            self._send_blob()
+            return
         if self.path.startswith("/_admin/"):
             reply = admin(
                 self.server.sim, self.command, urllib.parse.urlsplit(self.path).path, payload
@@ -218,6 +222,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _send_blob(self) -> None:
+        """A managed-disk SAS request: the blob data plane answers it (bytes, not JSON)."""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = blobdata.serve(self.server.sim.world, self.command, self.path, headers)
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if "Content-Length" not in reply.headers:
+            self.send_header("Content-Length", str(reply.length))
+        self.end_headers()
+        if self.command != "HEAD":
+            for piece in reply.body:
+                self.wfile.write(piece)
 
     do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
 

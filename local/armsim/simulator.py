@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.armsim import diskrp, network, skus, vms
+from local.armsim import blobdata, diskimage, diskrp, network, skus, vms
 from local.armsim.authz import Authorization
+from local.armsim.diskimage import GIB
 from local.armsim.durations import Durations
 from local.armsim.faults import FaultRule, normalise_region
 from local.armsim.infra_network import infra_subnet
@@ -95,6 +96,39 @@ class ArmSimulator:
 
     def clear_faults(self) -> None:
         self.world.faults.clear()
+
+    def set_content_fault(self, target: str, kind: str, since: datetime | None = None) -> list[str]:
+        """Strike a disk's content with a fault (zeroed, encrypted, corrupt-gpt; see
+        local/armsim/diskimage.py) from `since` (default now): `target` is a disk's resource id,
+        or a VM's name for all its managed disks. Snapshots taken later carry it. Returns the
+        ids of the disks struck."""
+        with self.world.lock:
+            disks = self._fault_targets(target)
+            moment = since or self.clock.now()
+            for disk in disks:
+                disk.content = blobdata.content_of(self.world, disk).with_fault(kind, moment)
+            return [d.id for d in disks]
+
+    def _fault_targets(self, target: str) -> list[Resource]:
+        if target.startswith("/"):
+            found = self.world.find(target)
+            if found is None or found.type.lower() != DISK_TYPE.lower():
+                raise LookupError(f"no disk {target}")
+            return [found]
+        vms_named = [
+            r
+            for r in self.world.resources.values()
+            if r.type.lower() == VM_TYPE.lower() and r.name.lower() == target.lower()
+        ]
+        if len(vms_named) != 1:
+            raise LookupError(f"{len(vms_named)} VMs are named {target!r}; give a disk id")
+        storage = vms_named[0].properties.get("storageProfile") or {}
+        entries = [storage.get("osDisk") or {}, *(storage.get("dataDisks") or [])]
+        ids = [str((e.get("managedDisk") or {}).get("id") or "") for e in entries]
+        disks = [d for d in (self.world.find(i) for i in ids if i) if d is not None]
+        if not disks:
+            raise LookupError(f"VM {target} has no managed disks")
+        return disks
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -260,8 +294,10 @@ class ArmSimulator:
         Confidential VMs boot V2 only) go on the VM's securityProfile and its OS disk; the size
         must be one the simulator offers (local/armsim/skus.py) and boot that generation.
 
-        Disk specs: {size_gb, sku, change_gib_per_day, caching} (data disks also {lun}); caching
-        defaults to ReadWrite on the OS disk, None on data disks. Disks the app cannot snapshot:
+        Disk specs: {size_gb, sku, change_gib_per_day, caching, content} (data disks also {lun});
+        caching defaults to ReadWrite on the OS disk, None on data disks; `content` describes the
+        disk's bytes (partition table, file systems, use, churn, a content fault; the schema and
+        the VM's defaults are in local/armsim/diskimage.py). Disks the app cannot snapshot:
         {"ephemeral": true[, "placement": "CacheDisk"|"ResourceDisk"|"NvmeDisk"]} on the OS
         disk (diffDiskSettings Local, caching ReadOnly, a managed disk id with no disk behind
         it), {"unmanaged": true} on every disk (a VHD page blob: `vhd.uri`, no managedDisk).
@@ -292,6 +328,7 @@ class ArmSimulator:
                     "ephemeral",
                     "placement",
                     "unmanaged",
+                    "content",
                 }
                 if unknown:
                     raise ValueError(f"disk {disk_name}: unknown keys {', '.join(sorted(unknown))}")
@@ -362,8 +399,19 @@ class ArmSimulator:
                 if zones:
                     body["zones"] = zones
                 ref = ResourceId(subscription, group.name, DISK_TYPE, disk_name)
+                rate = float(spec.get("change_gib_per_day", 1.0))
+                facts = diskimage.DiskFacts(size * GIB, os_type, hyper_v_generation, os, rate)
+                try:
+                    content = diskimage.new_content(
+                        diskimage.parse_spec(spec.get("content", {})),
+                        facts,
+                        f"{self.world.seed}:{ref}".lower(),
+                        self.world.now(),
+                    )
+                except ValueError as error:
+                    raise ValueError(f"disk {disk_name}: {error}") from None
                 resource: Resource = self.world.new_resource(
-                    ref, body, 0.0, change_gib_per_day=float(spec.get("change_gib_per_day", 1.0))
+                    ref, body, 0.0, change_gib_per_day=rate, content=content
                 )
                 return {
                     **described,

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.armsim.durations import Durations
 from local.armsim.errors import ArmError, not_found
@@ -24,19 +24,27 @@ from local.armsim.skus import SkuRestriction
 from local.armsim.throttle import RequestClass, Throttle
 from shared.clock import VirtualClock
 
+if TYPE_CHECKING:
+    from local.armsim.diskimage import DiskContent
+
 HOURS_PER_MONTH = 730.0  # Azure bills storage per GiB-month of 730 hours
 HINT_STEP = 5  # seconds: a varied operation's Retry-After is its expected time left, rounded up
 
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One ARM request as the simulator answered it, for tests and benchmarks to count."""
+    """One request as the simulator answered it, for tests and benchmarks to count.
+
+    Blob data-plane requests (local/armsim/blobdata.py) also name the disk or snapshot read and
+    the disk bytes served (a Get Blob's body; listings, properties and errors serve none)."""
 
     method: str
     path: str
     status: int
     kind: RequestClass
     at: datetime
+    bytes_out: int = 0
+    resource: str = ""
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Resource:
     guest_silent: bool = False
     command_until: datetime | None = None  # a Run Command runs in the guest until then
     hyper_v_generation: str | None = None  # VMs: the generation it boots (its OS disk's)
+    content: DiskContent | None = None  # disks and snapshots: their bytes (diskimage.py)
 
     @property
     def ref(self) -> ResourceId:
@@ -151,6 +160,18 @@ class Operation:
 
 
 @dataclass
+class Grant:
+    """A read SAS beginGetAccess handed out; endGetAccess revokes every grant of its resource."""
+
+    container: str  # the SAS URL's container, unique per grant
+    resource_id: str
+    account: str
+    starts: datetime
+    expires: datetime
+    revoked: bool = False
+
+
+@dataclass
 class BillEntry:
     """GiB a snapshot is billed for over a span: its own changed blocks from its creation, or
     blocks it took over when an older snapshot of its disk was deleted."""
@@ -184,6 +205,7 @@ class World:
         self.operations: dict[str, Operation] = {}
         self.bill_entries: dict[str, list[BillEntry]] = {}  # snapshot id (lower) -> its storage
         self.requests: list[RequestRecord] = []
+        self.grants: dict[str, Grant] = {}  # container -> the SAS grant it serves
         self.renderers: dict[str, Renderer] = {}
         # (subscription, size, region), lower case -> what the subscription may not have there.
         self.sku_restrictions: dict[tuple[str, str, str], SkuRestriction] = {}

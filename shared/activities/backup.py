@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from shared.activities import claims
+from shared.activities.changes import measure_changes
 from shared.activities.common import (
     APP,
     MANAGED_BY,
@@ -299,27 +300,42 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
         return _fail(svc, backup, f"snapshot provisioning failed: {', '.join(failed)}")
     if any(s.provisioning_state != SNAPSHOT_DONE for s in snapshots):
         return {"state": "creating"}
-    refs = tuple(
-        dataclasses.replace(ref, size_gb=snap.size_gb)
-        for ref, snap in zip(backup.snapshots, snapshots, strict=True)
+    changes = measure_changes(
+        svc,
+        backup,
+        tuple(
+            dataclasses.replace(ref, size_gb=snap.size_gb)
+            for ref, snap in zip(backup.snapshots, snapshots, strict=True)
+        ),
     )
     completed = svc.catalog.update_backup(
         backup.vm_key,
         backup.backup_id,
         state=BackupState.COMPLETED,
-        snapshots=refs,
-        size_gb=sum(ref.size_gb for ref in refs),
+        snapshots=changes.snapshots,
+        size_gb=sum(ref.size_gb for ref in changes.snapshots),
+        anomaly=changes.anomaly,
     )
     telemetry.emit(
         "BackupCompleted",
         vm=backup.vm_key,
         backup_id=backup.backup_id,
         tier=str(backup.tier),
-        disks=len(refs),
+        disks=len(changes.snapshots),
         size_gb=completed.size_gb,
+        changed_bytes=completed.changed_bytes,
+        changed_errors="; ".join(changes.errors) or None,
         duration_seconds=(svc.clock.now() - backup.taken_at).total_seconds(),
         manual=backup.manual,
     )
+    if changes.anomaly:
+        telemetry.emit(
+            "ChurnAnomaly",
+            vm=backup.vm_key,
+            backup_id=backup.backup_id,
+            measure="changed bytes",
+            reason=changes.anomaly,
+        )
     return {"state": "completed", "replica_region": backup.replica_region}
 
 

@@ -331,7 +331,9 @@ def set_hold(svc: Services, backup: Backup, held: bool) -> Backup:
     if backup.state not in (BackupState.COMPLETED, BackupState.SOFT_DELETED, BackupState.FAILED):
         raise PermanentError(f"backup {backup.backup_id} is {backup.state}: nothing to hold")
     _tag_all(svc, backup, {HOLD_TAG: "true" if held else None}, "hold" if held else "release")
-    return svc.catalog.update_backup(backup.vm_key, backup.backup_id, hold=held)
+    # Releasing a backup with a change anomaly also lets retention decide about earlier ones.
+    released = {"anomaly_released": True} if backup.anomaly and not held else {}
+    return svc.catalog.update_backup(backup.vm_key, backup.backup_id, hold=held, **released)
 
 
 def undelete(svc: Services, backup: Backup) -> Backup:

@@ -7,6 +7,7 @@ left).
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from functools import partial
 
@@ -19,12 +20,23 @@ from shared.activities.common import (
 )
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.models import VM, Backup, BackupState, Verification, VerificationState
+from shared.domain.anomaly import HISTORY_DAYS, entropy_anomaly
+from shared.domain.disk_layout import inspect
+from shared.domain.models import (
+    VM,
+    Backup,
+    BackupState,
+    DiskContent,
+    PartitionInfo,
+    Verification,
+    VerificationState,
+)
 from shared.domain.policy import Cadence, PolicyError, Regions, policy_for
 from shared.errors import NotFoundError, sanitise
 from shared.services import Services
 
 TEST_DISK_TTL = timedelta(hours=6)
+READ_ACCESS_SECONDS = 900  # a read SAS outlives the few MiB verification reads, no longer
 MAX_PER_RUN = 50
 CADENCE_DAYS = {Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
 
@@ -114,19 +126,81 @@ def check_verification(payload: Payload, svc: Services) -> Payload:
         for item, disk, source in zip(payload["disks"], disks, sources, strict=True)
         if disk.size_gb != source.size_gb
     ]
-    readable = created and all(d.disk_state == "Unattached" for d in disks)
     errors = [
         f"{d.name}: provisioning {d.provisioning_state}"
         for d in disks
         if d.provisioning_state != "Succeeded"
     ]
+    contents = (
+        [_read_content(svc, item) for item in payload["disks"]]
+        if created and all(d.disk_state == "Unattached" for d in disks)
+        else []
+    )
+    unreadable = [f"{c.role}: {'; '.join(c.failures)}" for c in contents if c.failures]
     return {
         "done": True,
         "test_disk_created": created,
         "size_matches": not mismatched,
-        "disk_readable": readable,
-        "error": "; ".join(errors + mismatched) or None,
+        "disk_readable": bool(contents) and not unreadable,
+        "disks": [c.to_dict() for c in contents],
+        "error": "; ".join(errors + mismatched + unreadable) or None,
     }
+
+
+def _read_content(svc: Services, item: Payload) -> DiskContent:
+    """Read the test disk through a read SAS that never leaves this step: its partition
+    table, file systems and a sample of its written blocks (`disk_layout`)."""
+    started = time.perf_counter()
+    with svc.gateway.read_access(item["disk_id"], READ_ACCESS_SECONDS) as disk:
+        size = disk.size()
+        found = inspect(
+            disk.read,
+            size,
+            disk.written(),
+            svc.settings.verify_sample_bytes,
+            os_disk=item["role"] == "os",
+        )
+    return DiskContent(
+        role=item["role"],
+        table=found.layout.table,
+        partitions=tuple(
+            PartitionInfo(p.number, p.type, p.size, p.file_system, p.label)
+            for p in found.layout.partitions
+        ),
+        bytes_read=found.bytes_read,
+        read_seconds=round(time.perf_counter() - started, 3),
+        zero_fraction=round(found.sample.zero_fraction, 4),
+        entropy=round(found.sample.entropy, 3),
+        written_bytes=found.sample.written_bytes,
+        problems=found.layout.problems,
+        failures=found.failures,
+    )
+
+
+def _described(disk: DiskContent) -> str:
+    """ "os: gpt EFI system/FAT32, Linux data/ext4": a disk's table and file systems in words."""
+    parts = ", ".join(f"{p.type}/{p.file_system or 'unknown'}" for p in disk.partitions)
+    return f"{disk.role}: {disk.table} {parts}".strip()
+
+
+def _entropy_anomaly(svc: Services, verification: Verification) -> str | None:
+    """Whether a test disk's data reads as random where the VM's earlier verifications of
+    that disk did not (the other face of mass encryption: the bytes, not their amount)."""
+    earlier = svc.catalog.verifications(
+        verification.vm_key, now=verification.verified_at, days=HISTORY_DAYS
+    )
+    for disk in verification.disks:
+        history = [
+            d.entropy
+            for v in earlier
+            if v.id != verification.id
+            for d in v.disks
+            if d.role == disk.role and d.entropy
+        ]
+        reason = entropy_anomaly(disk.entropy, history)
+        if reason:
+            return f"{disk.role}: {reason}"
+    return None
 
 
 def record_verification(payload: Payload, svc: Services) -> Payload:
@@ -162,8 +236,19 @@ def record_verification(payload: Payload, svc: Services) -> Payload:
         test_disk_deleted=bool(payload.get("cleanup_ok")),
         error_message=sanitise(error, limit=500) if error else None,
         verification_time_seconds=(now - parse_time(payload["started"])).total_seconds(),
+        disks=tuple(DiskContent.from_dict(d) for d in checks.get("disks") or ()),
     )
+    anomaly = _entropy_anomaly(svc, verification)
     svc.catalog.save_verification(verification)
+    if anomaly and not backup.anomaly:
+        svc.catalog.update_backup(backup.vm_key, backup.backup_id, anomaly=anomaly)
+        telemetry.emit(
+            "ChurnAnomaly",
+            vm=backup.vm_key,
+            backup_id=backup.backup_id,
+            measure="entropy",
+            reason=anomaly,
+        )
     svc.catalog.update_backup(
         backup.vm_key,
         backup.backup_id,
@@ -179,5 +264,7 @@ def record_verification(payload: Payload, svc: Services) -> Payload:
             size_matches=verification.size_matches,
             duration_seconds=verification.verification_time_seconds,
             error=verification.error_message,
+            bytes_read=sum(d.bytes_read for d in verification.disks),
+            disks="; ".join(_described(d) for d in verification.disks) or None,
         )
     return verification.to_dict()

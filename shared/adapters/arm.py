@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 from azure.core.exceptions import AzureError, HttpResponseError
@@ -28,12 +29,14 @@ from azure.mgmt.resource.resources import models as resources
 
 from shared.adapters.arm_errors import retry_after_seconds, translate, translated
 from shared.adapters.credentials import ArmClients, arm_clients, principal_of
+from shared.adapters.disk_reader import SasDisk
 from shared.domain.isolation import SecurityRule, SubnetEgress, isolation_problem
 from shared.domain.models import VM, Disk, NicConfig
 from shared.errors import BusyError, NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import (
     Accepted,
     CommandRun,
+    DiskData,
     GuestCheck,
     ManagedDisk,
     Snapshot,
@@ -48,6 +51,7 @@ VM_TYPE: Final = "Microsoft.Compute/virtualMachines"
 DISK_TYPE: Final = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE: Final = "Microsoft.Compute/snapshots"
 NIC_TYPE: Final = "Microsoft.Network/networkInterfaces"
+ACCESS_POLL_SECONDS: Final = 2  # a read SAS is granted in seconds
 # Seconds until a started operation is worth reading again, when Azure sends no Retry-After.
 EXPECTED_SECONDS: Final = {
     "snapshot": 15.0,
@@ -101,6 +105,7 @@ class ArmComputeGateway:
         self._network = clients.network
         self._resources = clients.resources
         self._credential, self._scope = clients.credential, clients.scope
+        self._ca_bundle = clients.ca_bundle
         self._subscription = subscription_id
         self._principal: str | None = None
 
@@ -248,6 +253,32 @@ class ArmComputeGateway:
         group, name = _locate(disk_id, DISK_TYPE)
         with translated(f"get disk {group}/{name}"):
             return _managed_disk(self._compute.disks.get(group, name))
+
+    @contextmanager
+    def read_access(self, resource_id: str, seconds: int) -> Iterator[DiskData]:
+        """Read access through a SAS (beginGetAccess), always revoked (endGetAccess) after.
+
+        Waited on here: the SAS is a credential, so it must never leave this activity for the
+        orchestration's history; Azure grants access in seconds."""
+        operations, group, name = self._access_operations(resource_id)
+        grant = compute.GrantAccessData(access="Read", duration_in_seconds=seconds)
+        with translated(f"grant read access to {group}/{name}"):
+            access = operations.begin_grant_access(
+                group, name, grant, polling_interval=ACCESS_POLL_SECONDS
+            ).result()
+        try:
+            yield SasDisk(access.access_sas, self._ca_bundle)
+        finally:
+            with translated(f"revoke read access to {group}/{name}"):
+                operations.begin_revoke_access(
+                    group, name, polling_interval=ACCESS_POLL_SECONDS
+                ).result()
+
+    def _access_operations(self, resource_id: str) -> tuple[Any, str, str]:
+        """The disks' or the snapshots' operations for a disk or snapshot id."""
+        if "/providers/microsoft.compute/snapshots/" in resource_id.lower():
+            return (self._compute.snapshots, *_locate(resource_id, SNAPSHOT_TYPE))
+        return (self._compute.disks, *_locate(resource_id, DISK_TYPE))
 
     # --- DR: network, VM, guest --------------------------------------------------------------
 

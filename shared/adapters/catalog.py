@@ -331,6 +331,11 @@ class TableCatalog:
             for old in [e for e in earlier if e["RowKey"] != entity["RowKey"]]:
                 client.delete_entity(old["PartitionKey"], old["RowKey"])
 
+    def verifications(self, vm_key: str, *, now: datetime, days: int) -> list[Verification]:
+        """A VM's verifications of the last `days` up to `now`, newest first."""
+        rows = self._window(Verification, VERIFICATIONS, "verified_at", now, days, vm_key)
+        return sorted(rows, key=lambda v: (v.verified_at, v.id), reverse=True)
+
     def verification_report(
         self, *, now: datetime, days: int, vm_key: str | None = None
     ) -> list[VerificationSummary]:

@@ -103,6 +103,7 @@ class ArmClients:
     resources: ResourceManagementClient
     credential: TokenCredential
     scope: str
+    ca_bundle: str | None = None  # also trusted by the blob data plane's SAS reads
 
 
 def credential_from_settings(settings: Settings) -> TokenCredential:
@@ -145,4 +146,5 @@ def arm_clients(settings: Settings, credential: TokenCredential | None = None) -
         resources=ResourceManagementClient(token, subscription, **options),
         credential=token,
         scope=options["credential_scopes"][0],
+        ca_bundle=settings.ca_bundle,
     )

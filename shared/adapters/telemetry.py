@@ -35,16 +35,41 @@ EVENTS_LOGGER = "backupdr.events"
 CUSTOM_EVENT_NAME_ATTRIBUTE = "microsoft.custom_event.name"
 
 EVENTS: Mapping[str, frozenset[str]] = {
+    # changed_bytes: written since the previous backup (page-range diff); changed_errors: why a
+    # disk's change could not be measured.
     "BackupCompleted": frozenset(
-        {"vm", "backup_id", "tier", "disks", "size_gb", "duration_seconds", "manual"}
+        {
+            "vm",
+            "backup_id",
+            "tier",
+            "disks",
+            "size_gb",
+            "changed_bytes",
+            "changed_errors",
+            "duration_seconds",
+            "manual",
+        }
     ),
+    # A backup's change far above the VM's own history (measure "changed bytes") or its data
+    # reading as random where it did not (measure "entropy"): the pattern of mass encryption.
+    "ChurnAnomaly": frozenset({"vm", "backup_id", "measure", "reason"}),
     "BackupFailed": frozenset({"vm", "backup_id", "error"}),
     "ReplicationCompleted": frozenset(
         {"vm", "backup_id", "target_region", "duration_seconds", "lag_seconds"}
     ),
     "ReplicationFailed": frozenset({"vm", "backup_id", "target_region", "error"}),
+    # bytes_read: what verification read of the test disks; disks: their tables and file systems.
     "VerificationCompleted": frozenset(
-        {"vm", "backup_id", "success", "size_matches", "duration_seconds", "error"}
+        {
+            "vm",
+            "backup_id",
+            "success",
+            "size_matches",
+            "duration_seconds",
+            "error",
+            "bytes_read",
+            "disks",
+        }
     ),
     "DrTestCompleted": frozenset(
         {

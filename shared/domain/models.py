@@ -241,6 +241,9 @@ class SnapshotRef(JsonRecord):
     caching: str | None = None  # as the VM attached it (None: not recorded, Azure's default)
     replica_id: str | None = None
     replica_status: ReplicationStatus = ReplicationStatus.NONE
+    # Bytes written to the disk since the previous backup's snapshot of it (Azure's page-range
+    # diff); None: not measured (the first backup of the disk, or the diff failed).
+    changed_bytes: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +294,16 @@ class Backup(JsonRecord):
     keep_until: datetime | None = None
     # When retention soft-deleted it: purged once the soft-delete window has passed.
     deleted_at: datetime | None = None
+    # Why this backup's changes were far outside the VM's habits (ChurnAnomaly): retention then
+    # keeps every earlier backup until an operator releases this one.
+    anomaly: str | None = None
+    anomaly_released: bool = False
+
+    @property
+    def changed_bytes(self) -> int | None:
+        """Bytes written across its disks since the previous backup; None if not measured."""
+        measured = [s.changed_bytes for s in self.snapshots if s.changed_bytes is not None]
+        return sum(measured) if measured else None
 
     @property
     def source_resource_group(self) -> str:
@@ -330,6 +343,33 @@ class ReplicationJob(JsonRecord):
 
 
 @dataclasses.dataclass(frozen=True)
+class PartitionInfo(JsonRecord):
+    """One partition of a test disk, as verification read it."""
+
+    number: int
+    type: str
+    size_bytes: int
+    file_system: str | None = None
+    label: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskContent(JsonRecord):
+    """What verification read from one test disk, and what it found wrong (in words)."""
+
+    role: str
+    table: str  # gpt | mbr | none (a file system on the whole disk) | unreadable
+    partitions: tuple[PartitionInfo, ...] = ()
+    bytes_read: int = 0
+    read_seconds: float = 0.0
+    zero_fraction: float = 0.0  # of the 4 KiB blocks sampled
+    entropy: float = 0.0  # bits per byte of the sampled blocks that are not all zero
+    written_bytes: int = 0
+    problems: tuple[str, ...] = ()  # recoverable (a damaged primary GPT read from its backup)
+    failures: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Verification(JsonRecord):
     """A restore of a backup's disks to test disks (the seed's `verifications` row)."""
 
@@ -345,6 +385,7 @@ class Verification(JsonRecord):
     test_disk_deleted: bool | None = None
     error_message: str | None = None
     verification_time_seconds: float | None = None
+    disks: tuple[DiskContent, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

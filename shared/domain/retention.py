@@ -114,10 +114,21 @@ def _period_keeps(scheduled: Sequence[Backup], policy: BackupPolicy) -> dict[str
 
 
 def _safety_reasons(
-    backup: Backup, now: datetime, in_use: Collection[str], newest: dict[str, str | None]
+    backup: Backup,
+    now: datetime,
+    in_use: Collection[str],
+    newest: dict[str, str | None],
+    anomaly: Backup | None,
 ) -> list[str]:
     """Reasons that keep a backup whatever the counts say."""
     rules = [
+        (
+            anomaly is not None and backup.taken_at < anomaly.taken_at,
+            f"kept: taken before the change anomaly of {anomaly.backup_id} (release it to "
+            "let retention decide)"
+            if anomaly
+            else "",
+        ),
         (backup.taken_at > now, "kept: taken after now"),
         (
             backup.state is BackupState.CREATING
@@ -203,11 +214,16 @@ def plan_retention(
         if newest_slot and newest_slot.state is BackupState.FAILED
         else None,
     }
+    anomaly = min(
+        (b for b in live if b.anomaly and not b.anomaly_released),
+        key=lambda b: b.taken_at,
+        default=None,
+    )
     periods = _period_keeps(scheduled, policy) if policy else {}
     kept = {
         b.backup_id: periods.get(b.backup_id, [])
         + _manual_reasons(b, now)
-        + _safety_reasons(b, now, in_use, newest)
+        + _safety_reasons(b, now, in_use, newest, anomaly)
         + ([] if policy else [NO_POLICY])
         for b in live
     }

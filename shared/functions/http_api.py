@@ -226,14 +226,28 @@ def _same(a: str, b: str) -> bool:
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """Fleet health as JSON: RPO, replica lag, verification, DR success and RTO per VM."""
     svc = services()
-    return _json(fleet_status(svc.gateway, svc.catalog, utc_now(), svc.settings.regions))
+    return _json(
+        fleet_status(
+            svc.gateway,
+            svc.catalog,
+            utc_now(),
+            svc.settings.regions,
+            lag_target_seconds=svc.settings.replication_lag_target_seconds,
+        )
+    )
 
 
 @bp.route(route="dashboard", methods=["GET"])
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     """The fleet report: one self-contained HTML page (its own CSP forbids fetching anything)."""
     svc = services()
-    page = render_report(svc.gateway, svc.catalog, utc_now(), svc.settings.regions)
+    page = render_report(
+        svc.gateway,
+        svc.catalog,
+        utc_now(),
+        svc.settings.regions,
+        lag_target_seconds=svc.settings.replication_lag_target_seconds,
+    )
     return func.HttpResponse(page, status_code=200, mimetype="text/html", charset="utf-8")
 
 

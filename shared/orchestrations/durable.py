@@ -103,10 +103,21 @@ def _result(task: Any) -> Payload:
     return {"state": "failed", "error": failure_text(error)}
 
 
-_WRAPPER = re.compile(r"^\s*(?:Activity|Orchestrator) function '[^']*' failed:\s*")
+# The extension's wrappers, one per level the failure crossed (an activity in a sub-orchestration
+# gets two), and the worker's `Type: ` before an app error that already names its class: the
+# Python worker reports an activity's exception as `f"{type(exc).__name__}: {exc}"`
+# (Azure/azure-functions-python-worker, azure_functions_worker/dispatcher.py,
+# `Dispatcher._serialize_exception`), and a `BackupDrError`'s text starts with its class name.
+_WRAPPERS = re.compile(r"^\s*(?:(?:Activity|Orchestrator) function '[^']*' failed:\s*)+")
+_REPEATED_TYPE = re.compile(r"^(\w+): (?=\1: )")
 
 
 def failure_text(error: Exception) -> str:
     """The first line of a failed task's reason, without the durable framework's prefix."""
-    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-    return _WRAPPER.sub("", first).strip()[:500]
+    return failure_reason(str(error)) or type(error).__name__
+
+
+def failure_reason(text: str) -> str:
+    """A failure's first line as people read it: no framework wrapper, one `Type: ` prefix."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return _REPEATED_TYPE.sub("", _WRAPPERS.sub("", first).strip())[:500]

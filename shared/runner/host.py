@@ -244,27 +244,41 @@ class LocalDurableHost:
 
     # -- functions with a client binding -----------------------------------------------------
 
-    def call_http(self, function_name: str, req: func.HttpRequest) -> func.HttpResponse:
-        """Run an HTTP function as if `req` had reached this host, so status URLs point here."""
+    def http_triggers(self) -> dict[str, dict[str, Any]]:
+        """Each HTTP function's trigger binding (route, methods, authLevel), by function name."""
+        return {name: dict(function.settings) for name, function in self._functions.http.items()}
+
+    def timer_schedules(self) -> dict[str, str]:
+        """Each timer function's NCRONTAB schedule, its app setting resolved, by function name."""
+        return {s.function.name: s.expression for s in self._schedules}
+
+    def call_http(
+        self, function_name: str, req: func.HttpRequest, *, served: bool = False
+    ) -> func.HttpResponse:
+        """Run an HTTP function. In-process (`served` False), as if `req` had reached this host:
+        its route values are read from its path and its URL points here. `served`: `req` came
+        through a front door that routed it (local/serve.py), so its URL and route values stand.
+        """
         function = self._functions.http.get(function_name)
         if function is None:
             raise UnknownFunctionError(f"the app has no HTTP function named {function_name!r}")
         binding = self.client_binding()
+        if not served:
+            req = self._in_process(req, str(function.settings.get("route") or function_name))
+        response: func.HttpResponse = call_client_function(function, req, binding)
+        return response
+
+    def _in_process(self, req: func.HttpRequest, route: str) -> func.HttpRequest:
         assert self._endpoint is not None
         parts = urlsplit(req.url)
-        route_params = dict(req.route_params) or _match_route(
-            str(function.settings.get("route") or function_name), parts.path
-        )
-        local = func.HttpRequest(
+        return func.HttpRequest(
             method=req.method,
             url=f"{self._endpoint.origin}{parts.path}" + (f"?{parts.query}" if parts.query else ""),
             headers=dict(req.headers),
             params=dict(req.params),
-            route_params=route_params,
+            route_params=dict(req.route_params) or _match_route(route, parts.path),
             body=req.get_body(),
         )
-        response: func.HttpResponse = call_client_function(function, local, binding)
-        return response
 
     def run_timers(self, until: datetime) -> None:
         """Fire the app's timer triggers on schedule up to `until`, running all work between ticks
@@ -284,6 +298,29 @@ class LocalDurableHost:
                     call_client_function(schedule.function, request, binding)
         self._run(deadline=until)
         self._clock.advance_to(until)
+
+    def fire_missed_timers(self, since: datetime) -> None:
+        """Fire, once each, the timer triggers with a tick in (since, now]: the clock moved past
+        them without this host (another process moved the shared virtual clock, or real time
+        passed between polls). Once each, as in the Functions host: after an invocation its next
+        tick is the first after that moment, so ticks missed meanwhile collapse into one
+        (Azure/azure-webjobs-sdk-extensions, Timers/Listener/TimerListener.cs,
+        InvokeJobFunction)."""
+        now = self._clock.now()
+        due = [schedule for schedule in self._schedules if schedule.next_after(since) <= now]
+        binding = self.client_binding() if due else ""
+        for schedule in due:
+            call_client_function(schedule.function, schedule.request(now), binding)
+
+    def next_timer(self) -> datetime | None:
+        """When the earliest durable timer of a running instance fires (None: none waits)."""
+        with self._lock:
+            live = [
+                fire_at
+                for fire_at, _, timer_id, inst in self._timers
+                if self._live(inst) and timer_id in inst.timers
+            ]
+        return min(live, default=None)
 
     # -- driving the work --------------------------------------------------------------------
 

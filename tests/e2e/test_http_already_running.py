@@ -7,15 +7,15 @@ page only, so the HTTP API asks for the instances that could be running by id in
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
-import azure.functions as func
 import pytest
+import requests
 
 from local.azurite import Azurite
+from local.serve import ApiClient, FunctionsServer
 from local.stack import FLEETS, Stack, local_stack
 from shared.domain import names
 from shared.domain.models import BackupState
@@ -36,13 +36,15 @@ def stack(azurite: Azurite) -> Iterator[Stack]:
         yield running
 
 
-def _post(stack: Stack, function: str, path: str) -> func.HttpResponse:
-    request = func.HttpRequest(method="POST", url=f"http://localhost/api/{path}", body=b"")
-    return stack.host.call_http(function, request)
+@pytest.fixture
+def api(stack: Stack) -> Iterator[ApiClient]:
+    """The app over real HTTP; the test runs the durable host itself (no timer loop)."""
+    with FunctionsServer(stack, drive=False).running() as server:
+        yield server.client()
 
 
-def _refusal(response: func.HttpResponse) -> tuple[int, str, str]:
-    error = json.loads(response.get_body())["error"]
+def _refusal(response: requests.Response) -> tuple[int, str, str]:
+    error = response.json()["error"]
     return response.status_code, error["code"], error["message"]
 
 
@@ -63,27 +65,27 @@ def _first_running_page(stack: Stack) -> set[str]:
 class TestInABusyTaskHub:
     """More than a page of running instances hides nothing from the check."""
 
-    def test_a_second_manual_backup_is_refused(self, stack: Stack) -> None:
+    def test_a_second_manual_backup_is_refused(self, stack: Stack, api: ApiClient) -> None:
         _crowd(stack, 150)
-        first = _post(stack, "start_backup", "backups/web-01")
+        first = api.call("POST", "backups/web-01")
         assert first.status_code == 202
-        running = json.loads(first.get_body())["id"]
+        running = first.json()["id"]
         assert running not in _first_running_page(stack)
 
-        assert _refusal(_post(stack, "start_backup", "backups/web-01"))[:2] == (
+        assert _refusal(api.call("POST", "backups/web-01"))[:2] == (
             409,
             "AlreadyRunning",
         )
 
-    def test_a_second_manual_dr_test_is_refused(self, stack: Stack) -> None:
-        assert _post(stack, "start_backup", "backups/web-01").status_code == 202
+    def test_a_second_manual_dr_test_is_refused(self, stack: Stack, api: ApiClient) -> None:
+        assert api.call("POST", "backups/web-01").status_code == 202
         stack.host.run_until_idle()  # a replicated backup: a DR test's pre-flight wants one
         _crowd(stack, 150)
-        first = _post(stack, "start_dr_test", "dr-tests/web-01")
+        first = api.call("POST", "dr-tests/web-01")
         assert first.status_code == 202
-        assert json.loads(first.get_body())["id"] not in _first_running_page(stack)
+        assert first.json()["id"] not in _first_running_page(stack)
 
-        assert _refusal(_post(stack, "start_dr_test", "dr-tests/web-01"))[:2] == (
+        assert _refusal(api.call("POST", "dr-tests/web-01"))[:2] == (
             409,
             "AlreadyRunning",
         )
@@ -100,21 +102,21 @@ class TestScheduledBackups:
         return names.backup_instance_id(WEB, SLOT, 1)  # the first claim of the slot
 
     def test_refuses_a_manual_backup_while_snapshotting_and_accepts_one_after(
-        self, stack: Stack, snapshotting: str
+        self, stack: Stack, api: ApiClient, snapshotting: str
     ) -> None:
-        status, code, message = _refusal(_post(stack, "start_backup", "backups/web-01"))
+        status, code, message = _refusal(api.call("POST", "backups/web-01"))
         assert (status, code) == (409, "AlreadyRunning")
         assert snapshotting in message
 
         stack.host.run_until_idle()
-        assert _post(stack, "start_backup", "backups/web-01").status_code == 202
+        assert api.call("POST", "backups/web-01").status_code == 202
 
     def test_a_backup_whose_workflow_was_terminated_does_not_block(
-        self, stack: Stack, snapshotting: str
+        self, stack: Stack, api: ApiClient, snapshotting: str
     ) -> None:
         client = df.DurableOrchestrationClient(stack.host.client_binding())
         run_to_completion(client.terminate(snapshotting, "stuck"))
         [backup] = stack.services.catalog.list_backups(WEB)
         assert backup.state is BackupState.CREATING  # the catalog row outlives its workflow
 
-        assert _post(stack, "start_backup", "backups/web-01").status_code == 202
+        assert api.call("POST", "backups/web-01").status_code == 202

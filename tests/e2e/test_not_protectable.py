@@ -128,9 +128,24 @@ def test_fleet_status_lists_them_with_the_reason_and_is_not_healthy(day: Stack) 
     health = fleet_status(
         day.services.gateway, day.services.catalog, day.clock.now(), day.services.settings.regions
     )
+    # Each names its resource group too: the needs-operator list shows VMs by name and group.
     assert health["not_protectable"] == [
-        {"vm": "legacy-01", "vm_key": f"{GROUP}~legacy-01", "reason": VHD_REASON},
-        {"vm": "stateless-01", "vm_key": f"{GROUP}~stateless-01", "reason": EPHEMERAL_REASON},
+        {
+            "vm": "legacy-01",
+            "vm_key": f"{GROUP}~legacy-01",
+            "resource_group": GROUP,
+            "reason": VHD_REASON,
+        },
+        {
+            "vm": "stateless-01",
+            "vm_key": f"{GROUP}~stateless-01",
+            "resource_group": GROUP,
+            "reason": EPHEMERAL_REASON,
+        },
+    ]
+    assert [(e["vm"], e["kind"]) for e in health["needs_operator"]] == [
+        ("legacy-01", "not_protectable"),
+        ("stateless-01", "not_protectable"),
     ]
     assert {v["vm"] for v in health["vms"]} == {"web-01", "db-01"}
     assert "stateless-02" in health["unprotected"]  # no policy: nothing asked, nothing wrong

@@ -22,6 +22,10 @@ def test_the_demo_prints_the_fleet_status_and_writes_the_report(
     page = report.read_text()
     assert page.startswith("<!doctype html>")
     assert page.count('<section class="card"') == 9, "one card per protected demo VM"
+    assert '<p id="span">Data from <time id="first">2026-11-01 ' in page
+    operator = page[page.index('<table id="operator">') : page.index("<h2>Fleet</h2>")]
+    assert "<td>app-eastus-01</td>" in operator
+    assert "backup-policy tag invalid: " in operator, "the misconfigured VM, with the reason"
 
 
 @pytest.mark.parametrize(

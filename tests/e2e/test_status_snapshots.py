@@ -67,10 +67,20 @@ def test_status_flags_exactly_the_backup_whose_snapshot_was_deleted(stack: Stack
     gone = victim.snapshots[1].snapshot_id
     stack.operator.delete_snapshot(gone)  # behind the app's back
     health = json.loads(_cli(stack, "-o", "json", "status").stdout)
+    # Named by resource group too, as the needs-operator list shows VMs.
     assert health["missing_snapshots"] == [
-        {"vm_key": WEB, "vm": "web-01", "backup_id": victim.backup_id, "missing": [gone]}
+        {
+            "vm_key": WEB,
+            "vm": "web-01",
+            "resource_group": "rg-app-eastus",
+            "backup_id": victim.backup_id,
+            "missing": [gone],
+        }
     ]
     assert health["healthy"] is False, "a backup that cannot be restored needs an operator"
+    assert [(e["vm"], e["kind"]) for e in health["needs_operator"]] == [
+        ("web-01", "missing_snapshots")
+    ]
     table = _cli(stack, "status")
     assert table.exit_code == 1
     assert victim.backup_id in table.stdout

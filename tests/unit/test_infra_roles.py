@@ -39,6 +39,8 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Compute/snapshots/write",
             "Microsoft.Compute/snapshots/delete",
             "Microsoft.Compute/snapshots/beginGetAccess/action",
+            # a backup's change since the previous one: a page-range diff through read SASes
+            "Microsoft.Compute/snapshots/endGetAccess/action",
         }
     ),
     # DR-test groups only: the reads of the restore's pre-flight (a DR test runs the restore a
@@ -52,6 +54,9 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Compute/disks/read",
             "Microsoft.Compute/disks/write",
             "Microsoft.Compute/disks/delete",
+            # verification reads a test disk through a read SAS
+            "Microsoft.Compute/disks/beginGetAccess/action",
+            "Microsoft.Compute/disks/endGetAccess/action",
             "Microsoft.Compute/virtualMachines/write",
             "Microsoft.Compute/virtualMachines/delete",
             "Microsoft.Compute/virtualMachines/instanceView/read",
