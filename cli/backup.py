@@ -19,6 +19,7 @@ from cli.errors import FAILED, BadInput, Failed
 from cli.output import cell, emit, named, percent, table, vm_label, vm_names
 from cli.workflows import Start, outcome, run_workflows, succeeded
 from shared.activities.restore import check_restore
+from shared.domain.churn import DEFAULT_PRICE_PER_GIB_MONTH, forecast
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -667,30 +668,53 @@ def verification_report(
     vm: Annotated[str | None, typer.Option(help="only this VM")] = None,
     days: Annotated[int, typer.Option(min=1, help="the window, in days")] = 7,
     resource_group: GroupOption = None,
+    price: Annotated[
+        float,
+        typer.Option(
+            "--price-per-gib-month",
+            min=0,
+            help="your region's incremental snapshot price, for the cost forecast",
+        ),
+    ] = DEFAULT_PRICE_PER_GIB_MONTH,
     output: OutputOption = None,
 ) -> None:
-    """Verification results per VM over the last days: rate, failures, last verified."""
+    """Verification results per VM over the last days (rate, failures, last verified, what the
+    newest verification read of each disk) and the VM's measured churn with what a month of it
+    adds to snapshot storage."""
     opts = options(ctx)
     run = opts.run()
     key = run.known_vm(vm, resource_group).key if vm else None
-    summaries = run.services.catalog.verification_report(now=run.now, days=days, vm_key=key)
+    catalog = run.services.catalog
+    summaries = catalog.verification_report(now=run.now, days=days, vm_key=key)
     names = vm_names(run.services)
-    rows = [
-        {
-            **named(s.to_dict(), names),
-            "success_rate": s.success_rate,
-            "failed": s.total - s.passed,
-            "last_verified": s.last_verified,
-        }
-        for s in summaries
-    ]
+    rows = []
+    for s in summaries:
+        newest = catalog.verifications(s.vm_key, now=run.now, days=days)[:1]
+        churn = forecast(
+            (
+                (b.taken_at, b.changed_bytes)
+                for b in catalog.list_backups(s.vm_key)
+                if b.changed_bytes is not None and run.now - b.taken_at <= timedelta(days=days)
+            ),
+            price,
+        )
+        rows.append(
+            {
+                **named(s.to_dict(), names),
+                "success_rate": s.success_rate,
+                "failed": s.total - s.passed,
+                "last_verified": s.last_verified,
+                "disks": [d.to_dict() for d in newest[0].disks] if newest else [],
+                "churn": dataclasses.asdict(churn) if churn else None,
+            }
+        )
     emit(
         opts.format(output),
-        {"days": days, "vms": rows},
+        {"days": days, "price_per_gib_month": price, "vms": rows},
         lambda: [
             table(
                 f"verifications, last {days} days",
-                [{**r, "success_rate": percent(r["success_rate"])} for r in rows],
+                [_verification_row(r) for r in rows],
                 [
                     ("vm", "VM"),
                     ("resource_group", "resource group"),
@@ -699,10 +723,31 @@ def verification_report(
                     ("failed", "failed"),
                     ("success_rate", "rate"),
                     ("last_verified", "last verified"),
+                    ("disks", "newest: disks read"),
+                    ("changed", "changed GiB/day"),
+                    ("cost", "added cost/month"),
                 ],
             )
         ],
     )
+
+
+def _verification_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A VM's row in words: each disk's table and file systems, its churn and what it costs."""
+    disks = "; ".join(
+        f"{d['role']}: {d['table']} "
+        + ", ".join(f"{p['type']}/{p['file_system'] or 'unknown'}" for p in d["partitions"])
+        + f" ({d['bytes_read'] // 1024} KiB read)"
+        for d in row["disks"]
+    )
+    churn = row["churn"]
+    return {
+        **row,
+        "success_rate": percent(row["success_rate"]),
+        "disks": disks or "-",
+        "changed": churn["changed_gib_per_day"] if churn else "-",
+        "cost": f"{churn['added_cost_per_month']:.2f}" if churn else "-",
+    }
 
 
 def _applied_lines(applied: dict[str, Any] | None) -> list[str]:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from string import Template
 from typing import Any
 
+from shared.domain.churn import DEFAULT_PRICE_PER_GIB_MONTH, ChurnForecast, forecast
 from shared.domain.models import (
     Backup,
     BackupState,
+    DiskContent,
     DrTest,
     ReplicationJob,
     ReplicationStatus,
@@ -72,6 +74,8 @@ class VmReport:
     lags: list[tuple[Backup, float | None]]
     tests: list[DrTest]  # in the window, oldest first
     rate: DrSuccessRate
+    disks: tuple[DiskContent, ...]  # what the newest verification read of each disk
+    churn: ChurnForecast | None  # measured change per day and what a month of it adds
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ def gather_report(
         key = vm["vm_key"]
         every = catalog.list_backups(key, include_deleted=True)
         backups = [b for b in every if b.taken_at >= window and b.state is not BackupState.FAILED]
+        newest = catalog.verifications(key, now=now, days=days)[:1]
         vms.append(
             VmReport(
                 status=vm,
@@ -115,6 +120,11 @@ def gather_report(
                     catalog.dr_history(key, now=now, days=days), key=lambda t: t.started_at
                 ),
                 rate=rates.get(key) or DrSuccessRate(key, 0, 0),
+                disks=newest[0].disks if newest else (),
+                churn=forecast(
+                    ((b.taken_at, b.changed_bytes) for b in backups if b.changed_bytes is not None),
+                    DEFAULT_PRICE_PER_GIB_MONTH,
+                ),
             )
         )
     moments = [moment for vm in vms for moment in _data_points(vm)]
@@ -178,6 +188,8 @@ def _vm_document(vm: VmReport) -> dict[str, Any]:
         "rpo_target_seconds": vm.status["rpo_target_seconds"],
         "rpo_ok": vm.status["rpo_ok"],
         "replica_region": vm.status["replica_region"],
+        "disks_read": [d.to_dict() for d in vm.disks],
+        "churn": asdict(vm.churn) if vm.churn else None,
         "backup_history": [
             {
                 "backup_id": b.backup_id,
@@ -353,8 +365,29 @@ def _card(vm: VmReport, axis: Axis) -> str:
         f'<section class="card" id="{_anchor(status["vm_key"])}" '
         f'data-vm="{_e(status["vm"].lower())}"><h3>{_e(status["vm"])} '
         f"<small>{_e(status['resource_group'])}</small></h3>"
-        f'<p class="policy">{_e(status["policy"])}</p>{body}</section>'
+        f'<p class="policy">{_e(status["policy"])}</p>{_content(vm)}{body}</section>'
     )
+
+
+def _content(vm: VmReport) -> str:
+    """What the newest verification found on each disk, and what the VM's churn costs."""
+    disks = "".join(
+        f"<li>{_e(d.role)}: {_e(d.table)} "
+        + _e(
+            ", ".join(f"{p.type} / {p.file_system or 'no known file system'}" for p in d.partitions)
+        )
+        + f" ({d.bytes_read // 1024} KiB read, entropy {d.entropy:.1f} bits/byte)</li>"
+        for d in vm.disks
+    )
+    churn = (
+        f"Changed {vm.churn.changed_gib_per_day} GiB a day; a month adds about "
+        f"{vm.churn.added_gib_per_month} GiB of snapshots, {vm.churn.added_cost_per_month:.2f} "
+        f"at {DEFAULT_PRICE_PER_GIB_MONTH} per GiB-month."
+        if vm.churn
+        else "Changed bytes not measured yet."
+    )
+    read = f'<ul class="disks">{disks}</ul>' if disks else "<p>No verification read yet.</p>"
+    return f'<div class="content"><p class="churn">{churn}</p>{read}</div>'
 
 
 def _timeline(axis: Axis, backups: Sequence[Backup]) -> str:

@@ -59,8 +59,10 @@ blocks are billed to the next snapshot of its disk in its region from then on (u
 size), so deleting old backups saves only what no later one needs.
 
 Disk specs ("os_disk", each of "data_disks") take "size_gb", "sku", "change_gib_per_day",
-"caching" (None, ReadOnly, ReadWrite; default ReadWrite on the OS disk, None on data disks) and,
-on data disks, "lun"; other keys are refused. Two kinds of disk Azure cannot snapshot:
+"caching" (None, ReadOnly, ReadWrite; default ReadWrite on the OS disk, None on data disks),
+"content" (the synthetic image its read SAS serves: table, partitions, used_fraction,
+churn_per_day and a fault; local/armsim/diskimage.py has the schema and the defaults) and, on
+data disks, "lun"; other keys are refused. Two kinds of disk Azure cannot snapshot:
 - "ephemeral": true (OS disk only, optional "placement": CacheDisk (default), ResourceDisk or
   NvmeDisk): the VM shows `diffDiskSettings: {"option": "Local", "placement": ...}`, caching
   ReadOnly and a `managedDisk` id with no disk behind it (GET answers 404), so a snapshot of it is

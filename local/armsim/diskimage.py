@@ -138,6 +138,8 @@ def _ext4(size: int, label: str, fs_uuid: uuid.UUID, start_lba: int) -> list[Pat
     struct.pack_into("<HH", sb, 0x38, 0xEF53, 1)  # magic, state clean
     struct.pack_into("<I", sb, 0x4C, 1)  # dynamic revision
     struct.pack_into("<H", sb, 0x58, 256)
+    # compat has_journal; incompat filetype, extents, 64bit, flex_bg (mkfs.ext4's defaults)
+    struct.pack_into("<II", sb, 0x5C, 0x4, 0x2 | 0x40 | 0x80 | 0x200)
     sb[0x68:0x78] = fs_uuid.bytes
     sb[0x78:0x88] = _label(label, 16)
     return [(1024, bytes(sb))]

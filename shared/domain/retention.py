@@ -122,10 +122,10 @@ def _safety_reasons(
 ) -> list[str]:
     """Reasons that keep a backup whatever the counts say."""
     rules = [
+        # The anomalous backup holds itself too: it is the evidence, and the hold's pivot.
         (
-            anomaly is not None and backup.taken_at < anomaly.taken_at,
-            f"kept: taken before the change anomaly of {anomaly.backup_id} (release it to "
-            "let retention decide)"
+            anomaly is not None and backup.taken_at <= anomaly.taken_at,
+            f"kept: change anomaly at {anomaly.backup_id} (release it to let retention decide)"
             if anomaly
             else "",
         ),

@@ -13,6 +13,7 @@ import zlib
 
 import pytest
 
+from local.armsim import diskimage
 from shared.domain.disk_layout import SECTOR, failures, identify, inspect, read_layout
 
 MIB = 1024 * 1024
@@ -207,3 +208,31 @@ def test_a_data_disk_needs_no_os_partition_but_an_unreadable_table_still_fails()
     assert layout.table == "unreadable"
     assert found.failures == failures(layout, found.sample, os_disk=False)
     assert found.failures[0].startswith("no readable partition table")
+
+
+EXPECTED_FROM_SIMULATOR = {
+    "ext4": "ext4",
+    "xfs": "XFS",
+    "btrfs": "Btrfs",
+    "ntfs": "NTFS",
+    "vfat": "FAT32",
+    "swap": "swap",
+    "lvm": "LVM2 PV",
+    "luks": "LUKS",
+    "bitlocker": "BitLocker",
+}
+
+
+@pytest.mark.parametrize(("kind", "expected"), sorted(EXPECTED_FROM_SIMULATOR.items()))
+def test_every_file_system_the_simulator_writes_is_read_as_what_it_is(
+    kind: str, expected: str
+) -> None:
+    """The simulator's images (local/armsim/diskimage.py) were written apart from this reader:
+    each signature it writes must read back as the same file system, labels included."""
+    head = bytearray(0x11000)
+    for offset, data in diskimage._SIGNATURES[kind](1 << 30, "lbl", uuid.uuid4(), 2048):
+        if offset < len(head):
+            head[offset : offset + len(data)] = data[: len(head) - offset]
+    found = identify(bytes(head))
+    assert found is not None
+    assert found[0] == expected
