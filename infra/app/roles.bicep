@@ -102,8 +102,8 @@ resource drTestOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Compute/disks/read'
           'Microsoft.Compute/disks/write' // also linked: the VM attaches the restored disks
           'Microsoft.Compute/disks/delete'
-          // verification reads a test disk's partition table and blocks through a read SAS
-          'Microsoft.Compute/disks/beginGetAccess/action'
+          // verification reads a test disk through a read SAS (its beginGetAccess: the snapshot
+          // source role, at subscription scope); the SAS is revoked here
           'Microsoft.Compute/disks/endGetAccess/action'
           'Microsoft.Compute/virtualMachines/write'
           'Microsoft.Compute/virtualMachines/delete'

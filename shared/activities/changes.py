@@ -13,7 +13,7 @@ from datetime import timedelta
 from shared.activities.verification import READ_ACCESS_SECONDS
 from shared.domain.anomaly import HISTORY_DAYS, churn_anomaly
 from shared.domain.models import Backup, BackupState, SnapshotRef
-from shared.errors import BackupDrError
+from shared.errors import NotFoundError, TransientError
 from shared.services import Services
 
 HAS_SNAPSHOTS = (BackupState.COMPLETED, BackupState.SOFT_DELETED)
@@ -45,7 +45,7 @@ def measure_changes(svc: Services, backup: Backup, refs: tuple[SnapshotRef, ...]
         if ref.source_disk_id in previous:
             try:
                 changed = _diff(svc, ref.snapshot_id, previous[ref.source_disk_id])
-            except BackupDrError as error:
+            except (TransientError, NotFoundError) as error:  # a refused right fails the step
                 errors.append(f"{ref.disk_role}: {error.reason}")
         measured.append(dataclasses.replace(ref, changed_bytes=changed))
     total = sum(r.changed_bytes or 0 for r in measured)

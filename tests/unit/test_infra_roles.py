@@ -54,8 +54,7 @@ CUSTOM_ROLE_ACTIONS: dict[str, frozenset[str]] = {
             "Microsoft.Compute/disks/read",
             "Microsoft.Compute/disks/write",
             "Microsoft.Compute/disks/delete",
-            # verification reads a test disk through a read SAS
-            "Microsoft.Compute/disks/beginGetAccess/action",
+            # verification revokes a test disk's read SAS (granted under snapshotSource)
             "Microsoft.Compute/disks/endGetAccess/action",
             "Microsoft.Compute/virtualMachines/write",
             "Microsoft.Compute/virtualMachines/delete",
