@@ -16,6 +16,7 @@ from typing import Any
 
 from local.armsim import ArmSimulator, Durations
 from local.azurite import Azurite, running_azurite
+from local.transport import NoWaitTransport
 from shared.adapters.arm import ArmComputeGateway, gateway_from_settings
 from shared.adapters.catalog import catalog_from_settings
 from shared.adapters.credentials import OPERATOR_TOKEN, StaticTokenCredential, arm_clients
@@ -96,13 +97,16 @@ def local_stack(
                 "BACKUPDR_TABLES_CONNECTION": tables.connection_string,
                 "BACKUPDR_TABLE_PREFIX": table_prefix,
                 "BACKUPDR_LRO_POLL_SECONDS": "0.05",
+                # A verification's content sample: 256 KiB of each disk keeps a simulated month
+                # quick; Azure deployments read the default 4 MiB (shared/settings.py).
+                "BACKUPDR_VERIFY_SAMPLE_BYTES": str(256 * 1024),
             }
         )
         env = {**env, **served_regions(simulator, Settings.from_env(env)), **(settings or {})}
         config = Settings.from_env(env)
         services = Services(
             settings=config,
-            gateway=gateway_from_settings(config),
+            gateway=gateway_from_settings(config, transport=NoWaitTransport),
             catalog=catalog_from_settings(config),
             clock=clock,
         )
@@ -118,6 +122,7 @@ def local_stack(
             )
         )
         operator = ArmComputeGateway(
-            arm_clients(config, StaticTokenCredential(OPERATOR_TOKEN)), config.subscription_id
+            arm_clients(config, StaticTokenCredential(OPERATOR_TOKEN), NoWaitTransport),
+            config.subscription_id,
         )
         yield Stack(clock, simulator, tables, services, host, env, operator)

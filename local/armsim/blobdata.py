@@ -135,6 +135,7 @@ def grant(world: World, resource: Resource, base_url: str, seconds: int) -> str:
     now = world.now()
     entry = Grant(container, resource.id, account, now, now + timedelta(seconds=seconds))
     world.grants[container] = entry
+    resource.properties["diskState"] = "ActiveSAS"
     fields = {
         "sv": SAS_VERSION,
         "sr": "b",
@@ -151,6 +152,29 @@ def revoke(world: World, resource: Resource) -> None:
     for entry in world.grants.values():
         if entry.resource_id.lower() == resource.id.lower():
             entry.revoked = True
+    if resource.properties.get("diskState") == "ActiveSAS":
+        attached = resource.body.get("managedBy")
+        resource.properties["diskState"] = "Attached" if attached else "Unattached"
+
+
+def refuse_while_exported(world: World, resource: Resource, operation: str) -> None:
+    """409 while a grant of `resource` is not revoked, expired or not.
+
+    Azure keeps a disk in ActiveSAS until endGetAccess, and a resource group holding one cannot
+    be deleted until then (Azure/azure-cli#6927); no source says an expired SAS ends the state,
+    so the simulator takes the stricter reading: only endGetAccess does.
+    """
+    active = any(
+        g.resource_id.lower() == resource.id.lower() and not g.revoked
+        for g in world.grants.values()
+    )
+    if active:
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"{operation} is not allowed on '{resource.name}' while its state is ActiveSAS: "
+            "revoke its access (endGetAccess) first.",
+        )
 
 
 def _iso(moment: datetime) -> str:

@@ -44,6 +44,7 @@ from typing import Any
 
 SECTOR = 512
 BLOCK = 1024 * 1024  # the unit of allocation, rewrite and page ranges
+RUN_BLOCKS = 16  # blocks an extent of churn rewrites together
 CHUNK = 64 * 1024  # the unit of generation: a read makes only the chunks it touches
 MIB = 1024 * 1024
 GIB = 1024**3
@@ -700,13 +701,25 @@ def new_content(spec: ContentSpec, facts: DiskFacts, seed: str, created: datetim
 
 @lru_cache(maxsize=4096)
 def _rewritten(seed: str, tick: int, used: int, churn_per_day: float) -> tuple[int, ...]:
-    """The used blocks an hour of a segment rewrites: a seeded sample, exactly the churn over time
-    (floor((k+1) r) - floor(k r) blocks in hour k)."""
+    """The used blocks an hour of a segment rewrites, exactly the churn over time
+    (floor((k+1) r) - floor(k r) blocks in hour k), none twice in one day of the segment."""
     rate = churn_per_day * used / TICKS_PER_DAY
-    count = min(used, math.floor((tick + 1) * rate) - math.floor(tick * rate))
-    if count <= 0:
-        return ()
-    return tuple(random.Random(f"{seed}:{tick}").sample(range(used), count))
+    day_first = math.floor(tick // TICKS_PER_DAY * TICKS_PER_DAY * rate)
+    first, last = math.floor(tick * rate) - day_first, math.floor((tick + 1) * rate) - day_first
+    return _day_rewrites(seed, tick // TICKS_PER_DAY, used, churn_per_day)[first:last]
+
+
+@lru_cache(maxsize=1024)
+def _day_rewrites(seed: str, day: int, used: int, churn_per_day: float) -> tuple[int, ...]:
+    """A day's rewritten blocks in the order its hours write them: runs of RUN_BLOCKS neighbours
+    at seeded places, as file systems write extents rather than scattered blocks."""
+    rate = churn_per_day * used / TICKS_PER_DAY
+    ticks = day * TICKS_PER_DAY
+    count = min(used, math.floor((ticks + TICKS_PER_DAY) * rate) - math.floor(ticks * rate))
+    runs = math.ceil(used / RUN_BLOCKS)
+    picked = random.Random(f"{seed}:{day}").sample(range(runs), min(runs, count // RUN_BLOCKS + 2))
+    blocks = (b for run in picked for b in range(run * RUN_BLOCKS, (run + 1) * RUN_BLOCKS))
+    return tuple(b for b in blocks if b < used)[:count]
 
 
 Write = tuple[int, int, int]  # (segment, hour, 0 churn | 1 encryption): later compares greater

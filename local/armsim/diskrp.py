@@ -305,8 +305,11 @@ def get(type_: str) -> Any:
 def delete_snapshot(world: World, request: Request, args: dict[str, str]) -> Reply:
     ref = _ref(args, SNAPSHOT_TYPE)
     world.group(ref.subscription, ref.resource_group)
+    snapshot = world.find(str(ref))
+    if snapshot is not None:
+        blobdata.refuse_while_exported(world, snapshot, "Delete")
     seconds = world.durations.snapshot_delete_seconds
-    return delete_reply(request, world, world.find(str(ref)), "Microsoft.Compute", seconds)
+    return delete_reply(request, world, snapshot, "Microsoft.Compute", seconds)
 
 
 def delete_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
@@ -319,6 +322,8 @@ def delete_disk(world: World, request: Request, args: dict[str, str]) -> Reply:
             "OperationNotAllowed",
             f"Disk {disk.name} is attached to VM {disk.body['managedBy']}.",
         )
+    if disk is not None:
+        blobdata.refuse_while_exported(world, disk, "Delete")
     seconds = world.durations.disk_delete_seconds
     return delete_reply(request, world, disk, "Microsoft.Compute", seconds)
 

@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from local.armsim import skus
+from local.armsim import blobdata, skus
 from local.armsim.diskrp import DEFAULT_SKU, size_gb
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
@@ -217,6 +217,7 @@ def _attachable_disk(
         raise ArmError(409, "Conflict", f"Disk '{disk.name}' is already attached to '{owner}'.")
     if disk.provisioning_state(world.now()) != "Succeeded":
         raise ArmError(409, "Conflict", f"Disk '{disk.name}' is not ready.")
+    blobdata.refuse_while_exported(world, disk, "Attaching it to a VM")
     _check_zone(disk, zones)
     return disk
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.transport import HttpTransport
 from azure.core.polling import LROPoller
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.compute import models as compute
@@ -207,9 +208,13 @@ class ArmComputeGateway:
         """
         group, name = _locate(snapshot_id, SNAPSHOT_TYPE)
         log = ResponseLog()
-        try:
+
+        def delete() -> None:
             with translated(f"delete snapshot {group}/{name}"):
                 self._compute.snapshots.begin_delete(group, name, raw_response_hook=log).result()
+
+        try:
+            self._revoking_if_refused(snapshot_id, delete)
         except NotFoundError:
             return False
         return not _already_gone(log)
@@ -269,10 +274,29 @@ class ArmComputeGateway:
         try:
             yield SasDisk(access.access_sas, self._ca_bundle)
         finally:
-            with translated(f"revoke read access to {group}/{name}"):
-                operations.begin_revoke_access(
-                    group, name, polling_interval=ACCESS_POLL_SECONDS
-                ).result()
+            self._revoke_access(resource_id)
+
+    def _revoke_access(self, resource_id: str) -> None:
+        """endGetAccess, waited on; Azure accepts it when no access is granted, so it converges."""
+        operations, group, name = self._access_operations(resource_id)
+        with translated(f"revoke read access to {group}/{name}"):
+            operations.begin_revoke_access(
+                group, name, polling_interval=ACCESS_POLL_SECONDS
+            ).result()
+
+    def _revoking_if_refused(self, resource_id: str, delete: Callable[[], None]) -> None:
+        """Delete, and once more after endGetAccess if Azure refused (OperationNotAllowed).
+
+        A worker killed between beginGetAccess and endGetAccess leaves the disk or snapshot in
+        the ActiveSAS state, which Azure does not delete until access is revoked
+        (Azure/azure-cli#6927; the simulator refuses likewise)."""
+        try:
+            delete()
+        except PermanentError as error:
+            if "OperationNotAllowed" not in str(error):
+                raise
+            self._revoke_access(resource_id)
+            delete()
 
     def _access_operations(self, resource_id: str) -> tuple[Any, str, str]:
         """The disks' or the snapshots' operations for a disk or snapshot id."""
@@ -634,9 +658,16 @@ class ArmComputeGateway:
             DISK_TYPE: self._compute.disks.begin_delete,
         }
         log = ResponseLog()
-        try:
+
+        def delete() -> None:
             with translated(f"delete {kind.rsplit('/', 1)[-1]} {group}/{name}"):
                 deleters[kind](group, name, polling=False, raw_response_hook=log)
+
+        try:
+            if kind == DISK_TYPE:
+                self._revoking_if_refused(resource_id, delete)
+            else:
+                delete()
         except NotFoundError:
             return None
         response = log.last("DELETE")
@@ -723,9 +754,12 @@ class ArmComputeGateway:
         )
 
 
-def gateway_from_settings(settings: Settings) -> ArmComputeGateway:
-    """The gateway on clients built from settings (the composition root calls this)."""
-    return ArmComputeGateway(arm_clients(settings), settings.subscription_id)
+def gateway_from_settings(
+    settings: Settings, transport: Callable[..., HttpTransport[Any, Any]] | None = None
+) -> ArmComputeGateway:
+    """The gateway on clients built from settings (the composition root calls this; the local
+    stack passes its own `transport`)."""
+    return ArmComputeGateway(arm_clients(settings, transport=transport), settings.subscription_id)
 
 
 # --- SDK models to records -------------------------------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.pipeline.transport import HttpTransport
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
@@ -118,7 +120,11 @@ def credential_from_settings(settings: Settings) -> TokenCredential:
     raise SettingsError(f"credential kind {settings.credential!r} is not known")
 
 
-def arm_clients(settings: Settings, credential: TokenCredential | None = None) -> ArmClients:
+def arm_clients(
+    settings: Settings,
+    credential: TokenCredential | None = None,
+    transport: Callable[..., HttpTransport[Any, Any]] | None = None,
+) -> ArmClients:
     """Build the Compute, Network and Resources clients for the endpoint the settings name.
 
     The token scope follows the endpoint (so sovereign clouds work), the simulator's CA bundle is
@@ -140,10 +146,15 @@ def arm_clients(settings: Settings, credential: TokenCredential | None = None) -
         options["connection_verify"] = settings.ca_bundle
     token = credential or credential_from_settings(settings)
     subscription = settings.subscription_id
+
+    def client_options() -> dict[str, Any]:
+        # a transport of its own for each client, configured as the SDK would its default one
+        return options if transport is None else {**options, "transport": transport(**options)}
+
     return ArmClients(
-        compute=ComputeManagementClient(token, subscription, **options),
-        network=NetworkManagementClient(token, subscription, **options),
-        resources=ResourceManagementClient(token, subscription, **options),
+        compute=ComputeManagementClient(token, subscription, **client_options()),
+        network=NetworkManagementClient(token, subscription, **client_options()),
+        resources=ResourceManagementClient(token, subscription, **client_options()),
         credential=token,
         scope=options["credential_scopes"][0],
         ca_bundle=settings.ca_bundle,

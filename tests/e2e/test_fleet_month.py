@@ -276,6 +276,39 @@ def test_every_backup_of_a_daily_verified_vm_passed_its_next_verification_run(mo
                 assert backup.verification is VerificationState.PASSED, backup.backup_id
 
 
+def test_every_verification_read_each_disk_it_restored(month: Stack) -> None:
+    """A pass means each disk was read: a partition table, a known file system on the OS disk."""
+    raw = _raw_vms(month)
+    os_file_systems: set[str] = set()
+    read = 0
+    for vm, _ in _protected(month):
+        rows = month.services.catalog.verifications(vm.key, now=month.clock.now(), days=31)
+        read += len(rows)
+        data = raw[vm.name]["properties"]["storageProfile"]["dataDisks"]
+        roles = {"os"} | {f"lun{d['lun']}" for d in data}
+        for row in rows:
+            assert row.success, (vm.name, row.error_message)
+            assert row.disk_readable is True
+            assert {d.role for d in row.disks} == roles, (vm.name, row.id)
+            for disk in row.disks:
+                assert disk.table in ("gpt", "mbr"), (vm.name, disk)
+                assert disk.bytes_read > 0
+                assert disk.failures == ()
+            os_disk = next(d for d in row.disks if d.role == "os")
+            os_file_systems |= {p.file_system for p in os_disk.partitions if p.file_system}
+    assert read >= 30
+    assert os_file_systems >= {"NTFS", "ext4", "XFS"}
+
+
+def test_a_healthy_fleet_measures_its_churn_and_raises_no_anomaly(month: Stack) -> None:
+    measured = 0
+    for vm, _ in _protected(month):
+        for backup in _history(month, vm):
+            assert not backup.anomaly, (vm.name, backup.backup_id)
+            measured += backup.changed_bytes is not None
+    assert measured >= 300, "a month of daily backups, each with its page-range diff"
+
+
 def test_dr_tests_are_recorded_with_rto_and_phases(month: Stack) -> None:
     tested = [(vm, p) for vm, p in _protected(month) if p.drtest is not Cadence.OFF]
     assert tested

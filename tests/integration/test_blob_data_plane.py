@@ -234,6 +234,24 @@ class TestTheSas:
             blob.get_blob_properties()
         assert getattr(raised.value, "error_code", None) == StorageErrorCode.AUTHENTICATION_FAILED
 
+    def test_an_exported_snapshot_is_not_deleted_until_access_is_revoked(
+        self, server: ArmServer
+    ) -> None:
+        _snapshot(server, "s1", "db-01-data0")
+        snapshots = compute(server).snapshots
+        _grant(server, "s1", seconds=600, snapshot=True)
+        assert snapshots.get(BACKUP, "s1").disk_state == "ActiveSAS"
+        server.sim.clock.advance(3600)  # expiry does not end ActiveSAS: only endGetAccess does
+        with pytest.raises(HttpResponseError) as refused:
+            snapshots.begin_delete(BACKUP, "s1", polling=False)
+        error = refused.value.error
+        assert (refused.value.status_code, error and error.code) == (409, "OperationNotAllowed")
+        snapshots.begin_revoke_access(BACKUP, "s1").result()
+        assert snapshots.get(BACKUP, "s1").disk_state == "Unattached"
+        snapshots.begin_delete(BACKUP, "s1", polling=False)
+        server.sim.clock.advance(server.sim.durations.snapshot_delete_seconds)
+        assert [s.name for s in snapshots.list_by_resource_group(BACKUP)] == []
+
     def test_a_sas_past_its_expiry_is_refused(self, server: ArmServer) -> None:
         blob = _blob(server, _grant(server, "db-01-data0", seconds=600))
         _read(blob, 0, 512)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import GrantAccessData
 from azure.mgmt.network import NetworkManagementClient
 
 from local.armsim import ArmServer, ArmSimulator, FaultRule
@@ -110,6 +112,14 @@ def snapshot_of(gateway: ComputeGateway, sim: ArmSimulator, vm: VM, role: str = 
     )
     settle(sim, accepted)
     return accepted.resource_id
+
+
+def _leave_exported(armsim: ArmServer, group: str, name: str, snapshot: bool = False) -> None:
+    """A read grant nobody revokes, as a worker killed inside `read_access` leaves one."""
+    client = ComputeManagementClient(OwnerToken(), SUB, **sdk_options(armsim))
+    operations = client.snapshots if snapshot else client.disks
+    grant = GrantAccessData(access="Read", duration_in_seconds=600)
+    operations.begin_grant_access(group, name, grant).result()
 
 
 def writes_to(sim: ArmSimulator, path_part: str) -> list[tuple[str, int]]:
@@ -372,6 +382,46 @@ class TestDisks:
             ("DELETE", 202),
             ("DELETE", 204),
         ]
+
+    def test_a_disk_a_killed_worker_left_exported_is_revoked_then_deleted(
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM, armsim: ArmServer
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web)
+        accepted = gateway.begin_disk_from_snapshot(
+            name="verify-os",
+            resource_group=DRTEST,
+            region="eastus",
+            snapshot_id=snapshot_id,
+            sku="Premium_LRS",
+            zone=None,
+            tags={},
+        )
+        settle(sim, accepted)
+        _leave_exported(armsim, DRTEST, "verify-os")  # a worker died before endGetAccess
+        sim.advance(3600)  # the SAS expired; the disk stays ActiveSAS until endGetAccess
+        assert gateway.begin_delete(accepted.resource_id) is not None
+        assert [(m, s) for m, s in writes_to(sim, "/disks/verify-os") if m != "PUT"] == [
+            ("POST", 202),  # beginGetAccess
+            ("DELETE", 409),
+            ("POST", 202),  # endGetAccess
+            ("DELETE", 202),
+        ]
+
+    def test_a_snapshot_left_exported_is_revoked_then_deleted(
+        self, gateway: ComputeGateway, sim: ArmSimulator, web: VM, armsim: ArmServer
+    ) -> None:
+        snapshot_id = snapshot_of(gateway, sim, web)
+        _leave_exported(armsim, BACKUPS, "snap-web-01-os", snapshot=True)
+        assert gateway.delete_snapshot(snapshot_id) is True
+        assert [m for m, s in writes_to(sim, "/snapshots/snap-web-01-os")] == [
+            "PUT",
+            "POST",
+            "DELETE",
+            "POST",
+            "DELETE",
+        ]
+        with pytest.raises(NotFoundError):
+            gateway.get_snapshot(snapshot_id)
 
     def test_begin_delete_refuses_what_it_does_not_delete_before_any_request(
         self, gateway: ComputeGateway, sim: ArmSimulator
