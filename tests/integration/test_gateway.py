@@ -114,6 +114,21 @@ def snapshot_of(gateway: ComputeGateway, sim: ArmSimulator, vm: VM, role: str = 
     return accepted.resource_id
 
 
+def _verify_disk(gateway: ComputeGateway, sim: ArmSimulator, vm: VM, zone: str | None) -> Accepted:
+    """A Premium disk "verify-os" restored from a snapshot of the VM's OS disk, created."""
+    accepted = gateway.begin_disk_from_snapshot(
+        name="verify-os",
+        resource_group=DRTEST,
+        region="eastus",
+        snapshot_id=snapshot_of(gateway, sim, vm),
+        sku="Premium_LRS",
+        zone=zone,
+        tags={},
+    )
+    settle(sim, accepted)
+    return accepted
+
+
 def _leave_exported(armsim: ArmServer, group: str, name: str, snapshot: bool = False) -> None:
     """A read grant nobody revokes, as a worker killed inside `read_access` leaves one."""
     client = ComputeManagementClient(OwnerToken(), SUB, **sdk_options(armsim))
@@ -357,17 +372,7 @@ class TestDisks:
     def test_begin_delete_of_a_disk_returns_at_once_and_a_repeat_once_it_is_gone_is_none(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
-        snapshot_id = snapshot_of(gateway, sim, web)
-        accepted = gateway.begin_disk_from_snapshot(
-            name="verify-os",
-            resource_group=DRTEST,
-            region="eastus",
-            snapshot_id=snapshot_id,
-            sku="Premium_LRS",
-            zone="1",
-            tags={},
-        )
-        settle(sim, accepted)
+        accepted = _verify_disk(gateway, sim, web, zone="1")
         assert gateway.get_disk(accepted.resource_id).zone == "1"
         deleting = gateway.begin_delete(accepted.resource_id)
         assert deleting is not None
@@ -386,17 +391,7 @@ class TestDisks:
     def test_a_disk_a_killed_worker_left_exported_is_revoked_then_deleted(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM, armsim: ArmServer
     ) -> None:
-        snapshot_id = snapshot_of(gateway, sim, web)
-        accepted = gateway.begin_disk_from_snapshot(
-            name="verify-os",
-            resource_group=DRTEST,
-            region="eastus",
-            snapshot_id=snapshot_id,
-            sku="Premium_LRS",
-            zone=None,
-            tags={},
-        )
-        settle(sim, accepted)
+        accepted = _verify_disk(gateway, sim, web, zone=None)
         _leave_exported(armsim, DRTEST, "verify-os")  # a worker died before endGetAccess
         sim.advance(3600)  # the SAS expired; the disk stays ActiveSAS until endGetAccess
         assert gateway.begin_delete(accepted.resource_id) is not None
