@@ -78,13 +78,17 @@ def local_stack(
     table_prefix: str = "",
     settings: Mapping[str, str] | None = None,
     at_least_once: bool = False,
+    page_size: int = 100,
 ) -> Iterator[Stack]:
     """Run the app against a seeded simulator and Azurite until the block ends
-    (`at_least_once`: the host runs every successful activity twice, as redelivery may)."""
+    (`at_least_once`: the host runs every successful activity twice, as redelivery may;
+    `page_size`: items per page of the simulator's lists, ARM's 100 by default)."""
     from function_app import build_app
 
     clock = VirtualClock(start)
-    simulator = ArmSimulator(clock=clock, fleet=fleet, durations=durations or Durations())
+    simulator = ArmSimulator(
+        clock=clock, fleet=fleet, durations=durations or Durations(), page_size=page_size
+    )
     with ExitStack() as stack:
         server = stack.enter_context(simulator.serve())
         tables = azurite or stack.enter_context(running_azurite())

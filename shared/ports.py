@@ -40,6 +40,7 @@ class Accepted(JsonRecord):
 
     resource_id: str
     poll_after_seconds: float
+    writes_remaining: int | None = None  # x-ms-ratelimit-remaining-subscription-writes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +188,10 @@ class ComputeGateway(Protocol):
 
     def list_vms(self) -> list[VM]:
         """Every VM in the subscription with its managed disks and tags: one paged list."""
+        ...
+
+    def list_vms_page(self, page: str | None) -> tuple[list[VM], str | None]:
+        """One page of VMs from `page` (None: the first) and the next page's token, or None."""
         ...
 
     def get_vm(self, resource_group: str, name: str) -> VM:

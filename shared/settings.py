@@ -59,8 +59,9 @@ class Settings:
     # A backup still not copied to its DR region this long after it was taken needs an operator
     # (`status`, the report); the replication alert fires on the same target.
     replication_lag_target_seconds: int = REPLICATION_LAG_TARGET_SECONDS
-    # Upper bound of VMs backed up in parallel by one fleet run.
-    fleet_batch_size: int = 10
+    # Upper bound of VMs backed up in parallel by one fleet run (a page of the VM list); ARM's
+    # write bucket paces them (shared/domain/pacing.py). Failovers restore this many at a time.
+    fleet_batch_size: int = 100
     # Seconds between polls of a long-running Azure operation when Azure gives no Retry-After.
     lro_poll_seconds: float = 5.0
     # Finished workflow instances older than this are purged from the task hub, which otherwise

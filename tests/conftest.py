@@ -22,6 +22,15 @@ settings.register_profile(
 settings.load_profile("shared-machine")
 
 
+# The longest file runs first: with `--dist loadfile` files go to workers in collection order,
+# and the month run alone takes most of the suite's wall time.
+FIRST = "tests/e2e/test_fleet_month.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != FIRST)
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     """A real Azurite table service on a free loopback port, for this test session."""

@@ -42,8 +42,10 @@ SNAPSHOT_FAILED = "Failed"
 
 
 def list_due_vms(payload: Payload, svc: Services) -> Payload:
-    """One paged list of the subscription's VMs -> those whose schedule is due at `now` and
-    whose slot this run (`owner`) claimed; a slot another run holds is under way, not due.
+    """One page of the subscription's VMs (`page`; None: the first) -> those whose schedule is
+    due at `now` and whose slot this run (`owner`) claimed; a slot another run holds is under
+    way, not due. Each due VM says how many ARM writes (a snapshot PUT per disk) and reads its
+    backup sends, and `next_page` where the list goes on.
 
     Also reports each protected VM's RPO, every misconfigured policy tag, and every VM whose
     policy asks for backups of disks Azure cannot snapshot (never backed up, with the reasons).
@@ -55,7 +57,8 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     due: list[Payload] = []
     misconfigured: list[Payload] = []
     not_protectable: list[Payload] = []
-    for vm in svc.gateway.list_vms():
+    vms, next_page = svc.gateway.list_vms_page(payload.get("page"))
+    for vm in vms:
         try:
             policy = policy_for(vm, svc.settings.regions)
         except PolicyError as error:
@@ -97,15 +100,25 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
                 "slot": slot.isoformat(),
                 "owner": owner,
                 "generation": claim.generation,
+                "writes": len(vm.disks),
+                "reads": _reads(vm, policy.replicate),
             }
         )
     return {
         "due": due,
+        "next_page": next_page,
         "under_way": under_way,
         "misconfigured": misconfigured,
         "not_protectable": not_protectable,
         "batch_size": svc.settings.fleet_batch_size,
     }
+
+
+def _reads(vm: VM, replica_region: str | None) -> int:
+    """ARM reads one VM's backup sends (the fleet run paces by them): the VM (read by the
+    backup and by retention), each NIC, a poll per snapshot, and retention's list of each
+    DR-test group it looks in (the VM's region's and its replica region's)."""
+    return 2 + len(vm.nic_ids) + len(vm.disks) + (2 if replica_region else 1)
 
 
 def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
@@ -239,7 +252,17 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     if answered != refs:  # the catalog keeps the ids as Azure answered them
         svc.catalog.update_backup(vm.key, backup_id, snapshots=answered)
     poll_after = max(done.poll_after_seconds for done in accepted)
-    return {"vm_key": vm.key, "backup_id": backup_id, "state": "creating", "poll_after": poll_after}
+    told = [done.writes_remaining for done in accepted if done.writes_remaining is not None]
+    return {
+        "vm_key": vm.key,
+        "backup_id": backup_id,
+        "state": "creating",
+        "poll_after": poll_after,
+        # ARM's count of write tokens left after these PUTs, and when (the fleet run's pacing).
+        "writes": {"remaining": min(told), "seen_at": svc.clock.now().isoformat()}
+        if told
+        else None,
+    }
 
 
 def _snapshot_id(svc: Services, group: str, name: str) -> str:

@@ -15,9 +15,10 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.paging import PageIterator
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.polling import LROPoller
@@ -53,6 +54,7 @@ DISK_TYPE: Final = "Microsoft.Compute/disks"
 SNAPSHOT_TYPE: Final = "Microsoft.Compute/snapshots"
 NIC_TYPE: Final = "Microsoft.Network/networkInterfaces"
 ACCESS_POLL_SECONDS: Final = 2  # a read SAS is granted in seconds
+REMAINING_WRITES: Final = "x-ms-ratelimit-remaining-subscription-writes"
 # Seconds until a started operation is worth reading again, when Azure sends no Retry-After.
 EXPECTED_SECONDS: Final = {
     "snapshot": 15.0,
@@ -125,6 +127,18 @@ class ArmComputeGateway:
         """Every VM in the subscription with its managed disks and tags: one paged list."""
         with translated("list VMs"):
             return [_vm(item) for item in self._compute.virtual_machines.list_all()]
+
+    def list_vms_page(self, page: str | None) -> tuple[list[VM], str | None]:
+        """One page of the subscription's VMs (`page` None: the first) and the next page's
+        token (None after the last): a fleet run reads the list a page at a time."""
+        with translated("list VMs"):
+            # by_page is declared an Iterator; its PageIterator also holds the next page's token.
+            pages = cast(
+                "PageIterator[compute.VirtualMachine]",
+                self._compute.virtual_machines.list_all().by_page(continuation_token=page),
+            )
+            vms = [_vm(item) for item in next(pages)]
+            return vms, pages.continuation_token
 
     def get_vm(self, resource_group: str, name: str) -> VM:
         """One VM with its disks and tags, and its Hyper-V generation from the instance view
@@ -724,10 +738,15 @@ class ArmComputeGateway:
         with translated(f"start {kind} {rid}"):
             start(polling=False, raw_response_hook=log)
         response = log.last("PUT")
+        remaining = _remaining_writes(response)
         if _provisioned(response):  # Microsoft.Network sends Retry-After even on a done 200
-            return Accepted(resource_id=rid, poll_after_seconds=0.0)
+            return Accepted(resource_id=rid, poll_after_seconds=0.0, writes_remaining=remaining)
         delay = retry_after_seconds(response.headers) if response is not None else None
-        return Accepted(resource_id=rid, poll_after_seconds=delay or EXPECTED_SECONDS[kind])
+        return Accepted(
+            resource_id=rid,
+            poll_after_seconds=delay or EXPECTED_SECONDS[kind],
+            writes_remaining=remaining,
+        )
 
     def _operation_path(self, url: str) -> str:
         """The path and query of a Compute operation URL in this subscription, or a clear error.
@@ -752,6 +771,12 @@ class ArmComputeGateway:
             type=kind,
             name=name,
         )
+
+
+def _remaining_writes(response: HttpResponse | None) -> int | None:
+    """ARM's count of write tokens left in the subscription's bucket, when it sent one."""
+    value = None if response is None else response.headers.get(REMAINING_WRITES)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def gateway_from_settings(

@@ -12,6 +12,8 @@ Tables and keys (DESIGN.md "State"; keys escaped by `entities.table_key`):
 | claims          | vm_key       | the work claimed (e.g. backup~<backup id>),   |
 |                 |              | or "manual-requests" (the hourly limit)       |
 | retention       | vm_key       | "state": what retention remembers of the VM   |
+| latestbackups   | "*"          | vm_key: summary of its newest completed       |
+|                 |              | backup (or none); "~built": index is whole    |
 
 A VM's backups are few, so they are read whole and ordered newest first here; verifications
 and DR tests grow without bound, so their RowKeys invert time and one partition already reads
@@ -20,6 +22,13 @@ newest first. Rows from several partitions are merged and ordered here.
 Writes replace whole rows on deterministic keys, so a retried step rewrites the same row and a
 field set back to None loses its column. Every filter is built with `parameters=`, never by
 formatting a value into the text. SDK errors leave as the errors in `shared/errors.py`.
+
+`latestbackups` is an index kept on the write path so that a fleet run reads one partition of
+one row per VM, not every completed backup ever taken. After every backup write, one step reads
+the VM's index row, then the backup rows it needs, then writes the row back under the ETag read,
+even unchanged: a step racing with older reads then fails its write and starts over, so the step
+that lands last read the newest rows. A VM with no row yet is computed from its whole partition;
+a catalog written before the index is indexed once from a full scan, then marked "~built".
 """
 
 from __future__ import annotations
@@ -79,6 +88,8 @@ CLAIMS = "claims"
 MANUAL_REQUESTS = "manual-requests"  # the claims row counting a VM's manual requests
 RETENTION = "retention"
 RETENTION_ROW = "state"
+LATEST_BACKUPS = "latestbackups"
+INDEX_BUILT = "~built"  # the index row saying every VM is indexed (a vm_key is never "~...")
 
 FLEET = "*"
 # What a fleet run needs of each VM's newest backup; the snapshot list is the bulk of a row.
@@ -99,6 +110,8 @@ SUMMARY_COLUMNS = [
     "verified_at",
     "size_gb",
 ]
+_SUMMARY = frozenset(SUMMARY_COLUMNS)
+_INDEX_PK = table_key(FLEET)
 # A table transaction holds at most 100 operations, all in one partition.
 BATCH_LIMIT = 100
 # Attempts of one update_backup before it gives up on a row that keeps changing under it.
@@ -172,6 +185,7 @@ class TableCatalog:
     def save_backup(self, backup: Backup) -> None:
         """Upsert a backup on its deterministic key (a retried step rewrites the same row)."""
         self._upsert(BACKUPS, to_entity(backup, backup.vm_key, backup.backup_id))
+        self._index_backup(backup.vm_key, backup.backup_id)
 
     def get_backup(self, vm_key: str, backup_id: str) -> Backup | None:
         entity = self._get(BACKUPS, vm_key, backup_id)
@@ -212,7 +226,8 @@ class TableCatalog:
             entity = self._get(BACKUPS, vm_key, backup_id)
             if entity is None:
                 raise NotFoundError(f"backup {backup_id} of {vm_key} is not in the catalog")
-            current = from_entity(Backup, entity).to_dict()
+            before = from_entity(Backup, entity)
+            current = before.to_dict()
             current.update(_json_form(changes))
             updated = Backup.from_dict(current)
             try:
@@ -225,6 +240,8 @@ class TableCatalog:
                     )
             except ResourceModifiedError:
                 continue
+            if BackupState.COMPLETED in (before.state, updated.state):  # else not indexed
+                self._index_backup(vm_key, backup_id)
             return updated
         raise TransientError(
             f"backup {backup_id} of {vm_key} changed under {UPDATE_ATTEMPTS} updates in a row"
@@ -233,7 +250,36 @@ class TableCatalog:
     def latest_backups(self) -> dict[str, Backup]:
         """The newest completed backup of every VM (their RPO), without its snapshot list.
 
-        Every fleet run reads this, so it reads only the summary columns."""
+        Every fleet run reads this, so it reads the index's one partition, whatever the history;
+        a catalog from before the index is indexed first (once)."""
+        rows = self._index_rows()
+        if INDEX_BUILT not in rows:
+            self._build_index(rows)
+            rows = self._index_rows()
+        indexed = [from_entity(Backup, row) for row in rows.values() if "backup_id" in row]
+        return {backup.vm_key: backup for backup in sorted(indexed, key=lambda b: b.vm_key)}
+
+    def _index_rows(self) -> dict[str, TableEntity]:
+        """The index partition by RowKey: VMs' rows and the "built" marker."""
+        client = self._table(LATEST_BACKUPS)
+        with _azure_errors(f"query {LATEST_BACKUPS}"):
+            rows = client.query_entities("PartitionKey eq @fleet", parameters={"fleet": _INDEX_PK})
+            return {row["RowKey"]: row for row in rows}
+
+    def _build_index(self, rows: dict[str, TableEntity]) -> None:
+        """Index the VMs that have no row yet from one full scan, then mark the index built.
+
+        The scan is read after `rows`, and a row is only created where there was none, so a
+        writer's step that got there first (it read later rows) is kept; runs twice harmlessly."""
+        client = self._table(LATEST_BACKUPS)
+        for vm_key, backup in self._scan_latest_backups().items():
+            if table_key(vm_key) not in rows:
+                with contextlib.suppress(ResourceExistsError), _azure_errors("build index"):
+                    client.create_entity(_index_entity(vm_key, backup))
+        self._upsert(LATEST_BACKUPS, {"PartitionKey": _INDEX_PK, "RowKey": INDEX_BUILT})
+
+    def _scan_latest_backups(self) -> dict[str, Backup]:
+        """The newest completed backup of every VM from every completed row (a full scan)."""
         latest: dict[str, Backup] = {}
         completed = BackupState.COMPLETED.value
         rows = self._query(
@@ -243,7 +289,53 @@ class TableCatalog:
             known = latest.get(backup.vm_key)
             if known is None or _backup_age(backup) > _backup_age(known):
                 latest[backup.vm_key] = backup
-        return dict(sorted(latest.items()))
+        return latest
+
+    def _index_backup(self, vm_key: str, backup_id: str) -> None:
+        """Bring the VM's index row up to date after a write of one of its backups.
+
+        Read the row, then the backups, then write under the ETag read (see the module notes);
+        a lost race reads everything again."""
+        for _ in range(UPDATE_ATTEMPTS):
+            seen = self._get(LATEST_BACKUPS, FLEET, vm_key)
+            row = self._next_index_row(vm_key, backup_id, seen)
+            if self._write_unless_changed(LATEST_BACKUPS, seen, row):
+                return
+        raise TransientError(f"index of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
+
+    def _next_index_row(
+        self, vm_key: str, backup_id: str, seen: TableEntity | None
+    ) -> dict[str, Any]:
+        """The VM's index row once `backup_id` is as it is now, given the row as read (`seen`).
+
+        The written backup replaces the indexed one when completed and at least as new; when
+        the indexed one stops being completed (or gets older), the partition decides again."""
+        if seen is None:  # not indexed yet, maybe written before the index: ask the partition
+            return _index_entity(vm_key, self._newest_completed(vm_key))
+        indexed = from_entity(Backup, seen) if "backup_id" in seen else None
+        entity = self._get(BACKUPS, vm_key, backup_id, select=SUMMARY_COLUMNS)
+        written = None if entity is None else from_entity(Backup, entity)
+        if (
+            written is not None
+            and written.state is BackupState.COMPLETED
+            and (indexed is None or _backup_age(written) >= _backup_age(indexed))
+        ):
+            return _index_entity(vm_key, written)
+        if indexed is not None and indexed.backup_id == backup_id:
+            return _index_entity(vm_key, self._newest_completed(vm_key))
+        return dict(seen)  # unchanged, but still written: see _index_backup
+
+    def _newest_completed(self, vm_key: str) -> Backup | None:
+        """The VM's newest completed backup (summary columns), from its own partition."""
+        backups = self._query(
+            Backup,
+            BACKUPS,
+            "PartitionKey eq @vm and state eq @state",
+            select=SUMMARY_COLUMNS,
+            vm=table_key(vm_key),
+            state=BackupState.COMPLETED.value,
+        )
+        return max(backups, key=_backup_age, default=None)
 
     def backups_needing_replication(self) -> list[Backup]:
         """Completed backups with a target region whose replica is missing or failed, oldest first.
@@ -575,11 +667,15 @@ class TableCatalog:
                 with _azure_errors(f"write {table}"):
                     client.submit_transaction(operations)
 
-    def _get(self, table: str, partition: str, row: str) -> TableEntity | None:
-        """The entity (with its ETag in .metadata), or None."""
+    def _get(
+        self, table: str, partition: str, row: str, *, select: list[str] | None = None
+    ) -> TableEntity | None:
+        """The entity (with its ETag in .metadata; only the `select` columns if given), or None."""
         try:
             with _azure_errors(f"read {table}"):
-                return self._table(table).get_entity(table_key(partition), table_key(row))
+                return self._table(table).get_entity(
+                    table_key(partition), table_key(row), select=select
+                )
         except NotFoundError:
             return None
 
@@ -622,6 +718,13 @@ class TableCatalog:
             query += " and PartitionKey eq @vm"
             parameters["vm"] = table_key(vm_key)
         return self._query(cls, table, query, **parameters)
+
+
+def _index_entity(vm_key: str, backup: Backup | None) -> dict[str, Any]:
+    """A VM's index row: the summary columns of its newest completed backup, or keys only."""
+    entity = {} if backup is None else to_entity(backup, FLEET, vm_key)
+    summary = {name: v for name, v in entity.items() if name.partition("__")[0] in _SUMMARY}
+    return {"PartitionKey": _INDEX_PK, "RowKey": table_key(vm_key), **summary}
 
 
 def _job_entity(job: ReplicationJob) -> dict[str, Any]:

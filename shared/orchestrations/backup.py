@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.domain import names
+from shared.domain import names, pacing
+from shared.domain.pacing import Bucket
 from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
 
 SNAPSHOT_TIMEOUT = timedelta(hours=1)
 
 
 def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
-    """List the fleet once, claim each due VM's slot, and back up what this run claimed as its
-    own sub-orchestrations, in batches.
-
-    The claim (in the catalog, taken by `list_due_vms`) is what keeps an overlapping or
-    catch-up run from backing a slot up twice; the engine deduplicates nothing here. Only keys
-    and counts pass through this instance's history, whatever the fleet's size.
+    """The first version, kept registered, unchanged, until none of its instances is Pending or
+    Running; the timer starts `fleet_backup_v2`. It lists the fleet once, claims each due VM's
+    slot, and backs up what it claimed as its own sub-orchestrations, in batches.
     """
     now = context.current_utc_datetime
     found = yield context.call_activity_with_retry(
@@ -34,6 +33,97 @@ def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
         # Absent from what list_due_vms answered before it reported them (older histories).
         "not_protectable": found.get("not_protectable", []),
     }
+
+
+def fleet_backup_v2(context: Context) -> Generator[Any, Any, Payload | None]:
+    """One page of the subscription's VM list per execution: claim each due VM's slot, back up
+    what this run claimed in waves ARM's token buckets pay for, then continue as new with the
+    next page.
+
+    The claim (in the catalog, taken by `list_due_vms`) is what keeps an overlapping or
+    catch-up run from backing a slot up twice; the engine deduplicates nothing here. Each
+    execution's history holds one page, so replaying it costs the same at any fleet size; the
+    input carries the tick's time, the next page, the buckets and the totals so far.
+    """
+    run: Payload = context.get_input() or {}
+    now = run.get("now") or context.current_utc_datetime.isoformat()
+    found = yield context.call_activity_with_retry(
+        "list_due_vms", RETRY, {"now": now, "owner": context.instance_id, "page": run.get("page")}
+    )
+    at = context.current_utc_datetime
+    kept = run.get("buckets") or {}
+    buckets = {
+        "writes": pacing.writes(at, kept.get("writes")),
+        "reads": pacing.reads(at, kept.get("reads")),
+    }
+    outcome = yield from _paced(context, found["due"], found["batch_size"], buckets)
+    totals = _totals(run.get("totals"), outcome, found)
+    if found.get("next_page"):
+        context.continue_as_new(
+            {
+                "now": now,
+                "page": found["next_page"],
+                "buckets": {kind: bucket.to_payload() for kind, bucket in buckets.items()},
+                "totals": totals,
+            }
+        )
+        return None
+    return totals
+
+
+def _paced(
+    context: Context, due: list[Payload], batch_size: int, buckets: dict[str, Bucket]
+) -> Generator[Any, Any, Payload]:
+    """Start backups in waves of at most `batch_size`, each once both buckets hold what its
+    VMs will send (each due item says its `writes` and `reads`); Azure's count of write tokens
+    left corrects the model. `buckets` is left as the last wave took it.
+
+    A wave is awaited before the next starts: with the real executor, sub-orchestrations
+    created before a timer's yield were only sent with the later yield that awaited them, so
+    overlapping waves would take a task_any over running children."""
+    counts: Counter[str] = Counter()
+    start = 0
+    while start < len(due):
+        window = due[start : start + batch_size]
+        wait = max(
+            bucket.wait_for(window[0][kind], context.current_utc_datetime)
+            for kind, bucket in buckets.items()
+        )
+        if wait:
+            yield context.create_timer(context.current_utc_datetime + wait)
+        now = context.current_utc_datetime
+        wave = window[
+            : min(
+                bucket.largest_start([item[kind] for item in window], now)
+                for kind, bucket in buckets.items()
+            )
+        ]
+        for kind, bucket in buckets.items():
+            buckets[kind] = bucket.take(sum(item[kind] for item in wave), now)
+        results: list[Payload] = []
+        outcome = yield from fan_out(context, "vm_backup", wave, _instance_id, len(wave), results)
+        counts.update({state: n for state, n in outcome.items() if state != "total"})
+        for told in (r["writes"] for r in results if r.get("writes")):
+            buckets["writes"] = buckets["writes"].observed(
+                told["remaining"],
+                datetime.fromisoformat(told["seen_at"]),
+                context.current_utc_datetime,
+            )
+        start += len(wave)
+    return {"total": len(due), **counts}
+
+
+def _totals(before: Payload | None, outcome: Payload, found: Payload) -> Payload:
+    """This page's outcome added to the earlier pages'."""
+    totals: Payload = dict(
+        before or {"total": 0, "under_way": 0, "misconfigured": [], "not_protectable": []}
+    )
+    for state, count in outcome.items():
+        totals[state] = totals.get(state, 0) + count
+    totals["under_way"] += found["under_way"]
+    totals["misconfigured"] = [*totals["misconfigured"], *found["misconfigured"]]
+    totals["not_protectable"] = [*totals["not_protectable"], *found["not_protectable"]]
+    return totals
 
 
 def _instance_id(item: Payload) -> str:
@@ -69,8 +159,12 @@ def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
 
 
 def _back_up(context: Context, item: Payload, ref: Payload) -> Generator[Any, Any, Payload]:
+    """The backup's outcome, with Azure's count of write tokens left after its PUTs (the fleet
+    run paces by it)."""
+    seen: Payload = {}
     try:
         begun = yield context.call_activity_with_retry("begin_backup", RETRY, item)
+        seen = {"writes": begun.get("writes")}
         result = begun
         if begun["state"] == "creating":
             result = yield from poll(
@@ -97,9 +191,9 @@ def _back_up(context: Context, item: Payload, ref: Payload) -> Generator[Any, An
             )
         result = {"state": "completed"}
     elif result["state"] != "failed":
-        return dict(result)
+        return {**result, **seen}
     retention = yield from _retain(context, ref["vm_key"])
-    return {**result, "retention": retention}
+    return {**result, "retention": retention, **seen}
 
 
 def _retain(context: Context, vm_key: str) -> Generator[Any, Any, Payload]:

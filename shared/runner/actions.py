@@ -45,12 +45,17 @@ class Episode:
     # the flattened actions, at the end of `actions`, belong to it.
     awaited_kind: ActionType | None = None
     awaited_count: int = 0
+    # `continue_as_new` was called: the instance starts over with this input (JSON text).
+    continued: bool = False
+    new_input: str | None = None
 
 
 def read_state(state_text: str, error: str | None = None) -> Episode:
     """Parse the OrchestratorState JSON an orchestrator returned (or attached to its error)."""
     state = json.loads(state_text)
-    top = top_level(state.get("actions", []))
+    every = top_level(state.get("actions", []))
+    top = [action for action in every if kind(action) is not ActionType.CONTINUE_AS_NEW]
+    continued = next((a for a in every if kind(a) is ActionType.CONTINUE_AS_NEW), None)
     awaited = top[-1] if top else None
     return Episode(
         done=bool(state.get("isDone")) and error is None,
@@ -61,6 +66,8 @@ def read_state(state_text: str, error: str | None = None) -> Episode:
         has_custom_status="customStatus" in state,
         awaited_kind=None if awaited is None else kind(awaited),
         awaited_count=0 if awaited is None else len(flatten([awaited])),
+        continued=continued is not None and error is None,
+        new_input=None if continued is None else continued.get("input"),
     )
 
 

@@ -14,6 +14,10 @@ It plays the Durable extension's part on Azure Storage, and is as strict as it:
   top-level orchestrations but not for sub-orchestrations").
 - The timer after a retry's final failed attempt is due at once (DurableTask.Core
   `RetryInterceptor`); the SDK's RetryAbleTask waits for it before it fails the task.
+- `continue_as_new` starts the instance's next execution under the same id: a fresh history and
+  the new input; the outcome of anything the old execution started and never heard back from
+  (say, the loser of a task_any) is dropped, as DurableTask.AzureStorage drops messages addressed
+  to an earlier execution.
 - A custom status over 16 KB fails the orchestration (the extension's
   `DurableOrchestrationContext.SetCustomStatus`).
 - An activity past host.json's `functionTimeout` fails with the Functions host's timeout message,
@@ -428,6 +432,8 @@ class LocalDurableHost:
             inst.history += [*produced, h.orchestrator_completed(now)]
             if failure is not None:
                 self._finish(inst, "Failed", failure, now)
+            elif episode.continued:
+                self._continue_as_new(inst, episode.new_input, now)
             elif episode.done:
                 self._finish(inst, "Completed", episode.output, now)
             else:
@@ -666,6 +672,7 @@ class LocalDurableHost:
             created_at=now,
             parent_id=parent.instance_id if parent else None,
             parent_task_id=parent_task_id,
+            parent_execution=parent,
         )
         self._instances[instance_id] = inst
         self._deliver(inst, h.execution_started(now, name, input_text, inst.parent_id))
@@ -680,8 +687,8 @@ class LocalDurableHost:
         inst.timers.clear()
         result = json.dumps(output)
         inst.history.append(h.execution_completed(now, status, result))
-        parent = self._instances.get(inst.parent_id or "")
-        if parent is None or parent.status not in ACTIVE or inst.parent_task_id is None:
+        parent = inst.parent_execution
+        if parent is None or not self._live(parent) or inst.parent_task_id is None:
             return
         if status == "Completed":
             self._deliver(parent, h.sub_orchestration_completed(now, inst.parent_task_id, result))
@@ -689,6 +696,24 @@ class LocalDurableHost:
             self._deliver(
                 parent, h.sub_orchestration_failed(now, inst.parent_task_id, output, output)
             )
+
+    def _continue_as_new(self, inst: Instance, input_text: str | None, now: datetime) -> None:
+        """Replace the execution: same id, parent and creation time, a new history from
+        ExecutionStarted with the new input. The old execution's timers and calls no longer
+        reach it (`_live` compares the instance object)."""
+        inst.history.append(h.execution_completed(now, "ContinuedAsNew", None))
+        fresh = Instance(
+            instance_id=inst.instance_id,
+            name=inst.name,
+            input_text=input_text,
+            created_at=inst.created_at,
+            parent_id=inst.parent_id,
+            parent_task_id=inst.parent_task_id,
+            parent_execution=inst.parent_execution,
+            custom_status=inst.custom_status,
+        )
+        self._instances[inst.instance_id] = fresh
+        self._deliver(fresh, h.execution_started(now, inst.name, input_text, inst.parent_id))
 
     def _deliver(self, inst: Instance, event: h.Event) -> None:
         inst.inbox.append(event)

@@ -62,6 +62,9 @@ class Instance:
     created_at: datetime
     parent_id: str | None = None
     parent_task_id: int | None = None
+    # The parent's execution that started this one: a parent that continued as new is another
+    # execution and is never told (DTFx addresses the answer to the execution id).
+    parent_execution: Instance | None = None
     status: str = "Pending"
     output: Any = None
     custom_status: Any = None

@@ -82,7 +82,7 @@ def _in_azure(stack: Stack, vm_name: str = "") -> set[str]:
 
 
 def _one_fleet_run(stack: Stack) -> dict[str, Any]:
-    instance = stack.host.start("fleet_backup", instance_id="fleet-1")
+    instance = stack.host.start("fleet_backup_v2", instance_id="fleet-1")
     stack.host.run_until_idle()
     output: dict[str, Any] = stack.host.status(instance).output
     return output
@@ -203,7 +203,12 @@ def test_a_vm_with_no_managed_disks_is_not_protectable_and_nothing_is_recorded(
     stack: Stack,
 ) -> None:
     gateway = stack.services.gateway
-    _replace_gateway(stack, "list_vms", lambda: [_without_disks(v) for v in gateway.list_vms()])
+
+    def page_without_disks(page: str | None) -> tuple[list[VM], str | None]:
+        vms, next_page = gateway.list_vms_page(page)
+        return [_without_disks(v) for v in vms], next_page
+
+    _replace_gateway(stack, "list_vms_page", page_without_disks)
     output = _one_fleet_run(stack)
     assert output["not_protectable"] == [{"vm": "db-01", "vm_key": DB, "reason": NO_DISKS}]
     assert output["completed"] == 1

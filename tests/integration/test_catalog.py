@@ -8,11 +8,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
 import pytest
+from azure.core.pipeline import PipelineRequest
+from azure.data.tables import TableServiceClient
 
 from local.azurite import Azurite
-from shared.adapters.catalog import TableCatalog, catalog_from_settings
+from shared.adapters.catalog import SUMMARY_COLUMNS, TableCatalog, catalog_from_settings
+from shared.adapters.entities import from_entity, to_entity
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -370,6 +374,138 @@ class TestBackups:
         ):
             catalog.save_backup(record)
         assert catalog.unverified_backups() == [older, newer]
+
+
+def scan_latest(catalog: TableCatalog) -> dict[str, Backup]:
+    """The newest completed backup per VM by reading every backup row (what the index saves)."""
+    client = catalog.service.get_table_client(catalog.table_name("backups"))
+    newest: dict[str, Backup] = {}
+    for entity in client.query_entities("state eq 'completed'", select=SUMMARY_COLUMNS):
+        row = from_entity(Backup, entity)
+        known = newest.get(row.vm_key)
+        if known is None or (row.taken_at, row.backup_id) > (known.taken_at, known.backup_id):
+            newest[row.vm_key] = row
+    return dict(sorted(newest.items()))
+
+
+def counting(catalog: TableCatalog, azurite: Azurite) -> tuple[TableCatalog, list[str]]:
+    """The same tables through a client that notes the table of each request it sends."""
+    tables: list[str] = []
+
+    def note(request: PipelineRequest[Any]) -> None:
+        tables.append(urlparse(request.http_request.url).path.rsplit("/", 1)[-1].split("(")[0])
+
+    service = TableServiceClient.from_connection_string(
+        azurite.connection_string, raw_request_hook=note
+    )
+    return TableCatalog(service, prefix=catalog.table_name("")), tables
+
+
+class TestLatestBackupsIndex:
+    """latest_backups() reads one index row per VM, kept by every backup write."""
+
+    def test_the_index_answers_as_a_full_scan_after_every_write(
+        self, catalog: TableCatalog
+    ) -> None:
+        older, newer, newest = (
+            backup(WEB, ago(days=1)),
+            backup(WEB, ago(hours=2)),
+            backup(WEB, ago(hours=1), state=BackupState.CREATING),
+        )
+        db = backup(DB, ago(hours=3))
+        passed = VerificationState.PASSED
+        steps: list[tuple[Callable[[], object], dict[str, str]]] = [
+            (lambda: catalog.save_backup(newest), {}),
+            (lambda: catalog.save_backup(older), {WEB: older.backup_id}),
+            (lambda: catalog.save_backup(db), {DB: db.backup_id, WEB: older.backup_id}),
+            (lambda: catalog.save_backup(newer), {DB: db.backup_id, WEB: newer.backup_id}),
+            (lambda: catalog.update_backup(WEB, newer.backup_id, verification=passed), {}),
+            (lambda: catalog.save_backup(older), {WEB: newer.backup_id}),  # a step run again
+            (lambda: catalog.update_backup(WEB, newest.backup_id, state="completed"), {}),
+            (lambda: catalog.update_backup(WEB, newest.backup_id, state="soft_deleted"), {}),
+            (lambda: catalog.update_backup(WEB, newer.backup_id, state="deleted"), {}),
+            (lambda: catalog.update_backup(WEB, newer.backup_id, state="deleted"), {}),
+            (lambda: catalog.update_backup(WEB, older.backup_id, state="failed"), {}),
+            (lambda: catalog.update_backup(DB, db.backup_id, state="purging"), {}),
+        ]
+        answers = []
+        for write, expected in steps:
+            write()
+            latest = catalog.latest_backups()
+            assert latest == scan_latest(catalog)
+            answers.append({vm: b.backup_id for vm, b in latest.items()})
+            assert expected.items() <= answers[-1].items()
+        assert [a.get(WEB) for a in answers[4:]] == [
+            newer.backup_id,  # its verification changed: the index row follows
+            newer.backup_id,
+            newest.backup_id,
+            newer.backup_id,  # the newest went: back to the one before
+            older.backup_id,
+            older.backup_id,
+            None,  # none completed: the VM is gone from the answer
+            None,
+        ]
+        assert answers[-1] == {}
+        assert catalog.latest_backups() == {}
+
+    def test_latest_backups_reads_the_index_partition_only(
+        self, catalog: TableCatalog, azurite: Azurite
+    ) -> None:
+        for hours in range(1, 21):
+            catalog.save_backup(backup(WEB, ago(hours=hours)))
+        catalog.save_backup(backup(DB, ago(hours=4), snapshots=(snapshot_ref("os"),)))
+        catalog.latest_backups()
+        spy, tables = counting(catalog, azurite)
+        expected = {DB: backup(DB, ago(hours=4)), WEB: backup(WEB, ago(hours=1))}
+        assert spy.latest_backups() == expected
+        assert tables == [catalog.table_name("latestbackups")]  # one request, one table
+        index_columns = {"PartitionKey", "RowKey", *SUMMARY_COLUMNS}
+        assert all(set(row) <= index_columns for row in raw_rows(catalog, "latestbackups"))
+
+    def test_a_catalog_written_before_the_index_is_indexed_once(
+        self, catalog: TableCatalog, azurite: Azurite
+    ) -> None:
+        web_old, web_new, db_done = (
+            backup(WEB, ago(days=2)),
+            backup(WEB, ago(days=1)),
+            backup(DB, ago(hours=5)),
+        )
+        legacy = [
+            web_old,
+            web_new,
+            backup(WEB, ago(hours=1), state=BackupState.DELETED),
+            db_done,
+            backup(DB, ago(hours=1), state=BackupState.FAILED),
+        ]
+        catalog.service.create_table_if_not_exists(catalog.table_name("backups"))
+        table = catalog.service.get_table_client(catalog.table_name("backups"))
+        for row in legacy:  # the rows as an older version wrote them: no index at all
+            table.upsert_entity(to_entity(row, row.vm_key, row.backup_id))
+        catalog.update_backup(WEB, web_old.backup_id, hold=True)  # an old one, written first
+
+        assert catalog.latest_backups() == {DB: db_done, WEB: web_new}
+        index = sorted(row["RowKey"] for row in raw_rows(catalog, "latestbackups"))
+        assert index == [DB, WEB, "~built"]
+        spy, tables = counting(catalog, azurite)
+        assert spy.latest_backups() == {DB: db_done, WEB: web_new}
+        assert tables == [catalog.table_name("latestbackups")]  # built once, not again
+
+    def test_racing_writers_of_one_vm_leave_its_newest_completed(
+        self, catalog: TableCatalog
+    ) -> None:
+        taken = [backup(WEB, ago(hours=h), state=BackupState.CREATING) for h in range(1, 9)]
+        for record in taken:
+            catalog.save_backup(record)
+
+        def finish(record: Backup) -> None:
+            catalog.update_backup(WEB, record.backup_id, state=BackupState.COMPLETED)
+            if record in taken[:2]:
+                catalog.update_backup(WEB, record.backup_id, state=BackupState.DELETED)
+
+        with ThreadPoolExecutor(len(taken)) as pool:
+            list(pool.map(finish, taken))
+        assert catalog.latest_backups() == scan_latest(catalog)
+        assert catalog.latest_backups()[WEB].backup_id == taken[2].backup_id
 
 
 class TestReplicationJobs:

@@ -151,6 +151,39 @@ def bystander(context: Context) -> Steps:
     return result
 
 
+@app.orchestration_trigger(context_name="context")
+def counter(context: Context) -> Steps:
+    """Counts to its input's goal one generation at a time, each after a timer and a call."""
+    state = context.get_input()
+    yield context.create_timer(context.current_utc_datetime + timedelta(minutes=1))
+    greeting = yield context.call_activity("greet", str(state["at"]))
+    seen = [*state["seen"], greeting]
+    if state["at"] + 1 < state["goal"]:
+        context.continue_as_new({"at": state["at"] + 1, "goal": state["goal"], "seen": seen})
+        return None
+    return seen
+
+
+@app.orchestration_trigger(context_name="context")
+def parent_of_counter(context: Context) -> Steps:
+    seen = yield context.call_sub_orchestrator("counter", {"at": 0, "goal": 2, "seen": []})
+    return seen
+
+
+@app.orchestration_trigger(context_name="context")
+def restless(context: Context) -> Steps:
+    """Round 0 races a 5-hour child against a minute and continues as new when the minute wins;
+    round 1 waits ten hours, long after the child has answered."""
+    now = context.current_utc_datetime
+    if context.get_input() == 0:
+        child = context.call_sub_orchestrator("sleeper", 5, "restless-kid")
+        yield context.task_any([child, context.create_timer(now + timedelta(minutes=1))])
+        context.continue_as_new(1)
+        return None
+    yield context.create_timer(now + timedelta(hours=10))
+    return "rested"
+
+
 @app.activity_trigger(input_name="seconds")
 def slow(seconds: float) -> str:
     time.sleep(seconds)
@@ -354,6 +387,44 @@ class TestOrchestrations:
         assert status.runtime_status == "Failed"
         assert "NonDeterministic" in status.output
         assert "CALL_ACTIVITY(greet" in status.output
+
+
+class TestContinueAsNew:
+    """`continue_as_new` starts the next execution under the same id, with a fresh history."""
+
+    def test_each_generation_starts_over_with_its_input_and_the_last_one_answers(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        iid = host.start("counter", input={"at": 0, "goal": 3, "seen": []})
+        host.run_until_idle()
+
+        status = host.status(iid)
+        assert status.runtime_status == "Completed"
+        assert status.output == ["hello 0", "hello 1", "hello 2"]
+        assert status.input == {"at": 2, "goal": 3, "seen": ["hello 0", "hello 1"]}
+        assert clock.now() == START + timedelta(minutes=3)
+        # Only the last generation's events: one timer, one call, not three of each.
+        assert kinds(host, iid).count(Kind.TIMER_FIRED) == 1
+        assert kinds(host, iid).count(Kind.TASK_COMPLETED) == 1
+
+    def test_a_sub_orchestration_that_continues_as_new_answers_its_parent_once_done(
+        self, host: LocalDurableHost
+    ) -> None:
+        iid = host.start("parent_of_counter")
+        host.run_until_idle()
+
+        assert host.status(iid).output == ["hello 0", "hello 1"]
+
+    def test_a_child_of_an_earlier_execution_answers_into_the_void(
+        self, host: LocalDurableHost, clock: VirtualClock
+    ) -> None:
+        iid = host.start("restless", input=0)
+        host.run_until_idle()
+
+        assert host.status(iid).output == "rested"
+        assert host.status("restless-kid").runtime_status == "Completed"
+        assert Kind.SUB_ORCHESTRATION_INSTANCE_COMPLETED not in kinds(host, iid)
+        assert clock.now() == START + timedelta(minutes=1, hours=10)
 
 
 class TestAzureStorageStrictness:

@@ -1,0 +1,102 @@
+"""The fleet run reads the VM list a page per execution (continue_as_new) and starts snapshots no
+faster than ARM's write bucket refills, so it meets no 429.
+
+The app's timers, the local durable host, the ARM simulator over HTTPS (with its token buckets)
+and Azurite's catalog. The buckets are shrunk in both the simulator and the app (the published
+sizes are module constants) so a handful of VMs outruns them.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from local.armsim import throttle
+from local.azurite import Azurite
+from local.stack import FLEETS, Stack, local_stack
+from shared.domain import pacing
+
+START = datetime(2026, 11, 10, 1, 59, tzinfo=UTC)
+SLOT = datetime(2026, 11, 10, 2, tzinfo=UTC)
+TICK = "fleet_backup_v2-20261110t0200"
+VMS = 5
+POLICY = "schedule=0 2 * * *;daily=7;weekly=4;monthly=12"
+_prefixes = (f"pacing{n}" for n in itertools.count())
+
+
+def _fleet() -> dict[str, Any]:
+    """tiny.json's groups, and VMS copies of its web-01 (an OS and a data disk), due at 02:00."""
+    fleet: dict[str, Any] = json.loads((FLEETS / "tiny.json").read_text())
+    subscription = fleet["subscriptions"][0]
+    web = next(vm for vm in subscription["vms"] if vm["name"] == "web-01")
+    subscription["vms"] = []
+    for n in range(VMS):
+        vm = copy.deepcopy(web)
+        vm["name"] = f"app-{n:02d}"
+        vm["tags"] = {"backup-policy": POLICY}
+        subscription["vms"].append(vm)
+    return fleet
+
+
+@pytest.fixture
+def paged(azurite: Azurite) -> Iterator[Stack]:
+    """Pages of two VMs, so five VMs take three executions of the fleet run."""
+    with local_stack(
+        _fleet(), start=START, azurite=azurite, table_prefix=next(_prefixes), page_size=2
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(hours=1))
+        yield stack
+
+
+def _vm_list_reads(stack: Stack, until: datetime) -> list[datetime]:
+    """The subscription's VM list pages read from the slot until `until`."""
+    return [
+        r.at
+        for r in stack.simulator.requests
+        if r.method == "GET"
+        and r.path.lower().endswith("/providers/microsoft.compute/virtualmachines")
+        and SLOT <= r.at <= until
+    ]
+
+
+def test_each_page_of_the_vm_list_is_one_execution_and_the_last_one_reports_the_fleet(
+    paged: Stack,
+) -> None:
+    status = paged.host.status(TICK)
+
+    assert status.runtime_status == "Completed"
+    assert status.output["total"] == VMS
+    assert status.output["completed"] == VMS
+    assert status.input["page"]  # the third execution, started by continue_as_new
+    assert status.input["totals"]["completed"] == 4
+    names = [e.get("Name") for e in paged.host.history(TICK)]
+    assert names.count("list_due_vms") == 1  # its own page only, not the fleet's
+    assert len(_vm_list_reads(paged, status.last_updated_at)) == 3  # one read per page
+
+
+def test_snapshots_start_no_faster_than_the_write_bucket_refills(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten snapshot PUTs against a bucket of 6 refilled 1 a second: the last waits at least
+    4 s after the slot, and none is refused."""
+    monkeypatch.setitem(throttle.LIMITS, "write", (6.0, 1.0))
+    monkeypatch.setattr(pacing, "WRITE_BURST", 6.0)
+    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    with local_stack(_fleet(), start=START, azurite=azurite, table_prefix=next(_prefixes)) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(hours=1))
+        puts = [
+            r
+            for r in stack.simulator.requests
+            if r.method == "PUT" and "/snapshots/" in r.path and r.kind == "write"
+        ]
+        assert stack.host.status(TICK).output["completed"] == VMS
+
+    assert [r.status for r in puts if r.status == 429] == []
+    assert len(puts) == 2 * VMS
+    assert max(r.at for r in puts) - SLOT >= timedelta(seconds=(2 * VMS - 6) / 1.0)
