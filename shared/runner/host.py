@@ -701,7 +701,6 @@ class LocalDurableHost:
         """Replace the execution: same id, parent and creation time, a new history from
         ExecutionStarted with the new input. The old execution's timers and calls no longer
         reach it (`_live` compares the instance object)."""
-        inst.history.append(h.execution_completed(now, "ContinuedAsNew", None))
         fresh = Instance(
             instance_id=inst.instance_id,
             name=inst.name,

@@ -114,10 +114,12 @@ def snapshot_of(gateway: ComputeGateway, sim: ArmSimulator, vm: VM, role: str = 
     return accepted.resource_id
 
 
-def _verify_disk(gateway: ComputeGateway, sim: ArmSimulator, vm: VM, zone: str | None) -> Accepted:
-    """A Premium disk "verify-os" restored from a snapshot of the VM's OS disk, created."""
+def _os_disk_copy(
+    gateway: ComputeGateway, sim: ArmSimulator, vm: VM, zone: str | None, name: str = "verify-os"
+) -> Accepted:
+    """A Premium disk restored from a snapshot of the VM's OS disk, created."""
     accepted = gateway.begin_disk_from_snapshot(
-        name="verify-os",
+        name=name,
         resource_group=DRTEST,
         region="eastus",
         snapshot_id=snapshot_of(gateway, sim, vm),
@@ -372,7 +374,7 @@ class TestDisks:
     def test_begin_delete_of_a_disk_returns_at_once_and_a_repeat_once_it_is_gone_is_none(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
-        accepted = _verify_disk(gateway, sim, web, zone="1")
+        accepted = _os_disk_copy(gateway, sim, web, zone="1")
         assert gateway.get_disk(accepted.resource_id).zone == "1"
         deleting = gateway.begin_delete(accepted.resource_id)
         assert deleting is not None
@@ -391,7 +393,7 @@ class TestDisks:
     def test_a_disk_a_killed_worker_left_exported_is_revoked_then_deleted(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM, armsim: ArmServer
     ) -> None:
-        accepted = _verify_disk(gateway, sim, web, zone=None)
+        accepted = _os_disk_copy(gateway, sim, web, zone=None)
         _leave_exported(armsim, DRTEST, "verify-os")  # a worker died before endGetAccess
         sim.advance(3600)  # the SAS expired; the disk stays ActiveSAS until endGetAccess
         assert gateway.begin_delete(accepted.resource_id) is not None
@@ -589,16 +591,7 @@ class TestNic:
     def test_a_vm_on_a_nic_still_being_provisioned_is_refused_until_it_is_ready(
         self, gateway: ComputeGateway, sim: ArmSimulator, web: VM
     ) -> None:
-        disk = gateway.begin_disk_from_snapshot(
-            name="dr-os",
-            resource_group=DRTEST,
-            region="eastus",
-            snapshot_id=snapshot_of(gateway, sim, web),
-            sku="Premium_LRS",
-            zone=None,
-            tags={},
-        )
-        settle(sim, disk)
+        disk = _os_disk_copy(gateway, sim, web, zone=None, name="dr-os")
         nic = gateway.begin_nic(
             name="dr-nic", resource_group=DRTEST, region="eastus", subnet=SUBNET, tags={}
         )
