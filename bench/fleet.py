@@ -51,7 +51,7 @@ LEAD = timedelta(minutes=10)  # the stack starts this long before the slot
 STEP = timedelta(seconds=60)  # virtual time run between looks at the host
 CHECK_EVERY = timedelta(minutes=5)  # virtual time between looks at the catalog
 MAX_PARALLEL_COPIES = 100  # per subscription and target region (Azure's, as copystart.py has it)
-FLEET_ORCHESTRATOR = "fleet_backup_v2"
+FLEET_ORCHESTRATOR = "fleet_backup_v3"
 DONE_STATES = ("Completed", "Failed", "Terminated")
 READS = ("GET", "HEAD")
 BLOB = "blob data plane"  # not ARM: no ARM bucket, not a read of the fleet run
@@ -194,7 +194,7 @@ class Progress:
 
 def fleet_instance(stack: Stack) -> InstanceStatus | None:
     """The run the slot's tick started: `{orchestrator}-{YYYYmmddtHHMM}` (wiring.py), or else
-    the first fleet_backup_v2 instance created at the slot."""
+    the first fleet_backup_v3 instance created at the slot."""
     try:
         return stack.host.status(f"{FLEET_ORCHESTRATOR}-{SLOT:%Y%m%dt%H%M}")
     except InstanceNotFoundError:

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from shared.domain.boot import BootBounds
 from shared.domain.models import (
     VM,
     AuditEntry,
@@ -88,6 +89,8 @@ class VmRuntime(JsonRecord):
     power_state: str  # starting | running | stopped | deallocated | unknown
     # A failed VM's reason, "<Code>: <message>" (ProvisioningState/failed/<Code>); else None.
     error: str | None = None
+    # When Azure says provisioning ended (the ProvisioningState status's `time`), if it says.
+    provisioned_at: datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,6 +438,19 @@ class BackupCatalog(Protocol):
 
     def latest_backups(self) -> dict[str, Backup]:
         """The newest completed backup of every VM (their RPO)."""
+        ...
+
+    def boot_times(self, group: str, vm_name: str) -> tuple[BootBounds | None, float | None]:
+        """(What the group's boots took, when after its provisioning the VM was last seen
+        starting)."""
+        ...
+
+    def note_starting(self, group: str, vm_name: str, seconds: float) -> None:
+        """The VM was seen starting `seconds` after its provisioning."""
+        ...
+
+    def note_booted(self, group: str, vm_name: str, bounds: BootBounds | None) -> None:
+        """The VM was seen running: what the group's boots took (None: unchanged)."""
         ...
 
     def backups_needing_replication(self) -> list[Backup]:

@@ -7,6 +7,8 @@ read renders the document at the current virtual time. One re-entrant lock guard
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import random
 import threading
@@ -203,6 +205,10 @@ class World:
         self.resources: dict[str, Resource] = {}
         self.removals: dict[str, datetime] = {}  # id (lower) -> when it was last removed
         self.operations: dict[str, Operation] = {}
+        # Operations not yet settled, by when they are done: settling must not walk every
+        # operation ever started (a year's chaos run starts hundreds of thousands).
+        self._unsettled: list[tuple[datetime, int, Operation]] = []
+        self._started = itertools.count()
         self.bill_entries: dict[str, list[BillEntry]] = {}  # snapshot id (lower) -> its storage
         self.requests: list[RequestRecord] = []
         self.grants: dict[str, Grant] = {}  # container -> the SAS grant it serves
@@ -394,16 +400,17 @@ class World:
             expected_at=expected,
         )
         self.operations[operation.id] = operation
+        heapq.heappush(self._unsettled, (operation.done_at, next(self._started), operation))
         return operation
 
     def settle(self) -> None:
         """Apply the side effects of operations whose time has come (deletes, detaches)."""
         now = self.now()
-        for operation in self.operations.values():
-            if not operation.settled and operation.done_at <= now:
-                operation.settled = True
-                if operation.on_done is not None:
-                    operation.on_done()
+        while self._unsettled and self._unsettled[0][0] <= now:
+            operation = heapq.heappop(self._unsettled)[2]
+            operation.settled = True
+            if operation.on_done is not None:
+                operation.on_done()
 
     # -- bill ---------------------------------------------------------------------------------
     def bill_snapshot(self, resource: Resource) -> None:

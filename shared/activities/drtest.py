@@ -8,6 +8,7 @@ and read again by a `check_*` step after a durable timer.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -20,12 +21,14 @@ from shared.activities.common import (
     vm_settings,
 )
 from shared.adapters import telemetry
-from shared.domain import names
+from shared.domain import boot, names
 from shared.domain.models import VM, Backup, BackupState, DrTest, ReplicationStatus
 from shared.domain.policy import Cadence, PolicyError, policy_for
-from shared.errors import BusyError, NotFoundError, PermanentError, sanitise
+from shared.errors import BusyError, NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import CommandRun, GuestCheck
 from shared.services import Services
+
+log = logging.getLogger("backupdr.activities")
 
 TEST_TTL = timedelta(hours=4)
 GUEST_BUSY_WAIT = timedelta(seconds=30)  # a trivial Run Command takes about this long
@@ -293,8 +296,34 @@ def begin_dr_vm(payload: Payload, svc: Services) -> Payload:
 
 
 def check_dr_vm(payload: Payload, svc: Services) -> Payload:
-    """The test VM's provisioning and power state; a failed VM's `error` says why."""
-    return svc.gateway.vm_runtime(payload["vm_id"]).to_dict()
+    """The restored VM's provisioning and power state; a failed VM's `error` says why.
+
+    Once provisioned, a VM still starting is read again (`poll_after`) when its group's boots,
+    as the app watched them end before, say it may be running (`shared/domain/boot.py`), so the
+    read that ends a DR test's boot comes when the boot does, not at a doubling interval.
+    """
+    runtime = svc.gateway.vm_runtime(payload["vm_id"])
+    result = runtime.to_dict()
+    if runtime.provisioning_state != "succeeded" or runtime.provisioned_at is None:
+        return result
+    group, name = _group_and_name(payload["vm_id"])
+    since = max((svc.clock.now() - runtime.provisioned_at).total_seconds(), 0.0)
+    try:
+        bounds, seen_starting = svc.catalog.boot_times(group, name)
+        if runtime.power_state == "running":
+            svc.catalog.note_booted(group, name, boot.learned(bounds, seen_starting, since))
+            return result
+        svc.catalog.note_starting(group, name, since)
+    except TransientError as error:  # learning is an aid: the catalog down fails no DR test
+        log.warning("boot times not read or noted for %s: %s", payload["vm_id"], error)
+        return result
+    return {**result, "poll_after": boot.next_read(since, bounds)}
+
+
+def _group_and_name(vm_id: str) -> tuple[str, str]:
+    """(resource group, name) of a VM id, as the gateway read it."""
+    parts = vm_id.split("/")
+    return parts[4], parts[-1]
 
 
 def begin_dr_guest_check(payload: Payload, svc: Services) -> Payload:

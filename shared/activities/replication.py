@@ -29,6 +29,7 @@ from shared.services import Services
 COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
 MAX_PARALLEL_COPIES = 100  # per subscription and target region (Azure's limit)
 RETRY_BACKOFF = timedelta(minutes=30)
+WAIT_STEP = timedelta(minutes=1)
 MAX_RETRY_BACKOFF = timedelta(hours=12)
 # Failed attempts after which a backup's replication no longer holds back the VM's newer ones:
 # with the backoff above, about 18 hours of retries, so a daily backup never waits on a dead one.
@@ -118,6 +119,13 @@ def _ref(backup: Backup) -> Payload:
     return {"vm_key": backup.vm_key, "backup_id": backup.backup_id}
 
 
+def _ask_again(waited: timedelta) -> float:
+    """Seconds until a waiting copy asks again: every WAIT_STEP while a slot may free up any
+    moment (a full region's copies end one by one), then a tenth of the wait so far, so a wait
+    of hours costs tens of reads, not hundreds, and starts at most a tenth late."""
+    return max(WAIT_STEP.total_seconds(), waited.total_seconds() / 10)
+
+
 def _retry_due(svc: Services, backup: Backup, now: datetime) -> bool:
     if backup.replication_status is not ReplicationStatus.FAILED:
         return True
@@ -138,18 +146,18 @@ def _retry_due(svc: Services, backup: Backup, now: datetime) -> bool:
 
 def start_replication(payload: Payload, svc: Services) -> Payload:
     """Start CopyStart for every disk of the backup, or answer "waiting" when Azure's copy
-    order or the region's copy limit says not yet."""
+    order or the region's copy limit says not yet, with when to ask again (`poll_after`)."""
     backup = load_backup(svc, payload)
     target = payload["target_region"]
     if backup.state is not BackupState.COMPLETED:
         return {"state": "skipped", "reason": f"backup is {backup.state}"}
     if backup.replication_status is ReplicationStatus.COMPLETED:
         return {"state": "completed"}
-    if _held_back(svc, backup) or _region_full(svc, target, len(backup.snapshots)):
-        return {"state": "waiting"}
-    group = svc.settings.backup_group(target)
     now = svc.clock.now()
     attempt = parse_time(payload["attempt"])
+    if _held_back(svc, backup) or _region_full(svc, target, len(backup.snapshots)):
+        return {"state": "waiting", "poll_after": _ask_again(now - attempt)}
+    group = svc.settings.backup_group(target)
     jobs = [_job(backup, ref, target, group, now, attempt) for ref in backup.snapshots]
     svc.catalog.save_replication_jobs(jobs)
     started: list[ReplicationJob] = []

@@ -553,7 +553,8 @@ class ArmComputeGateway:
         A failed VM shows `ProvisioningState/failed/<Code>` (level Error) with the error's
         message, e.g. ProvisioningState/failed/AllocationFailed: any of them reads as
         provisioning state "failed" with error "<Code>: <message>", so the workflows stop
-        waiting at the first failed read.
+        waiting at the first failed read. A succeeded one's `time` dates the provisioning's end
+        (the boot is timed from it).
         """
         group, name = _locate(vm_id, VM_TYPE)
         with translated(f"read instance view of VM {group}/{name}"):
@@ -568,8 +569,15 @@ class ArmComputeGateway:
             )
             code = (failed.code or "").split("/", 2)[2:] or ["ProvisioningFailed"]
             error = sanitise(f"{code[0]}: {failed.message or failed.display_status or 'failed'}")
+        provisioned = next(
+            (s.time for s in statuses if (s.code or "").lower() == "provisioningstate/succeeded"),
+            None,
+        )
         return VmRuntime(
-            provisioning_state=state, power_state=_status(codes, "PowerState/"), error=error
+            provisioning_state=state,
+            power_state=_status(codes, "PowerState/"),
+            error=error,
+            provisioned_at=provisioned,
         )
 
     def vm_size_offer(self, region: str, vm_size: str) -> VmSizeOffer | None:

@@ -14,6 +14,8 @@ Tables and keys (DESIGN.md "State"; keys escaped by `entities.table_key`):
 | retention       | vm_key       | "state": what retention remembers of the VM   |
 | latestbackups   | "*"          | vm_key: summary of its newest completed       |
 |                 |              | backup (or none); "~built": index is whole    |
+| boottimes       | resource     | "~bounds": what the group's boots took;       |
+|                 | group        | a VM's name: when it was last seen starting   |
 
 A VM's backups are few, so they are read whole and ordered newest first here; verifications
 and DR tests grow without bound, so their RowKeys invert time and one partition already reads
@@ -58,6 +60,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Upda
 from shared.adapters import telemetry
 from shared.adapters.credentials import credential_from_settings
 from shared.adapters.entities import from_entity, table_key, to_entity
+from shared.domain.boot import BootBounds
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -89,7 +92,22 @@ MANUAL_REQUESTS = "manual-requests"  # the claims row counting a VM's manual req
 RETENTION = "retention"
 RETENTION_ROW = "state"
 LATEST_BACKUPS = "latestbackups"
+BOOT_TIMES = "boottimes"
+BOOT_BOUNDS = "~bounds"  # the group's row in boottimes (a VM's name never starts with "~")
 INDEX_BUILT = "~built"  # the index row saying every VM is indexed (a vm_key is never "~...")
+# Every table, as infra/app/storage.bicep creates them: the app holds data rights only.
+TABLES = (
+    BACKUPS,
+    REPLICATION_JOBS,
+    VERIFICATIONS,
+    DR_TESTS,
+    FAILOVERS,
+    AUDIT_LOG,
+    CLAIMS,
+    RETENTION,
+    LATEST_BACKUPS,
+    BOOT_TIMES,
+)
 
 FLEET = "*"
 # What a fleet run needs of each VM's newest backup; the snapshot list is the bulk of a row.
@@ -258,6 +276,43 @@ class TableCatalog:
             rows = self._index_rows()
         indexed = [from_entity(Backup, row) for row in rows.values() if "backup_id" in row]
         return {backup.vm_key: backup for backup in sorted(indexed, key=lambda b: b.vm_key)}
+
+    def boot_times(self, group: str, vm_name: str) -> tuple[BootBounds | None, float | None]:
+        """(What the group's boots took, how many seconds after its provisioning the VM was
+        last seen starting), each None when not known."""
+        client = self._table(BOOT_TIMES)
+        with _azure_errors(f"query {BOOT_TIMES}"):
+            rows = {
+                row["RowKey"]: row
+                for row in client.query_entities(
+                    "PartitionKey eq @group and (RowKey eq @bounds or RowKey eq @vm )",
+                    parameters={
+                        "group": table_key(group.lower()),
+                        "bounds": BOOT_BOUNDS,
+                        "vm": table_key(vm_name.lower()),
+                    },
+                )
+            }
+        bounds = rows.get(BOOT_BOUNDS)
+        starting = rows.get(table_key(vm_name.lower()))
+        return (
+            None if bounds is None else BootBounds(float(bounds["lower"]), float(bounds["upper"])),
+            None if starting is None else float(starting["seconds"]),
+        )
+
+    def note_starting(self, group: str, vm_name: str, seconds: float) -> None:
+        """The VM was seen starting `seconds` after its provisioning (later reads overwrite)."""
+        self._upsert(BOOT_TIMES, {**_boot_key(group, vm_name), "seconds": float(seconds)})
+
+    def note_booted(self, group: str, vm_name: str, bounds: BootBounds | None) -> None:
+        """The VM was seen running: the group's boots now took `bounds` (None: unchanged), and
+        what was noted while it started is let go."""
+        if bounds is not None:
+            row = {"lower": float(bounds.lower), "upper": float(bounds.upper)}
+            self._upsert(BOOT_TIMES, {**_boot_key(group, BOOT_BOUNDS), **row})
+        key = _boot_key(group, vm_name)
+        with _azure_errors(f"clear a VM's row in {BOOT_TIMES}"):
+            self._table(BOOT_TIMES).delete_entity(key["PartitionKey"], key["RowKey"])
 
     def _index_rows(self) -> dict[str, TableEntity]:
         """The index partition by RowKey: VMs' rows and the "built" marker."""
@@ -725,6 +780,10 @@ def _index_entity(vm_key: str, backup: Backup | None) -> dict[str, Any]:
     entity = {} if backup is None else to_entity(backup, FLEET, vm_key)
     summary = {name: v for name, v in entity.items() if name.partition("__")[0] in _SUMMARY}
     return {"PartitionKey": _INDEX_PK, "RowKey": table_key(vm_key), **summary}
+
+
+def _boot_key(group: str, row: str) -> dict[str, str]:
+    return {"PartitionKey": table_key(group.lower()), "RowKey": table_key(row.lower())}
 
 
 def _job_entity(job: ReplicationJob) -> dict[str, Any]:

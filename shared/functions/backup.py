@@ -4,11 +4,17 @@ import azure.durable_functions as df
 
 from shared.activities import backup, claims, retention
 from shared.functions.wiring import register_activities, register_orchestrators, register_timer
-from shared.orchestrations.backup import fleet_backup, fleet_backup_v2, vm_backup
+from shared.orchestrations.backup import (
+    fleet_backup,
+    fleet_backup_v2,
+    fleet_backup_v3,
+    vm_backup,
+    vm_backup_v2,
+)
 
 bp = df.Blueprint()
-register_timer(bp, "fleet_backup_v2", "BACKUPDR_FLEET_BACKUP_SCHEDULE")
-register_orchestrators(bp, fleet_backup, fleet_backup_v2, vm_backup)
+register_timer(bp, "fleet_backup_v3", "BACKUPDR_FLEET_BACKUP_SCHEDULE")
+register_orchestrators(bp, fleet_backup, fleet_backup_v2, fleet_backup_v3, vm_backup, vm_backup_v2)
 register_activities(
     bp,
     backup.list_due_vms,

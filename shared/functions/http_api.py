@@ -90,7 +90,7 @@ async def start_backup(
         instance_id, payload = _checked(manual_backup, vm, now, svc.settings.regions, keep)
         await _refuse_if_running(client, _backups_under_way(svc, vm.key, now))
         _admit(svc, req, vm.key, "manual-backup", now)
-        await client.start_new("vm_backup", instance_id=instance_id, client_input=payload)
+        await client.start_new("vm_backup_v2", instance_id=instance_id, client_input=payload)
     except ApiError as error:
         return error.response()
     return accepted(req, instance_id)

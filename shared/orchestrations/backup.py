@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,15 +36,26 @@ def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
 
 
 def fleet_backup_v2(context: Context) -> Generator[Any, Any, Payload | None]:
+    """The second version, kept registered, unchanged, until none of its instances is Pending
+    or Running: `fleet_backup_v3` with each VM's backup a `vm_backup` (which waits for its
+    copy). The timer starts `fleet_backup_v3`."""
+    return (yield from _fleet_run(context, "vm_backup"))
+
+
+def fleet_backup_v3(context: Context) -> Generator[Any, Any, Payload | None]:
     """One page of the subscription's VM list per execution: claim each due VM's slot, back up
-    what this run claimed in waves ARM's token buckets pay for, then continue as new with the
-    next page.
+    what this run claimed (`vm_backup_v2`, which starts its copy and goes on) in waves ARM's
+    token buckets pay for, then continue as new with the next page.
 
     The claim (in the catalog, taken by `list_due_vms`) is what keeps an overlapping or
     catch-up run from backing a slot up twice; the engine deduplicates nothing here. Each
     execution's history holds one page, so replaying it costs the same at any fleet size; the
     input carries the tick's time, the next page, the buckets and the totals so far.
     """
+    return (yield from _fleet_run(context, "vm_backup_v2"))
+
+
+def _fleet_run(context: Context, vm_orchestrator: str) -> Generator[Any, Any, Payload | None]:
     run: Payload = context.get_input() or {}
     now = run.get("now") or context.current_utc_datetime.isoformat()
     found = yield context.call_activity_with_retry(
@@ -56,7 +67,9 @@ def fleet_backup_v2(context: Context) -> Generator[Any, Any, Payload | None]:
         "writes": pacing.writes(at, kept.get("writes")),
         "reads": pacing.reads(at, kept.get("reads")),
     }
-    outcome = yield from _paced(context, found["due"], found["batch_size"], buckets)
+    outcome = yield from _paced(
+        context, vm_orchestrator, found["due"], found["batch_size"], buckets
+    )
     totals = _totals(run.get("totals"), outcome, found)
     if found.get("next_page"):
         context.continue_as_new(
@@ -72,7 +85,11 @@ def fleet_backup_v2(context: Context) -> Generator[Any, Any, Payload | None]:
 
 
 def _paced(
-    context: Context, due: list[Payload], batch_size: int, buckets: dict[str, Bucket]
+    context: Context,
+    vm_orchestrator: str,
+    due: list[Payload],
+    batch_size: int,
+    buckets: dict[str, Bucket],
 ) -> Generator[Any, Any, Payload]:
     """Start backups in waves of at most `batch_size`, each once both buckets hold what its
     VMs will send (each due item says its `writes` and `reads`); Azure's count of write tokens
@@ -101,7 +118,9 @@ def _paced(
         for kind, bucket in buckets.items():
             buckets[kind] = bucket.take(sum(item[kind] for item in wave), now)
         results: list[Payload] = []
-        outcome = yield from fan_out(context, "vm_backup", wave, _instance_id, len(wave), results)
+        outcome = yield from fan_out(
+            context, vm_orchestrator, wave, _instance_id, len(wave), results
+        )
         counts.update({state: n for state, n in outcome.items() if state != "total"})
         for told in (r["writes"] for r in results if r.get("writes")):
             buckets["writes"] = buckets["writes"].observed(
@@ -136,19 +155,34 @@ def _slot(item: Payload) -> datetime:
 
 
 def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
-    """One VM: snapshot every disk -> record -> replicate (if the policy says) -> retention,
-    then let go of the slot's claim.
+    """The first version, kept registered, unchanged, until none of its instances is Pending
+    or Running: `vm_backup_v2`, but waiting for the copy as a sub-orchestration."""
+    return (yield from _vm_backup(context, _copy_and_wait))
+
+
+def vm_backup_v2(context: Context) -> Generator[Any, Any, Payload]:
+    """One VM: snapshot every disk -> record -> start its copy (if the policy says) ->
+    retention, then let go of the slot's claim.
 
     Input: {vm_key, resource_group, name, slot, manual?, owner?}; `owner` is the fleet run
-    that claimed the slot. A failure at any step is recorded on the backup row (and is an
-    event); retention runs after a failed backup too, so a VM that keeps failing does not pile
-    up partial snapshots.
+    that claimed the slot. The copy runs as its own orchestration (`begin_replication`), so
+    neither this backup nor the fleet run waits for it: a fleet run lasts as long as its
+    snapshots, however far the copies have to go. A failure at any step is recorded on the
+    backup row (and is an event); retention runs after a failed backup too, so a VM that keeps
+    failing does not pile up partial snapshots.
     """
+    return (yield from _vm_backup(context, _start_copy))
+
+
+Copy = Callable[[Context, Payload, str], Generator[Any, Any, None]]
+
+
+def _vm_backup(context: Context, copy: Copy) -> Generator[Any, Any, Payload]:
     item: Payload = context.get_input()
     key = item["vm_key"]
     backup_id = names.backup_id(key, _slot(item), bool(item.get("manual")))
     ref = {"vm_key": key, "backup_id": backup_id}
-    outcome = yield from _back_up(context, item, ref)
+    outcome = yield from _back_up(context, item, ref, copy)
     if item.get("owner"):
         yield context.call_activity_with_retry(
             "release_claim",
@@ -158,7 +192,23 @@ def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
     return {**ref, **outcome}
 
 
-def _back_up(context: Context, item: Payload, ref: Payload) -> Generator[Any, Any, Payload]:
+def _copy_and_wait(context: Context, ref: Payload, target: str) -> Generator[Any, Any, None]:
+    yield context.call_sub_orchestrator(
+        "replicate_backup",
+        {**ref, "target_region": target},
+        f"{context.instance_id}:replicate",
+    )
+
+
+def _start_copy(context: Context, ref: Payload, target: str) -> Generator[Any, Any, None]:
+    yield context.call_activity_with_retry(
+        "begin_replication", RETRY, {**ref, "target_region": target}
+    )
+
+
+def _back_up(
+    context: Context, item: Payload, ref: Payload, copy: Copy
+) -> Generator[Any, Any, Payload]:
     """The backup's outcome, with Azure's count of write tokens left after its PUTs (the fleet
     run paces by it)."""
     seen: Payload = {}
@@ -184,11 +234,7 @@ def _back_up(context: Context, item: Payload, ref: Payload) -> Generator[Any, An
     if result["state"] == "completed":
         target = result.get("replica_region")
         if target:
-            yield context.call_sub_orchestrator(
-                "replicate_backup",
-                {**ref, "target_region": target},
-                f"{context.instance_id}:replicate",
-            )
+            yield from copy(context, ref, target)
         result = {"state": "completed"}
     elif result["state"] != "failed":
         return {**result, **seen}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from azure.durable_functions.models.utils import http_utils
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
@@ -22,6 +22,7 @@ _INDEX: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 class Activity:
     fn: Callable[..., Any]
     input_name: str
+    client_arg: str | None = None  # its durableClient argument, if it starts orchestrations
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,25 @@ class AppFunctions:
         if kind == "orchestrationTrigger":
             self.orchestrators[trigger.get("orchestration") or name] = user_fn
         elif kind == "activityTrigger":
-            self.activities[trigger.get("activity") or name] = Activity(user_fn, trigger["name"])
+            self.activities[trigger.get("activity") or name] = Activity(
+                user_fn, trigger["name"], client_arg
+            )
         elif kind in ("httpTrigger", "timerTrigger"):
             table = self.http if kind == "httpTrigger" else self.timers
             table[name] = ClientFunction(name, user_fn, trigger["name"], client_arg, trigger)
 
 
-def call_activity(activity: Activity, input_text: str | None) -> str:
-    """Run an activity with its input decoded and its result encoded by the worker's converter."""
+def call_activity(activity: Activity, input_text: str | None, client_binding: str) -> str:
+    """Run an activity with its input decoded and its result encoded by the worker's converter
+    (and the durable client binding, if it has that argument)."""
     value = ActivityTriggerConverter.decode(
         meta.Datum(value=input_text if input_text is not None else "null", type="json"),
         trigger_metadata=None,
     )
-    result = run_to_completion(activity.fn(**{activity.input_name: value}))
+    kwargs = {activity.input_name: value}
+    if activity.client_arg is not None:
+        kwargs[activity.client_arg] = client_binding
+    result = run_to_completion(activity.fn(**kwargs))
     encoded = ActivityTriggerConverter.encode(result, expected_type=None)
     return str(encoded.value)
 
@@ -85,20 +92,46 @@ def call_client_function(function: ClientFunction, trigger_value: Any, client_bi
 
 
 def run_to_completion(result: Any) -> Any:
-    """Finish an async function's coroutine on a fresh event loop; plain values pass through.
-
-    Use it for DurableOrchestrationClient calls made outside a client function too: it closes the
-    SDK's shared HTTP session before the loop ends, which a bare `asyncio.run` would leave broken
-    for the next call."""
+    """Finish an async function's coroutine on the host's one event loop; plain values pass
+    through. Use it for DurableOrchestrationClient calls made outside a client function too."""
     if inspect.isawaitable(result):
-        return asyncio.run(_closing_client_session(result))
+        return _WORKER_LOOP.run(result)
     return result
 
 
-async def _closing_client_session(awaitable: Awaitable[Any]) -> Any:
-    # The SDK's DurableOrchestrationClient keeps one aiohttp session per process, bound to the
-    # event loop that opened it; close it before this loop ends so the next call opens its own.
-    try:
-        return await awaitable
-    finally:
-        await http_utils._close_session()
+class _WorkerLoop:
+    """One event loop, on a thread of its own, for every async function the host runs, as the
+    Python worker runs them all on its one loop (sync functions go to a thread pool).
+
+    The SDK's DurableOrchestrationClient keeps one aiohttp session per process, bound to the
+    loop that opened it: async activities running at once on loops of their own would use it
+    from the wrong loop and hang."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        loop = self._started()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("an async function waited for another on the worker's loop")
+        return asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop).result()
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="worker-event-loop", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+_WORKER_LOOP = _WorkerLoop()

@@ -637,7 +637,8 @@ class LocalDurableHost:
         try:
             if activity is None:
                 raise _Missing(f"Activity function '{call.name}' does not exist.")
-            result = call_activity(activity, call.input_text)
+            binding = self.client_binding() if activity.client_arg else ""
+            result = call_activity(activity, call.input_text, binding)
         except Exception as exc:
             message = str(exc) if isinstance(exc, _Missing) else f"{type(exc).__name__}: {exc}"
             reason = f"Activity function '{call.name}' failed: {message}"

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from local.armsim import throttle
+from local.armsim import Durations, throttle
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
 from shared.domain import pacing
 
 START = datetime(2026, 11, 10, 1, 59, tzinfo=UTC)
 SLOT = datetime(2026, 11, 10, 2, tzinfo=UTC)
-TICK = "fleet_backup_v2-20261110t0200"
+TICK = "fleet_backup_v3-20261110t0200"
 VMS = 5
 POLICY = "schedule=0 2 * * *;daily=7;weekly=4;monthly=12"
 _prefixes = (f"pacing{n}" for n in itertools.count())
@@ -100,3 +100,34 @@ def test_snapshots_start_no_faster_than_the_write_bucket_refills(
     assert [r.status for r in puts if r.status == 429] == []
     assert len(puts) == 2 * VMS
     assert max(r.at for r in puts) - SLOT >= timedelta(seconds=(2 * VMS - 6) / 1.0)
+
+
+def test_the_fleet_run_does_not_wait_for_the_copies_it_starts(azurite: Azurite) -> None:
+    """Copies of 3 h: the fleet run ends with its snapshots, each copy runs as its own
+    `replicate-<backup id>` instance, and every one completes later."""
+    fleet = _fleet()
+    for vm in fleet["subscriptions"][0]["vms"]:
+        vm["tags"] = {"backup-policy": f"{POLICY};replicate=westus2;verify=off"}
+    slow_copies = Durations(copy_base_seconds=3 * 3600)
+    with local_stack(
+        fleet, start=START, azurite=azurite, table_prefix=next(_prefixes), durations=slow_copies
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(minutes=20))
+        run = stack.host.status(TICK)
+        assert run.runtime_status == "Completed"
+        assert run.output["completed"] == VMS
+        backed_up = list(stack.services.catalog.latest_backups())
+        copies = {
+            s.instance_id: s.runtime_status
+            for s in stack.host.instances()
+            if s.name == "replicate_backup"
+        }
+        assert len(backed_up) == VMS
+        assert set(copies.values()) == {"Running"}
+        assert len(copies) == VMS
+        stack.host.run_timers(until=SLOT + timedelta(hours=4))
+        catalog = stack.services.catalog
+        assert all(
+            catalog.list_backups(key)[0].replication_status == "completed" for key in backed_up
+        )
+        assert {stack.host.status(i).runtime_status for i in copies} == {"Completed"}

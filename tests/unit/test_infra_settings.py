@@ -10,6 +10,7 @@ from typing import Any
 
 from pycep import BicepParser
 
+from shared.adapters.catalog import TABLES
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,3 +99,9 @@ def test_timer_schedules_default_to_the_local_example() -> None:
     schedules = [key for key in local if key.endswith("_SCHEDULE")]
     assert schedules
     assert {k: deployed[k] for k in schedules} == {k: local[k] for k in schedules}
+
+
+def test_infra_creates_every_catalog_table() -> None:
+    # The app's role has data rights only: a table infra does not create, the app cannot use.
+    created = parse("app/storage.bicep")["variables"]["catalogTables"]["value"]
+    assert sorted(created) == sorted(TABLES)
