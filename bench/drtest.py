@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.fleet import BLOB, Call, accepted, calls, live_instances
+from bench.fleet import BLOB, QUIET, QUIET_TIMERS, Call, accepted, calls, live_instances
 from local.armsim.protocol import DISK_TYPE, NIC_TYPE, VM_TYPE
 from local.armsim.state import Operation, Resource, World
 from local.stack import FLEETS, Stack, local_stack
@@ -68,14 +68,6 @@ GAP_SECONDS = (60, 3600)  # seeded virtual pause before each test
 GOAL = 1.05
 PHASES = ("restore", "create_vm", "boot", "guest_check")
 TYPES = (DISK_TYPE, NIC_TYPE, VM_TYPE)  # what a DR test creates in the test group
-# Timers with nothing to do here: the DR tests are started by the bench, one at a time.
-QUIET = "0 0 0 1 1 *"
-QUIET_TIMERS = (
-    "BACKUPDR_VERIFY_SCHEDULE",
-    "BACKUPDR_DRTEST_SCHEDULE",
-    "BACKUPDR_SWEEPER_SCHEDULE",
-    "BACKUPDR_PURGE_SCHEDULE",
-)
 
 
 # --- the fleet and the setup ----------------------------------------------------------------

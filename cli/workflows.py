@@ -6,6 +6,7 @@ host (the same executor tests use), on this run's clock, and waits until they ar
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -77,6 +78,9 @@ def run_workflows(
         install(None)
 
 
+_VERSION = re.compile(r"_v\d+$")
+
+
 def _audit_requests(run: Run, starts: Sequence[Start]) -> None:
     """Note in the audit log who asked for each workflow: the operator, as the token ARM
     takes from them says (the workflow's own calls are audited as whoever makes them)."""
@@ -90,7 +94,8 @@ def _audit_requests(run: Run, starts: Sequence[Start]) -> None:
                 resource_id=vm_key or start.instance_id,
                 result="ok",
                 vm_key=vm_key,
-                operation=start.orchestrator,
+                # What was asked for, whichever version runs it: `vm_backup` for `vm_backup_v2`.
+                operation=_VERSION.sub("", start.orchestrator),
                 identity=who,
                 detail=f"from the backupdr CLI, as instance {start.instance_id}",
             )

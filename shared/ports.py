@@ -469,8 +469,13 @@ class BackupCatalog(Protocol):
 
     def get_replication_job(self, vm_key: str, job_id: str) -> ReplicationJob | None: ...
 
-    def copies_in_progress(self, target_region: str) -> int:
-        """How many copy jobs into a region are running (Azure allows 100 per subscription)."""
+    def copies_in_progress(self, target_region: str, *, claimed_since: datetime) -> int:
+        """Copy slots taken in a region (Azure allows 100 per subscription): jobs copying, and
+        jobs pending since `claimed_since`."""
+        ...
+
+    def delete_replication_jobs(self, jobs: Iterable[ReplicationJob]) -> None:
+        """Delete jobs that never started a copy."""
         ...
 
     def list_replication_jobs(

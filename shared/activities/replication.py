@@ -30,6 +30,7 @@ COPYING = (ReplicationStatus.PENDING, ReplicationStatus.IN_PROGRESS)
 MAX_PARALLEL_COPIES = 100  # per subscription and target region (Azure's limit)
 RETRY_BACKOFF = timedelta(minutes=30)
 WAIT_STEP = timedelta(minutes=1)
+CLAIM_TTL = timedelta(minutes=10)  # a pending job's claim on a copy slot
 MAX_RETRY_BACKOFF = timedelta(hours=12)
 # Failed attempts after which a backup's replication no longer holds back the VM's newer ones:
 # with the backoff above, about 18 hours of retries, so a daily backup never waits on a dead one.
@@ -155,11 +156,13 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
         return {"state": "completed"}
     now = svc.clock.now()
     attempt = parse_time(payload["attempt"])
-    if _held_back(svc, backup) or _region_full(svc, target, len(backup.snapshots)):
-        return {"state": "waiting", "poll_after": _ask_again(now - attempt)}
+    waiting = {"state": "waiting", "poll_after": _ask_again(now - attempt)}
+    if _held_back(svc, backup):
+        return waiting
     group = svc.settings.backup_group(target)
     jobs = [_job(backup, ref, target, group, now, attempt) for ref in backup.snapshots]
-    svc.catalog.save_replication_jobs(jobs)
+    if not _claim_slots(svc, jobs, target, now):
+        return waiting
     started: list[ReplicationJob] = []
     refs: list[SnapshotRef] = []
     poll_after = 0.0
@@ -283,8 +286,24 @@ def _given_up(svc: Services, vm_key: str, backup_ids: set[str]) -> bool:
     return all(len(attempts) >= MAX_REPLICATION_ATTEMPTS for attempts in stamps.values())
 
 
-def _region_full(svc: Services, region: str, wanted: int) -> bool:
-    return svc.catalog.copies_in_progress(region) + wanted > MAX_PARALLEL_COPIES
+def _claim_slots(svc: Services, jobs: list[ReplicationJob], region: str, now: datetime) -> bool:
+    """Claim the region's copy slots for `jobs` (saved pending) unless that makes more than
+    Azure's 100; else let them go. Azure refuses a copy past the limit for good, so slots are
+    claimed before any copy starts.
+
+    Every start saves its jobs before it counts, so of starts racing for the last slots the
+    one that counts last sees every other's claim: together they never pass the limit (some
+    may all let go, and ask again later). A claim whose start died stops counting after
+    CLAIM_TTL. Jobs already copying (a repeat of this step) are never let go."""
+    known = [svc.catalog.get_replication_job(job.vm_key, job.id) for job in jobs]
+    started = {job.id for job in known if job and job.status is not ReplicationStatus.PENDING}
+    claims = [job for job in jobs if job.id not in started]
+    svc.catalog.save_replication_jobs(claims)
+    taken = svc.catalog.copies_in_progress(region, claimed_since=now - CLAIM_TTL)
+    if taken <= MAX_PARALLEL_COPIES:
+        return True
+    svc.catalog.delete_replication_jobs(claims)
+    return False
 
 
 def _job(

@@ -434,15 +434,31 @@ class TableCatalog:
         entity = self._get(REPLICATION_JOBS, vm_key, job_id)
         return None if entity is None else from_entity(ReplicationJob, entity)
 
-    def copies_in_progress(self, target_region: str) -> int:
-        """How many copy jobs into `target_region` are running now (Azure allows 100)."""
+    def copies_in_progress(self, target_region: str, *, claimed_since: datetime) -> int:
+        """Copy slots taken in `target_region` (Azure allows 100): jobs copying, and jobs
+        pending since `claimed_since` (a start that has claimed its slots and is about to
+        copy, or to let them go)."""
         rows = self._table(REPLICATION_JOBS).query_entities(
-            "status eq @status and target_region eq @region",
-            parameters={"status": ReplicationStatus.IN_PROGRESS.value, "region": target_region},
+            # The SDK substitutes `@name` up to the next space: no bracket right after one.
+            "target_region eq @region and (status eq @copying or "
+            "(status eq @pending and started_at ge @since ) )",
+            parameters={
+                "region": target_region,
+                "copying": ReplicationStatus.IN_PROGRESS.value,
+                "pending": ReplicationStatus.PENDING.value,
+                "since": _aware(claimed_since, "claimed_since").astimezone(UTC),
+            },
             select=["RowKey"],
         )
         with _azure_errors(f"query {REPLICATION_JOBS}"):
             return sum(1 for _ in rows)
+
+    def delete_replication_jobs(self, jobs: Iterable[ReplicationJob]) -> None:
+        """Delete jobs that never started a copy (a start that let its claimed slots go)."""
+        client = self._table(REPLICATION_JOBS)
+        for job in jobs:
+            with _azure_errors(f"let a claimed job go in {REPLICATION_JOBS}"):
+                client.delete_entity(table_key(job.vm_key), table_key(job.id))
 
     def list_replication_jobs(
         self, *, status: ReplicationStatus | None = None, vm_key: str | None = None

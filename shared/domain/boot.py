@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
+# The shortest wait between reads: the orchestrations' poll waits at least this long
+# (shared/orchestrations/durable.py, MIN_WAIT_SECONDS), so no read can be placed closer.
 MIN_STEP_SECONDS = 5.0
 # With nothing learned, or past what was, a read comes after a tenth of the time so far: at
 # most a tenth late, in a number of reads that grows with the log of the boot, not its length.
 CREEP = 0.1
-# Bounds closer than this (or a second) are close enough: read at the upper one.
+# Bounds closer than this (or than a step) are close enough: read at the upper one.
 TOLERANCE = 0.02
 
 
@@ -30,10 +32,11 @@ class BootBounds:
     upper: float
 
     def probe(self) -> float | None:
-        """Where a read halves the bounds, while they are wider than the tolerance."""
-        if self.upper - self.lower <= max(1.0, TOLERANCE * self.upper):
+        """Where a read halves the bounds (at least a step before the upper one, which is read
+        next if the VM still starts), while they are wider than the tolerance."""
+        if self.upper - self.lower <= max(MIN_STEP_SECONDS, TOLERANCE * self.upper):
             return None
-        return (self.lower + self.upper) / 2
+        return min((self.lower + self.upper) / 2, self.upper - MIN_STEP_SECONDS)
 
 
 def next_read(since_provisioned: float, bounds: BootBounds | None) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import threading
 import weakref
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from azure.durable_functions.models.utils import http_utils
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
@@ -127,7 +129,14 @@ class _WorkerLoop:
                 )
                 self._thread.start()
                 self._loop = loop
+                atexit.register(self._close_client_session)
             return self._loop
+
+    def _close_client_session(self) -> None:
+        """Close the SDK's session on its loop when the process ends (aiohttp warns otherwise)."""
+        if self._loop is not None:
+            closing = http_utils._close_session()
+            asyncio.run_coroutine_threadsafe(closing, self._loop).result(timeout=10)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:

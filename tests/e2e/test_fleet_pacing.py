@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from local.armsim import Durations, throttle
+from local.armsim import Durations, copystart, throttle
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
+from shared.activities import replication
 from shared.domain import pacing
+from shared.domain.models import ReplicationStatus
 
 START = datetime(2026, 11, 10, 1, 59, tzinfo=UTC)
 SLOT = datetime(2026, 11, 10, 2, tzinfo=UTC)
@@ -102,12 +104,17 @@ def test_snapshots_start_no_faster_than_the_write_bucket_refills(
     assert max(r.at for r in puts) - SLOT >= timedelta(seconds=(2 * VMS - 6) / 1.0)
 
 
-def test_the_fleet_run_does_not_wait_for_the_copies_it_starts(azurite: Azurite) -> None:
-    """Copies of 3 h: the fleet run ends with its snapshots, each copy runs as its own
-    `replicate-<backup id>` instance, and every one completes later."""
+def _replicated_fleet() -> dict[str, Any]:
     fleet = _fleet()
     for vm in fleet["subscriptions"][0]["vms"]:
         vm["tags"] = {"backup-policy": f"{POLICY};replicate=westus2;verify=off"}
+    return fleet
+
+
+def test_the_fleet_run_does_not_wait_for_the_copies_it_starts(azurite: Azurite) -> None:
+    """Copies of 3 h: the fleet run ends with its snapshots, each copy runs as its own
+    `replicate-<backup id>` instance, and every one completes later."""
+    fleet = _replicated_fleet()
     slow_copies = Durations(copy_base_seconds=3 * 3600)
     with local_stack(
         fleet, start=START, azurite=azurite, table_prefix=next(_prefixes), durations=slow_copies
@@ -131,3 +138,22 @@ def test_the_fleet_run_does_not_wait_for_the_copies_it_starts(azurite: Azurite) 
             catalog.list_backups(key)[0].replication_status == "completed" for key in backed_up
         )
         assert {stack.host.status(i).runtime_status for i in copies} == {"Completed"}
+
+
+def test_copies_started_at_once_never_pass_the_regions_parallel_limit(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten disks' copies start at once against a limit of 3 (shrunk in the simulator and the
+    app alike): Azure refuses a copy past it for good, and none is refused."""
+    monkeypatch.setattr(copystart, "MAX_PARALLEL_COPIES", 3)
+    monkeypatch.setattr(replication, "MAX_PARALLEL_COPIES", 3)
+    with local_stack(
+        _replicated_fleet(), start=START, azurite=azurite, table_prefix=next(_prefixes)
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(hours=6))
+        jobs = stack.services.catalog.list_replication_jobs()
+        copies = [r for r in stack.simulator.requests if r.method == "PUT" and "-westus2" in r.path]
+
+    assert [j.error_message for j in jobs if j.status is ReplicationStatus.FAILED] == []
+    assert len([j for j in jobs if j.status is ReplicationStatus.COMPLETED]) == 2 * VMS
+    assert [r.status for r in copies if r.status >= 400] == []

@@ -522,7 +522,7 @@ class TestReplicationJobs:
         assert catalog.list_replication_jobs(status=running, vm_key=DB) == [db_running]
         assert catalog.list_replication_jobs() == [web_running, db_running, web_done]
 
-    def test_copies_in_progress_count_running_jobs_into_one_region(
+    def test_copies_in_progress_count_running_and_freshly_claimed_jobs_into_one_region(
         self, catalog: TableCatalog
     ) -> None:
         running = [
@@ -532,10 +532,15 @@ class TestReplicationJobs:
         elsewhere = dataclasses.replace(
             job(DB, "b8", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1)), target_region="eastus"
         )
-        catalog.save_replication_jobs([*running, done, elsewhere])
-        assert catalog.copies_in_progress("westus2") == 3
-        assert catalog.copies_in_progress("eastus") == 1
-        assert catalog.copies_in_progress("northeurope") == 0
+        claimed = job(DB, "b7", "os", ReplicationStatus.PENDING, ago(minutes=5))
+        abandoned = job(DB, "b6", "os", ReplicationStatus.PENDING, ago(hours=1))
+        catalog.save_replication_jobs([*running, done, elsewhere, claimed, abandoned])
+        since = ago(minutes=10)
+        assert catalog.copies_in_progress("westus2", claimed_since=since) == 4
+        assert catalog.copies_in_progress("eastus", claimed_since=since) == 1
+        assert catalog.copies_in_progress("northeurope", claimed_since=since) == 0
+        catalog.delete_replication_jobs([claimed])
+        assert catalog.copies_in_progress("westus2", claimed_since=since) == 3
 
     def test_a_retried_job_rewrites_its_row(self, catalog: TableCatalog) -> None:
         started = job(WEB, "b1", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1))

@@ -7,15 +7,17 @@ from __future__ import annotations
 import pytest
 
 from shared.domain.boot import MIN_STEP_SECONDS, BootBounds, learned, next_read
+from shared.orchestrations.durable import MIN_WAIT_SECONDS
 
 
 def _watch(boot: float, bounds: BootBounds | None) -> tuple[float, int, BootBounds | None]:
-    """One boot of `boot` seconds watched as check_dr_vm does, from a first read 5 s after
-    provisioning: (when it was seen running, reads, the bounds after it)."""
-    at, reads, starting = MIN_STEP_SECONDS, 1, None
+    """One boot of `boot` seconds watched as boot_and_check does (its poll waits at least
+    MIN_WAIT_SECONDS), from a first read 5 s after provisioning: (when it was seen running,
+    reads, the bounds after it)."""
+    at, reads, starting = MIN_WAIT_SECONDS, 1, None
     while at < boot:
         starting = at
-        at += next_read(at, bounds)
+        at += max(next_read(at, bounds), MIN_WAIT_SECONDS)
         reads += 1
     return at, reads, learned(bounds, starting, at)
 
@@ -28,7 +30,11 @@ def test_boots_of_one_length_are_seen_at_most_a_tenth_late_and_then_on_time(boot
         seen, reads, bounds = _watch(boot, bounds)
         assert boot <= seen <= max(boot * 1.1, MIN_STEP_SECONDS * 2)
         assert reads <= 3
-    assert seen <= max(boot * 1.02, boot + 1.0)
+    assert seen <= boot + max(MIN_STEP_SECONDS, boot * 0.02)
+
+
+def test_no_read_is_placed_closer_than_the_orchestrations_shortest_wait() -> None:
+    assert MIN_STEP_SECONDS == MIN_WAIT_SECONDS
 
 
 def test_a_slower_boot_than_learned_starts_the_bounds_afresh() -> None:
