@@ -103,7 +103,9 @@ def run_to_completion(result: Any) -> Any:
 
 class _WorkerLoop:
     """One event loop, on a thread of its own, for every async function the host runs, as the
-    Python worker runs them all on its one loop (sync functions go to a thread pool).
+    Python worker runs them all on its one loop (sync functions go to a thread pool):
+    azure-functions-runtime, handle_event.py, `invocation_request`: an async function is
+    awaited in place, a sync one goes to `_loop.run_in_executor(threadpool, ...)`.
 
     The SDK's DurableOrchestrationClient keeps one aiohttp session per process, bound to the
     loop that opened it: async activities running at once on loops of their own would use it
