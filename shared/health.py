@@ -213,9 +213,7 @@ def _behind(
     if not waiting:
         return None
     backup = waiting[-1]  # newest first
-    jobs = [
-        j for j in catalog.list_replication_jobs(vm_key=vm_key) if j.backup_id == backup.backup_id
-    ]
+    jobs = catalog.list_replication_jobs(vm_key=vm_key, backup_id=backup.backup_id)
     since = max((j.completed_at or j.started_at for j in jobs), default=backup.taken_at)
     error = next((j.error_message for j in jobs if j.error_message), None)
     return {

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.boot import BootBounds
+from shared.domain.copytime import CopySample
 from shared.domain.models import (
     VM,
     AuditEntry,
@@ -428,8 +429,10 @@ class BackupCatalog(Protocol):
         """A backup by id alone (ids are unique across VMs), for commands given only the id."""
         ...
 
-    def list_backups(self, vm_key: str, *, include_deleted: bool = False) -> list[Backup]:
-        """A VM's backups, newest first."""
+    def list_backups(
+        self, vm_key: str, *, include_deleted: bool = False, since: datetime | None = None
+    ) -> list[Backup]:
+        """A VM's backups (taken at or after `since`, if given), newest first."""
         ...
 
     def update_backup(self, vm_key: str, backup_id: str, **changes: object) -> Backup:
@@ -451,6 +454,14 @@ class BackupCatalog(Protocol):
 
     def note_booted(self, group: str, vm_name: str, bounds: BootBounds | None) -> None:
         """The VM was seen running: what the group's boots took (None: unchanged)."""
+        ...
+
+    def copy_samples(self, source: str, target: str) -> list[CopySample]:
+        """What recent copies from region `source` into `target` took, oldest first."""
+        ...
+
+    def note_copy(self, source: str, target: str, sample: CopySample) -> None:
+        """Add what a copy from `source` into `target` took to the pair's samples."""
         ...
 
     def backups_needing_replication(self) -> list[Backup]:
@@ -479,8 +490,14 @@ class BackupCatalog(Protocol):
         ...
 
     def list_replication_jobs(
-        self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
-    ) -> list[ReplicationJob]: ...
+        self,
+        *,
+        status: ReplicationStatus | None = None,
+        vm_key: str | None = None,
+        backup_id: str | None = None,
+    ) -> list[ReplicationJob]:
+        """Replication jobs, optionally of one status, VM and backup, newest started first."""
+        ...
 
     def save_verification(self, verification: Verification) -> None: ...
 

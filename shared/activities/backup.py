@@ -28,11 +28,12 @@ from shared.domain.models import (
     BackupState,
     NicConfig,
     SnapshotRef,
+    Tier,
 )
 from shared.domain.policy import PolicyError, format_policy, policy_for
 from shared.domain.retention import MANUAL_KEEP
 from shared.domain.schedule import is_due, rpo_target_seconds, slot_at
-from shared.domain.tiers import tier_for
+from shared.domain.tiers import periods_start, tier_for
 from shared.errors import sanitise
 from shared.services import Services
 
@@ -167,7 +168,7 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     if existing is not None and existing.state is BackupState.COMPLETED:
         return {"vm_key": vm.key, "backup_id": backup_id, "state": "completed", "poll_after": 0}
     taken_at = existing.taken_at if existing else svc.clock.now()
-    tier = existing.tier if existing else tier_for(taken_at, _earlier_backups(svc, vm.key))
+    tier = existing.tier if existing else _tier(svc, vm.key, taken_at)
     nics = _nics(svc, vm)  # before any snapshot: a backup that cannot record it takes none
     group = svc.settings.backup_group(vm.location)
     planned = [
@@ -292,20 +293,20 @@ def _nics(svc: Services, vm: VM) -> tuple[NicConfig, ...]:
     )
 
 
-def _earlier_backups(svc: Services, vm_key: str) -> list[datetime]:
-    """When this VM's earlier backups were taken: those that completed, expired or not (they
-    existed), never failed attempts retention cleaned up."""
+def _tier(svc: Services, vm_key: str, taken_at: datetime) -> Tier:
+    """The tier of a backup taken at `taken_at`, from the VM's backups in its periods that
+    completed, expired or not (they existed), never failed attempts retention cleaned up."""
     completed = (
         BackupState.COMPLETED,
         BackupState.SOFT_DELETED,
         BackupState.PURGING,
         BackupState.DELETED,
     )
-    return [
-        backup.taken_at
-        for backup in svc.catalog.list_backups(vm_key, include_deleted=True)
-        if backup.state in completed and backup.error_message is None
-    ]
+    earlier = svc.catalog.list_backups(vm_key, include_deleted=True, since=periods_start(taken_at))
+    return tier_for(
+        taken_at,
+        (b.taken_at for b in earlier if b.state in completed and b.error_message is None),
+    )
 
 
 def check_backup(payload: Payload, svc: Services) -> Payload:

@@ -31,7 +31,7 @@ def measure_changes(svc: Services, backup: Backup, refs: tuple[SnapshotRef, ...]
     anomaly against the VM's backups of the last HISTORY_DAYS days."""
     earlier = [
         b
-        for b in svc.catalog.list_backups(backup.vm_key, include_deleted=True)
+        for b in svc.catalog.list_backups(backup.vm_key)  # purged ones have no snapshots
         if b.state in HAS_SNAPSHOTS and b.taken_at < backup.taken_at
     ]
     previous = {

@@ -196,7 +196,7 @@ def _restorable_backup(svc: Services, vm_key: str, region: str, backup_id: str |
             raise NotFoundError(f"backup {backup_id} of {vm_key} is not in the catalog")
         candidates = [backup]
     else:
-        candidates = svc.catalog.list_backups(vm_key, include_deleted=True)
+        candidates = svc.catalog.list_backups(vm_key)  # only completed ones are restorable
     for backup in candidates:
         if _restorable(backup, region):
             return backup

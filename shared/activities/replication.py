@@ -7,6 +7,7 @@ copied (or deleted, or given up for good) and the target region has room.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -15,6 +16,7 @@ from shared.activities import claims
 from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup, parse_time
 from shared.adapters import telemetry
 from shared.domain import names
+from shared.domain.copytime import CopyRate, CopySample, fitted, whole_duration
 from shared.domain.models import (
     Backup,
     BackupState,
@@ -22,7 +24,7 @@ from shared.domain.models import (
     ReplicationStatus,
     SnapshotRef,
 )
-from shared.errors import NotFoundError, PermanentError, sanitise
+from shared.errors import NotFoundError, PermanentError, TransientError, sanitise
 from shared.ports import Snapshot
 from shared.services import Services
 
@@ -36,6 +38,7 @@ MAX_RETRY_BACKOFF = timedelta(hours=12)
 # with the backoff above, about 18 hours of retries, so a daily backup never waits on a dead one.
 MAX_REPLICATION_ATTEMPTS = 6
 ATTEMPT_STAMP = "%Y%m%dt%H%M%S"  # an attempt's time in its copy jobs' ids
+GIB = 1024**3
 
 
 def list_pending_replications(payload: Payload, svc: Services) -> Payload:
@@ -105,11 +108,7 @@ def _dead(svc: Services, backup: Backup) -> bool:
 
 def _last_attempt(svc: Services, backup: Backup, now: datetime) -> datetime:
     """The attempt a stranded backup's newest copy jobs belong to (their id's stamp)."""
-    jobs = [
-        job
-        for job in svc.catalog.list_replication_jobs(vm_key=backup.vm_key)
-        if job.backup_id == backup.backup_id
-    ]
+    jobs = svc.catalog.list_replication_jobs(vm_key=backup.vm_key, backup_id=backup.backup_id)
     if not jobs:
         return now
     stamp = jobs[0].id.rsplit("-", 1)[-1]  # newest started first
@@ -130,13 +129,9 @@ def _ask_again(waited: timedelta) -> float:
 def _retry_due(svc: Services, backup: Backup, now: datetime) -> bool:
     if backup.replication_status is not ReplicationStatus.FAILED:
         return True
-    failed = [
-        job
-        for job in svc.catalog.list_replication_jobs(
-            status=ReplicationStatus.FAILED, vm_key=backup.vm_key
-        )
-        if job.backup_id == backup.backup_id
-    ]
+    failed = svc.catalog.list_replication_jobs(
+        status=ReplicationStatus.FAILED, vm_key=backup.vm_key, backup_id=backup.backup_id
+    )
     if not failed:
         return True
     attempts = len({job.id.rsplit("-", 1)[-1] for job in failed})  # one stamp per attempt
@@ -165,6 +160,7 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
         return waiting
     started: list[ReplicationJob] = []
     refs: list[SnapshotRef] = []
+    rate = _copy_rate(svc, backup.region, target)
     poll_after = 0.0
     for ref, job in zip(backup.snapshots, jobs, strict=True):
         try:
@@ -182,7 +178,7 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
                 ref, replica_id=replica_id, replica_status=ReplicationStatus.IN_PROGRESS
             )
         )
-        poll_after = max(poll_after, wait)
+        poll_after = max(poll_after, wait, _first_read(rate, ref) if wait else 0.0)
     svc.catalog.save_replication_jobs(started)
     svc.catalog.update_backup(
         backup.vm_key,
@@ -192,6 +188,33 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
         replication_status=ReplicationStatus.IN_PROGRESS,
     )
     return {"state": "in_progress", "poll_after": poll_after}
+
+
+def _copy_rate(svc: Services, source: str, target: str) -> CopyRate | None:
+    """What copies between the regions took, fitted; a catalog outage costs the hint only."""
+    try:
+        return fitted(svc.catalog.copy_samples(source, target))
+    except TransientError:
+        return None
+
+
+def _first_read(rate: CopyRate | None, ref: SnapshotRef) -> float:
+    """When a copy just started is expected done (0: unknown, read at Azure's Retry-After)."""
+    if rate is None or ref.changed_bytes is None:
+        return 0.0
+    return rate.first_read(ref.changed_bytes / GIB)
+
+
+def _note_progress(
+    svc: Services, backup: Backup, ref: SnapshotRef, elapsed: float, percent: float | None
+) -> None:
+    """A copy read midway states its whole duration: a sample for the next copies' first read."""
+    seconds = whole_duration(elapsed, percent)
+    if seconds is None or ref.changed_bytes is None or backup.replica_region is None:
+        return
+    sample = CopySample(ref.changed_bytes / GIB, seconds)
+    with contextlib.suppress(TransientError):  # a hint lost, not a copy
+        svc.catalog.note_copy(backup.region, backup.replica_region, sample)
 
 
 def _copy(
@@ -366,6 +389,7 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
             changed.append(_ended(job, status, now, error, percent))
         if job is not None and status is ReplicationStatus.IN_PROGRESS:
             eta = max(eta, _remaining(job.started_at, now, percent))
+            _note_progress(svc, backup, ref, (now - job.started_at).total_seconds(), percent)
         refs.append(dataclasses.replace(ref, replica_status=status))
     if changed:
         svc.catalog.save_replication_jobs(changed)
@@ -413,9 +437,8 @@ def _copy_status(replica: Snapshot) -> ReplicationStatus:
 def _remaining(started: datetime, now: datetime, percent: float | None) -> float:
     """Seconds left for a copy at `percent` after running since `started`, at its pace so far."""
     elapsed = (now - started).total_seconds()
-    if not percent or percent <= 0 or elapsed <= 0:
-        return 0.0
-    return elapsed * (100 - percent) / percent
+    whole = whole_duration(elapsed, percent)
+    return 0.0 if whole is None else whole - elapsed
 
 
 def _ended(

@@ -61,6 +61,7 @@ from shared.adapters import telemetry
 from shared.adapters.credentials import credential_from_settings
 from shared.adapters.entities import from_entity, table_key, to_entity
 from shared.domain.boot import BootBounds
+from shared.domain.copytime import SAMPLES, CopySample
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -93,6 +94,7 @@ RETENTION = "retention"
 RETENTION_ROW = "state"
 LATEST_BACKUPS = "latestbackups"
 BOOT_TIMES = "boottimes"
+COPY_TIMES = "copytimes"
 BOOT_BOUNDS = "~bounds"  # the group's row in boottimes (a VM's name never starts with "~")
 INDEX_BUILT = "~built"  # the index row saying every VM is indexed (a vm_key is never "~...")
 # Every table, as infra/app/storage.bicep creates them: the app holds data rights only.
@@ -107,6 +109,7 @@ TABLES = (
     RETENTION,
     LATEST_BACKUPS,
     BOOT_TIMES,
+    COPY_TIMES,
 )
 
 FLEET = "*"
@@ -214,18 +217,21 @@ class TableCatalog:
         found = self._query(Backup, BACKUPS, "RowKey eq @id", id=table_key(backup_id))
         return found[0] if found else None
 
-    def list_backups(self, vm_key: str, *, include_deleted: bool = False) -> list[Backup]:
-        """A VM's backups, newest first (by taken_at, then id)."""
-        if include_deleted:
-            backups = self._query(Backup, BACKUPS, "PartitionKey eq @vm", vm=table_key(vm_key))
-        else:
-            backups = self._query(
-                Backup,
-                BACKUPS,
-                "PartitionKey eq @vm and state ne @deleted",
-                vm=table_key(vm_key),
-                deleted=BackupState.DELETED.value,
-            )
+    def list_backups(
+        self, vm_key: str, *, include_deleted: bool = False, since: datetime | None = None
+    ) -> list[Backup]:
+        """A VM's backups, newest first (by taken_at, then id). Purged rows stay as history, so
+        a caller that needs only recent ones says `since`: the server filters, and a year of
+        backups is not read to find this month's."""
+        clauses = ["PartitionKey eq @vm"]
+        parameters: dict[str, Any] = {"vm": table_key(vm_key)}
+        if not include_deleted:
+            clauses.append("state ne @deleted")
+            parameters["deleted"] = BackupState.DELETED.value
+        if since is not None:
+            clauses.append("taken_at ge @since")
+            parameters["since"] = _aware(since, "since").astimezone(UTC)
+        backups = self._query(Backup, BACKUPS, " and ".join(clauses), **parameters)
         return sorted(backups, key=_backup_age, reverse=True)
 
     def update_backup(self, vm_key: str, backup_id: str, **changes: object) -> Backup:
@@ -313,6 +319,25 @@ class TableCatalog:
         key = _boot_key(group, vm_name)
         with _azure_errors(f"clear a VM's row in {BOOT_TIMES}"):
             self._table(BOOT_TIMES).delete_entity(key["PartitionKey"], key["RowKey"])
+
+    def copy_samples(self, source: str, target: str) -> list[CopySample]:
+        """What copies from `source` into `target` took, oldest first (the last SAMPLES)."""
+        row = self._get(COPY_TIMES, target.lower(), source.lower())
+        kept = json.loads(row["samples"]) if row is not None else []
+        return [CopySample(float(gib), float(seconds)) for gib, seconds in kept]
+
+    def note_copy(self, source: str, target: str, sample: CopySample) -> None:
+        """Add a copy's duration to the pair's samples. Two copies noting at once may lose one
+        sample (last write wins): a sample is a hint, and the next copy brings another."""
+        kept = [*self.copy_samples(source, target), sample][-SAMPLES:]
+        self._upsert(
+            COPY_TIMES,
+            {
+                "PartitionKey": table_key(target.lower()),
+                "RowKey": table_key(source.lower()),
+                "samples": json.dumps([[s.gib, s.seconds] for s in kept]),
+            },
+        )
 
     def _index_rows(self) -> dict[str, TableEntity]:
         """The index partition by RowKey: VMs' rows and the "built" marker."""
@@ -461,9 +486,13 @@ class TableCatalog:
                 client.delete_entity(table_key(job.vm_key), table_key(job.id))
 
     def list_replication_jobs(
-        self, *, status: ReplicationStatus | None = None, vm_key: str | None = None
+        self,
+        *,
+        status: ReplicationStatus | None = None,
+        vm_key: str | None = None,
+        backup_id: str | None = None,
     ) -> list[ReplicationJob]:
-        """Replication jobs, optionally of one status and one VM, newest started first."""
+        """Replication jobs, optionally of one status, VM and backup, newest started first."""
         clauses: list[str] = []
         parameters: dict[str, Any] = {}
         if status is not None:
@@ -472,6 +501,9 @@ class TableCatalog:
         if vm_key is not None:
             clauses.append("PartitionKey eq @vm")
             parameters["vm"] = table_key(vm_key)
+        if backup_id is not None:
+            clauses.append("backup_id eq @backup")
+            parameters["backup"] = backup_id
         jobs = self._query(ReplicationJob, REPLICATION_JOBS, " and ".join(clauses), **parameters)
         return sorted(jobs, key=lambda j: (j.started_at, j.id), reverse=True)
 

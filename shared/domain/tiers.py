@@ -40,6 +40,14 @@ PERIOD_KEYS: tuple[tuple[Tier, PeriodKey], ...] = (
 )
 
 
+def periods_start(moment: datetime) -> datetime:
+    """The first instant of `moment`'s UTC month: only backups since then decide the tier of
+    one taken at `moment`. An ISO week that began the month before does not reach further: a
+    backup that is not the month's first has an earlier one this month, in its week when the
+    week began last month."""
+    return require_utc(moment).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
 def tier_for(taken_at: datetime, earlier: Iterable[datetime]) -> Tier:
     """The tier of a backup taken at `taken_at`, given when the VM's completed backups were taken.
 

@@ -17,6 +17,7 @@ from azure.data.tables import TableServiceClient
 from local.azurite import Azurite
 from shared.adapters.catalog import SUMMARY_COLUMNS, TableCatalog, catalog_from_settings
 from shared.adapters.entities import from_entity, to_entity
+from shared.domain.copytime import SAMPLES, CopySample
 from shared.domain.models import (
     AuditEntry,
     Backup,
@@ -295,6 +296,21 @@ class TestBackups:
         assert catalog.list_backups(WEB) == [new, old]
         assert catalog.list_backups(WEB, include_deleted=True) == [new, deleted, old]
 
+    def test_list_backups_since_a_moment_reads_no_older_ones(self, catalog: TableCatalog) -> None:
+        """Purged rows stay as history: a step that needs this month's backups asks the server
+        for them, not for a year of rows."""
+        old, purged, new = (
+            backup(WEB, ago(days=40)),
+            backup(WEB, ago(days=2), state=BackupState.DELETED),
+            backup(WEB, ago(days=1)),
+        )
+        for record in (old, purged, new):
+            catalog.save_backup(record)
+        since = ago(days=2)
+        assert catalog.list_backups(WEB, include_deleted=True, since=since) == [new, purged]
+        assert catalog.list_backups(WEB, since=since) == [new]
+        assert catalog.list_backups(WEB, since=ago(days=2) + timedelta(seconds=1)) == [new]
+
     def test_get_and_find_a_backup_by_its_keys_or_its_id_alone(self, catalog: TableCatalog) -> None:
         web, db = backup(WEB, ago(hours=1)), backup(DB, ago(hours=1))
         catalog.save_backup(web)
@@ -511,7 +527,7 @@ class TestLatestBackupsIndex:
 class TestReplicationJobs:
     """Jobs by status and by VM, newest started first."""
 
-    def test_jobs_filter_by_status_and_vm(self, catalog: TableCatalog) -> None:
+    def test_jobs_filter_by_status_vm_and_backup(self, catalog: TableCatalog) -> None:
         web_running = job(WEB, "b2", "os", ReplicationStatus.IN_PROGRESS, ago(hours=1))
         web_done = job(WEB, "b1", "os", ReplicationStatus.COMPLETED, ago(hours=3))
         db_running = job(DB, "b3", "lun0", ReplicationStatus.IN_PROGRESS, ago(hours=2))
@@ -521,6 +537,8 @@ class TestReplicationJobs:
         assert catalog.list_replication_jobs(vm_key=WEB) == [web_running, web_done]
         assert catalog.list_replication_jobs(status=running, vm_key=DB) == [db_running]
         assert catalog.list_replication_jobs() == [web_running, db_running, web_done]
+        assert catalog.list_replication_jobs(vm_key=WEB, backup_id="b1") == [web_done]
+        assert catalog.list_replication_jobs(status=running, backup_id="b1") == []
 
     def test_copies_in_progress_count_running_and_freshly_claimed_jobs_into_one_region(
         self, catalog: TableCatalog
@@ -548,6 +566,17 @@ class TestReplicationJobs:
         catalog.save_replication_job(started)
         catalog.save_replication_job(done)
         assert catalog.list_replication_jobs() == [done]
+
+    def test_copy_samples_are_kept_per_pair_of_regions_the_newest_few(
+        self, catalog: TableCatalog
+    ) -> None:
+        assert catalog.copy_samples("eastus", "westus2") == []
+        samples = [CopySample(float(n), 60.0 + n) for n in range(SAMPLES + 3)]
+        for sample in samples:
+            catalog.note_copy("eastus", "westus2", sample)
+        catalog.note_copy("westus2", "eastus", CopySample(1.0, 99.0))
+        assert catalog.copy_samples("EastUS", "westus2") == samples[-SAMPLES:]
+        assert catalog.copy_samples("westus2", "eastus") == [CopySample(1.0, 99.0)]
 
 
 class TestVerificationReport:

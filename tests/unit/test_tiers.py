@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from shared.domain.models import Tier
-from shared.domain.tiers import day_key, month_key, tier_for, week_key
+from shared.domain.tiers import day_key, month_key, periods_start, tier_for, week_key
 from tests.unit.builders import at
 
 
@@ -68,3 +68,18 @@ def test_period_keys(moment: str, day: str, week: str, month: str) -> None:
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match=r"taken_at=.*naive datetime"):
         tier_for(datetime(2026, 11, 29), [])
+
+
+@pytest.mark.parametrize("every_hours", [5, 24, 24 * 6, 24 * 13])
+def test_backups_before_the_periods_start_never_change_a_tier(every_hours: int) -> None:
+    """The backup step reads only the backups since `periods_start` (not a year of history):
+    across years, month ends inside ISO weeks and week 53, the tier it gives is the one the
+    whole history gives."""
+    times = [at("2026-11-20T01:00") + timedelta(hours=every_hours * n) for n in range(150)]
+    for index, taken in enumerate(times[1:], start=1):
+        window = [t for t in times[:index] if t >= periods_start(taken)]
+        assert tier_for(taken, window) is tier_for(taken, times[:index]), taken
+
+
+def test_periods_start_is_the_month_start() -> None:
+    assert periods_start(at("2026-12-02T02:00")) == at("2026-12-01T00:00")
