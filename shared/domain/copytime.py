@@ -1,8 +1,8 @@
 """How long a cross-region snapshot copy takes, learned from the copies the app watched.
 
 A copy's PUT answers with a Retry-After that covers creating the replica, not copying it, so a
-first read there finds it a few per cent done; its progress then dates its end and a second read
-lands there. Two reads per copy, where the end could have been read once: a copy's time grows
+first read there finds it barely started; a later read's progress dates its end, and one more
+read lands there: three reads, where the end could have been read once. A copy's time grows
 with the data it moves (the changed blocks of an incremental snapshot), at a rate and with a
 fixed part that belong to the pair of regions. Every copy read midway states its whole duration
 (its elapsed time over its fraction done), and those samples fit the line the next copy's first
@@ -17,7 +17,7 @@ import itertools
 import statistics
 from collections.abc import Sequence
 
-# Samples kept per target region: enough to fit through noise, few enough to follow a change.
+# Samples kept per pair of regions: enough to fit through noise, few enough to follow a change.
 SAMPLES = 12
 # A first read comes this much after the expected end, so a copy just as long is seen done.
 MARGIN = 0.02
