@@ -23,8 +23,10 @@ from shared.domain.models import (
     Disk,
     DrTest,
     Failover,
+    InUseListing,
     JsonRecord,
     NicConfig,
+    NicListing,
     ReplicationJob,
     ReplicationStatus,
     RetentionState,
@@ -63,6 +65,7 @@ class Snapshot(JsonRecord):
     completion_percent: float | None = None
     copy_error: str | None = None
     access_state: str | None = None  # snapshotAccessState
+    hyper_v_generation: str | None = None  # an OS disk's, which its snapshots inherit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +199,10 @@ class ComputeGateway(Protocol):
 
     def list_vms_page(self, page: str | None) -> tuple[list[VM], str | None]:
         """One page of VMs from `page` (None: the first) and the next page's token, or None."""
+        ...
+
+    def list_nics_page(self, page: str | None) -> tuple[list[NicConfig], str | None]:
+        """One page of the subscription's NICs, as `get_nic` reads each, and the next token."""
         ...
 
     def get_vm(self, resource_group: str, name: str) -> VM:
@@ -374,8 +381,8 @@ class ComputeGateway(Protocol):
         """
         ...
 
-    def list_tagged(self, resource_group: str, tag: str) -> list[TaggedResource]:
-        """Resources in a group that carry the tag `tag` (any value)."""
+    def list_tagged(self, resource_group: str, *tags: str) -> list[TaggedResource]:
+        """Resources in a group that carry any of `tags` (any value): one list of the group."""
         ...
 
     def set_policy_tag(self, vm_id: str, value: str | None) -> None:
@@ -543,12 +550,25 @@ class BackupCatalog(Protocol):
         ...
 
     def claim(
-        self, vm_key: str, work: str, owner: str, *, now: datetime, stale_after: timedelta
+        self,
+        vm_key: str,
+        work: str,
+        owner: str,
+        *,
+        now: datetime,
+        stale_after: timedelta,
+        vm: VM | None = None,
+        nics: tuple[NicConfig, ...] | None = None,
     ) -> Claim:
         """Take `work` for `owner` unless someone else holds it; the claim as it now stands
         (ours when `.owner == owner`). Released claims, and claims older than `stale_after`
         (their owner died), are taken over with the next generation; taking it again as the
-        same owner returns the same claim (a retried step)."""
+        same owner returns the same claim (a retried step). `vm` and `nics` go with a new
+        claim."""
+        ...
+
+    def get_claim(self, vm_key: str, work: str) -> Claim | None:
+        """The claim on `work` as it stands (None when nobody ever took it)."""
         ...
 
     def admit(
@@ -561,6 +581,24 @@ class BackupCatalog(Protocol):
     def release(self, vm_key: str, work: str, owner: str) -> None:
         """Let go of a claim `owner` holds (nothing if it holds none)."""
         ...
+
+    def nic_listing(self) -> NicListing | None:
+        """The last list of the subscription's NICs kept (None: none yet)."""
+        ...
+
+    def save_nic_listing(self, listing: NicListing, nics: Sequence[NicConfig]) -> None:
+        """Keep a fleet run's list of NICs (the NICs not in it are forgotten)."""
+        ...
+
+    def listed_nics(self, run: str, nic_ids: Iterable[str]) -> dict[str, NicConfig]:
+        """Those of `nic_ids` the run `run` listed, by id (lower case)."""
+        ...
+
+    def in_use_listing(self, group: str) -> InUseListing | None:
+        """The last listing of what the restores in `group` came from (None: never listed)."""
+        ...
+
+    def save_in_use_listing(self, listing: InUseListing) -> None: ...
 
     def get_retention_state(self, vm_key: str) -> RetentionState | None:
         """What retention remembers of the VM (None before its first run)."""

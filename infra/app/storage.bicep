@@ -8,7 +8,7 @@ param deploymentContainerName string
 
 // The catalog tables (shared/adapters/catalog.py TABLES); created here so the app needs data
 // rights only.
-var catalogTables = ['backups', 'replicationjobs', 'verifications', 'drtests', 'failovers', 'auditlog', 'claims', 'retention', 'latestbackups', 'boottimes', 'copytimes']
+var catalogTables = ['backups', 'replicationjobs', 'verifications', 'drtests', 'failovers', 'auditlog', 'claims', 'retention', 'latestbackups', 'boottimes', 'copytimes', 'inuse', 'nics']
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   #checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches its storage over the public endpoint; access is Entra-only (shared keys off)

@@ -10,7 +10,7 @@ from local.armsim import blobdata, copystart
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
 from local.armsim.lro import delete_reply, injected_failure, location_reply
-from local.armsim.protocol import DISK_TYPE, SNAPSHOT_TYPE, Reply, Request, ResourceId, page
+from local.armsim.protocol import DISK_TYPE, SNAPSHOT_TYPE, Reply, Request, ResourceId
 from local.armsim.state import Resource, World
 
 GIB = 1024**3
@@ -339,11 +339,7 @@ def patch_snapshot(world: World, request: Request, args: dict[str, str]) -> Repl
 
 
 def list_snapshots(world: World, request: Request, args: dict[str, str]) -> Reply:
-    world.require_subscription(args["sub"])
-    if "rg" in args:
-        world.group(args["sub"], args["rg"])
-    found = world.of_type(SNAPSHOT_TYPE, args["sub"], args.get("rg"))
-    return page(request, found, world.page_size, world.render)
+    return world.list_reply(SNAPSHOT_TYPE, request, args)
 
 
 def access(type_: str, grant: bool) -> Any:

@@ -4,11 +4,11 @@ Operation names (`FaultRule.operation`, an fnmatch pattern such as "snapshots.*"
 vms.list, vms.get, vms.create, vms.update, vms.delete, vms.instance_view, runcommand,
 disks.get, disks.create, disks.delete, disks.access, snapshots.list, snapshots.get,
 snapshots.create (createOption Copy), snapshots.copy (createOption CopyStart), snapshots.update,
-snapshots.delete, snapshots.access, nics.get, nics.create, nics.delete, vnets.get, vnets.create,
-vnets.delete, subnets.get, nsgs.get, nsgs.create, nsgs.delete, groups.get, groups.list,
-groups.create, resources.list, resources.get, resources.delete, tags.get, tags.update, skus.list,
-operations.get (LRO polls), and blob.read (a read through a disk's or snapshot's SAS URL,
-local/armsim/blobdata.py; its paths are the resource id and the blob path).
+snapshots.delete, snapshots.access, nics.list, nics.get, nics.create, nics.delete, vnets.get,
+vnets.create, vnets.delete, subnets.get, nsgs.get, nsgs.create, nsgs.delete, groups.get,
+groups.list, groups.create, resources.list, resources.get, resources.delete, tags.get,
+tags.update, skus.list, operations.get (LRO polls), and blob.read (a read through a disk's or
+snapshot's SAS URL, local/armsim/blobdata.py; its paths are the resource id and the blob path).
 
 Kinds and where they act:
 - 5xx: the request answers 500 InternalServerError.

@@ -10,7 +10,14 @@ from typing import Any
 from local.armsim.errors import ArmError, bad_request
 from local.armsim.faults import normalise_region
 from local.armsim.lro import async_headers, delete_reply
-from local.armsim.protocol import NIC_TYPE, NSG_TYPE, VNET_TYPE, Reply, Request, ResourceId
+from local.armsim.protocol import (
+    NIC_TYPE,
+    NSG_TYPE,
+    VNET_TYPE,
+    Reply,
+    Request,
+    ResourceId,
+)
 from local.armsim.state import Resource, World
 
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
@@ -287,6 +294,11 @@ def render_network(world: World, resource: Resource) -> dict[str, Any]:
     for child in [*properties.get("ipConfigurations", []), *properties.get("subnets", [])]:
         child.setdefault("properties", {})["provisioningState"] = state
     return body
+
+
+def list_nics(world: World, request: Request, args: dict[str, str]) -> Reply:
+    """NetworkInterfaces_ListAll (or List in a group): a page of NICs with a nextLink."""
+    return world.list_reply(NIC_TYPE, request, args)
 
 
 def get_network(type_: str) -> Any:

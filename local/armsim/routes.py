@@ -148,6 +148,14 @@ _TABLE: list[tuple[str, str, str, frozenset[str], Handler]] = [
         diskrp.access(DISK_TYPE, grant=False),
     ),
     # Network
+    (
+        "GET",
+        _S + r"/providers/Microsoft\.Network/networkInterfaces",
+        "nics.list",
+        NETWORK,
+        network.list_nics,
+    ),
+    ("GET", _N + r"/networkInterfaces", "nics.list", NETWORK, network.list_nics),
     ("GET", _N + r"/networkInterfaces" + _NAME, "nics.get", NETWORK, network.get_network(NIC_TYPE)),
     ("PUT", _N + r"/networkInterfaces" + _NAME, "nics.create", NETWORK, network.put_nic),
     ("DELETE", _N + r"/networkInterfaces" + _NAME, "nics.delete", NETWORK, network.delete_nic),

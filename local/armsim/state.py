@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from local.armsim.durations import Durations
 from local.armsim.errors import ArmError, not_found
 from local.armsim.faults import Faults, normalise_region
-from local.armsim.protocol import ResourceId, make_id
+from local.armsim.protocol import Reply, Request, ResourceId, make_id, page
 from local.armsim.skus import SkuRestriction
 from local.armsim.throttle import RequestClass, Throttle
 from shared.clock import VirtualClock
@@ -349,6 +349,15 @@ class World:
             **facts,
         )
         return self.put(resource)
+
+    def list_reply(self, type_: str, request: Request, args: dict[str, str]) -> Reply:
+        """A List (in the route's group `rg`, if it names one) or ListAll of one resource type:
+        a page of it, with a nextLink to the next."""
+        self.require_subscription(args["sub"])
+        if "rg" in args:
+            self.group(args["sub"], args["rg"])
+        found = self.of_type(type_, args["sub"], args.get("rg"))
+        return page(request, found, self.page_size, self.render)
 
     def of_type(
         self, type_: str, subscription: str, resource_group: str | None = None

@@ -20,7 +20,6 @@ from local.armsim.protocol import (
     Reply,
     Request,
     ResourceId,
-    page,
 )
 from local.armsim.state import Resource, World
 
@@ -57,11 +56,7 @@ def _ref(args: dict[str, str]) -> ResourceId:
 
 
 def list_vms(world: World, request: Request, args: dict[str, str]) -> Reply:
-    world.require_subscription(args["sub"])
-    if "rg" in args:
-        world.group(args["sub"], args["rg"])
-    found = world.of_type(VM_TYPE, args["sub"], args.get("rg"))
-    return page(request, found, world.page_size, world.render)
+    return world.list_reply(VM_TYPE, request, args)
 
 
 def get_vm(world: World, request: Request, args: dict[str, str]) -> Reply:

@@ -6,6 +6,7 @@ PUTs the same snapshots and rewrites the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import datetime, timedelta
 from functools import partial
@@ -20,6 +21,7 @@ from shared.activities.common import (
     load_backup,
     parse_time,
 )
+from shared.activities.retention import restored_from
 from shared.adapters import telemetry
 from shared.domain import names
 from shared.domain.models import (
@@ -27,14 +29,16 @@ from shared.domain.models import (
     Backup,
     BackupState,
     NicConfig,
+    NicListing,
     SnapshotRef,
     Tier,
 )
-from shared.domain.policy import PolicyError, format_policy, policy_for
+from shared.domain.policy import BackupPolicy, PolicyError, format_policy, policy_for
 from shared.domain.retention import MANUAL_KEEP
 from shared.domain.schedule import is_due, rpo_target_seconds, slot_at
 from shared.domain.tiers import periods_start, tier_for
-from shared.errors import sanitise
+from shared.errors import BackupDrError, sanitise
+from shared.ports import Snapshot
 from shared.services import Services
 
 SNAPSHOT_DONE = "Succeeded"
@@ -58,6 +62,8 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     due: list[Payload] = []
     misconfigured: list[Payload] = []
     not_protectable: list[Payload] = []
+    regions: set[str] = set()
+    ready: list[tuple[VM, BackupPolicy, datetime]] = []
     vms, next_page = svc.gateway.list_vms_page(payload.get("page"))
     for vm in vms:
         try:
@@ -84,15 +90,25 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
         if not is_due(policy.schedule, None if last is None else last.slot, now):
             continue
         slot = slot_at(policy.schedule, now)
-        if _gave_up(svc, vm.key, slot):
-            continue
+        if not _gave_up(svc, vm.key, slot):
+            ready.append((vm, policy, slot))
+    nics = _listed_nics(svc, f"{owner}@{payload['now']}", [vm for vm, _, _ in ready])
+    for vm, policy, slot in ready:
+        mine = _nics_of(vm, nics)
         work = names.backup_claim(names.backup_id(vm.key, slot))
         claim = svc.catalog.claim(
-            vm.key, work, owner, now=svc.clock.now(), stale_after=claims.STALE_AFTER
+            vm.key,
+            work,
+            owner,
+            now=svc.clock.now(),
+            stale_after=claims.STALE_AFTER,
+            vm=vm,
+            nics=mine,
         )
         if claim.owner != owner:
             under_way += 1
             continue
+        regions |= {vm.location, *([policy.replicate] if policy.replicate else [])}
         due.append(
             {
                 "vm_key": vm.key,
@@ -102,9 +118,14 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
                 "owner": owner,
                 "generation": claim.generation,
                 "writes": len(vm.disks),
-                "reads": _reads(vm, policy.replicate),
+                # ARM reads its backup sends (the fleet run paces by them): a poll per snapshot,
+                # and its NICs unless the run's list had them.
+                "reads": len(vm.disks) + (len(vm.nic_ids) if mine is None else 0),
             }
         )
+    for region in sorted(regions):  # listed once here, not by each VM's retention
+        with contextlib.suppress(BackupDrError):  # else each retention tries (and says why)
+            restored_from(svc, svc.settings.drtest_group(region))
     return {
         "due": due,
         "next_page": next_page,
@@ -115,11 +136,42 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     }
 
 
-def _reads(vm: VM, replica_region: str | None) -> int:
-    """ARM reads one VM's backup sends (the fleet run paces by them): the VM (read by the
-    backup and by retention), each NIC, a poll per snapshot, and retention's list of each
-    DR-test group it looks in (the VM's region's and its replica region's)."""
-    return 2 + len(vm.nic_ids) + len(vm.disks) + (2 if replica_region else 1)
+def _listed_nics(svc: Services, run: str, vms: list[VM]) -> dict[str, NicConfig]:
+    """The NICs of `vms` from the run's list of the subscription's NICs (by lower-case id).
+
+    The run lists them once, on its first page that needs more NICs than the last list took
+    pages, and keeps them in the catalog for its later pages; with fewer, reading each costs
+    less, and the backups do (none found here)."""
+    wanted = {nic_id.lower() for vm in vms for nic_id in vm.nic_ids}
+    if not wanted:
+        return {}
+    last = svc.catalog.nic_listing()
+    if last is not None and last.run == run:
+        return svc.catalog.listed_nics(run, wanted)
+    if last is not None and len(wanted) < last.pages:
+        return {}
+    listed: list[NicConfig] = []
+    page: str | None = None
+    pages = 0
+    try:
+        while pages == 0 or page:
+            found, page = svc.gateway.list_nics_page(page)
+            listed.extend(found)
+            pages += 1
+    except BackupDrError:  # the list failed: each backup reads its own, as without one
+        return {}
+    svc.catalog.save_nic_listing(NicListing(run, pages, svc.clock.now()), listed)
+    return {nic.id.lower(): nic for nic in listed if nic.id.lower() in wanted}
+
+
+def _nics_of(vm: VM, listed: dict[str, NicConfig]) -> tuple[NicConfig, ...] | None:
+    """The VM's NICs as a backup records them (the first primary), or None unless all listed."""
+    if not all(nic_id.lower() in listed for nic_id in vm.nic_ids):
+        return None
+    return tuple(
+        dataclasses.replace(listed[nic_id.lower()], primary=index == 0)
+        for index, nic_id in enumerate(vm.nic_ids)
+    )
 
 
 def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
@@ -147,12 +199,12 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
 
     The row (state creating) names every disk's snapshot before the first PUT, so a backup that
     fails midway leaves no snapshot the catalog does not know of (retention deletes it). The VM
-    and its policy are read here, not taken from the input (which carries keys only). The tier
+    and its policy come from Azure, never from the input (which carries keys only). The tier
     is fixed once: a retry finds the row it wrote, keeps its tier and time, PUTs the same names.
     """
-    vm = svc.gateway.get_vm(payload["resource_group"], payload["name"])
     slot = parse_time(payload["slot"])
     manual = bool(payload.get("manual", False))
+    vm, listed_nics = _vm(svc, payload, slot)
     policy = policy_for(vm, svc.settings.regions)
     backup_id = names.backup_id(vm.key, slot, manual)
     reason = _not_protectable(vm)
@@ -169,7 +221,8 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
         return {"vm_key": vm.key, "backup_id": backup_id, "state": "completed", "poll_after": 0}
     taken_at = existing.taken_at if existing else svc.clock.now()
     tier = existing.tier if existing else _tier(svc, vm.key, taken_at)
-    nics = _nics(svc, vm)  # before any snapshot: a backup that cannot record it takes none
+    # Before any snapshot: a backup that cannot record its network takes none.
+    nics = listed_nics if listed_nics is not None else _nics(svc, vm)
     group = svc.settings.backup_group(vm.location)
     planned = [
         (disk, names.snapshot_name(vm.name, vm.key, disk.role, slot, manual)) for disk in vm.disks
@@ -266,6 +319,19 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     }
 
 
+def _vm(svc: Services, payload: Payload, slot: datetime) -> tuple[VM, tuple[NicConfig, ...] | None]:
+    """The VM (and its NICs, if listed) as the fleet run that claimed this slot listed them
+    (kept with the claim, so a run reads each once), else the VM as Azure has it now (a manual
+    backup, a claim taken over)."""
+    owner = payload.get("owner")
+    if owner:
+        work = names.backup_claim(names.backup_id(payload["vm_key"], slot))
+        claim = svc.catalog.get_claim(payload["vm_key"], work)
+        if claim is not None and claim.owner == owner and claim.vm is not None:
+            return claim.vm, claim.nics
+    return svc.gateway.get_vm(payload["resource_group"], payload["name"]), None
+
+
 def _snapshot_id(svc: Services, group: str, name: str) -> str:
     """The id a snapshot PUT creates, known before the PUT (the gateway builds the same)."""
     return (
@@ -339,6 +405,7 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
         snapshots=changes.snapshots,
         size_gb=sum(ref.size_gb for ref in changes.snapshots),
         anomaly=changes.anomaly,
+        hyper_v_generation=_generation(backup, snapshots),
     )
     telemetry.emit(
         "BackupCompleted",
@@ -361,6 +428,15 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
             reason=changes.anomaly,
         )
     return {"state": "completed", "replica_region": backup.replica_region}
+
+
+def _generation(backup: Backup, snapshots: list[Snapshot]) -> str | None:
+    """The VM's Hyper-V generation as its OS disk's snapshot has it (a snapshot inherits the
+    disk's), which a listed VM, read without its instance view, does not say."""
+    for ref, snapshot in zip(backup.snapshots, snapshots, strict=True):
+        if ref.lun is None and snapshot.hyper_v_generation:
+            return snapshot.hyper_v_generation
+    return backup.hyper_v_generation
 
 
 def fail_backup(payload: Payload, svc: Services) -> Payload:

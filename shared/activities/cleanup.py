@@ -14,12 +14,14 @@ from typing import Literal
 
 from shared.activities.common import (
     EXPIRES_TAG,
+    SOURCE_TAG,
     TEST_TAG,
     Payload,
     audited,
     given_test_groups,
     parse_time,
 )
+from shared.activities.retention import note_restores
 from shared.errors import NotFoundError, PermanentError
 from shared.ports import Accepted, TaggedResource
 from shared.services import Services
@@ -89,11 +91,20 @@ def list_expired_tests(payload: Payload, svc: Services) -> Payload:
 
 
 def _expired_tests(svc: Services, group: str, now: datetime) -> list[str]:
+    """The group's expired tests; the same list tells retention what is restored there."""
+    listed_at = svc.clock.now()
     try:
-        tagged = svc.gateway.list_tagged(group, EXPIRES_TAG)
-    except NotFoundError:
-        return []
-    return sorted({r.tags[TEST_TAG] for r in tagged if TEST_TAG in r.tags and _expired(r, now)})
+        tagged = svc.gateway.list_tagged(group, EXPIRES_TAG, SOURCE_TAG)
+    except NotFoundError:  # a group that does not exist has no test and nothing in use
+        tagged = []
+    note_restores(svc, group, listed_at, tagged)
+    return sorted(
+        {
+            r.tags[TEST_TAG]
+            for r in tagged
+            if TEST_TAG in r.tags and EXPIRES_TAG in r.tags and _expired(r, now)
+        }
+    )
 
 
 def _expired(resource: TaggedResource, now: datetime) -> bool:

@@ -26,7 +26,13 @@ from shared.activities.common import (
     given_test_groups,
 )
 from shared.adapters import telemetry
-from shared.domain.models import Backup, BackupState, PolicyChange, RetentionState
+from shared.domain.models import (
+    Backup,
+    BackupState,
+    InUseListing,
+    PolicyChange,
+    RetentionState,
+)
 from shared.domain.policy import BackupPolicy, PolicyError, format_policy, parse_policy, policy_for
 from shared.domain.retention import (
     RetentionPlan,
@@ -38,10 +44,16 @@ from shared.domain.retention import (
     source_gone,
 )
 from shared.errors import NotFoundError, PermanentError, sanitise
+from shared.ports import TaggedResource
 from shared.services import Services
 
 HOLD_TAG = "backup-hold"
 DELETED_TAG = "backup-deleted-at"
+# How old a policy a backup recorded may be for retention to use it instead of reading the VM.
+LISTED_FRESH = timedelta(hours=1)
+# How old a listing of a DR-test group's restores may be for retention to use it: the hourly
+# sweeper's, with room for a late one.
+IN_USE_FRESH = timedelta(minutes=90)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +93,11 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
     """Plan retention for one VM and carry it out: soft-delete what expired, purge what has been
     soft-deleted for the window, and remember the policy and the run.
 
-    The policy is the VM's tag as Azure has it now and the time is the app's clock, never
-    anything handed in by the input (a forged start cannot shorten retention).
+    The policy is the VM's tag as Azure has it (as the backup `listed_by` recorded it from its
+    fleet run's list, when that is this hour's; else read now) and the time is the app's clock,
+    never anything handed in by the input (a forged start cannot shorten retention).
     """
-    planned = plan_vm(svc, payload["vm_key"])
+    planned = plan_vm(svc, payload["vm_key"], listed_by=payload.get("backup_id"))
     return carry_out(svc, planned)
 
 
@@ -125,7 +138,14 @@ def carry_out(svc: Services, planned: Planned) -> Payload:
     return {"kept": kept, "deleted": deleted, "purged": purged, "halted": planned.plan.halted}
 
 
-def plan_vm(svc: Services, vm_key: str, *, force: bool = False, full: bool = False) -> Planned:
+def plan_vm(
+    svc: Services,
+    vm_key: str,
+    *,
+    force: bool = False,
+    full: bool = False,
+    listed_by: str | None = None,
+) -> Planned:
     """The VM's plan now: its rows, its policy (a shortening waits out the soft-delete window)
     and the deletions the circuit breaker expects since the last run.
 
@@ -139,7 +159,7 @@ def plan_vm(svc: Services, vm_key: str, *, force: bool = False, full: bool = Fal
     rows = svc.catalog.list_backups(vm_key)  # deleted ones are past; the rest are planned here
     window = timedelta(days=svc.settings.soft_delete_days)
     state = svc.catalog.get_retention_state(vm_key) or RetentionState(vm_key=vm_key)
-    policy, policy_error = _current_policy(svc, rows)
+    policy, policy_error = _current_policy(svc, rows, listed_by)
     reduced = None
     effective: BackupPolicy | None = None
     if policy is not None:
@@ -208,11 +228,20 @@ def _parsed(text: str | None) -> BackupPolicy | None:
         return None
 
 
-def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy | None, str | None]:
-    """The VM's policy from its tag (None, with why, when the VM or a valid tag is missing)."""
+def _current_policy(
+    svc: Services, backups: list[Backup], listed_by: str | None
+) -> tuple[BackupPolicy | None, str | None]:
+    """The VM's policy from its tag (None, with why, when the VM or a valid tag is missing).
+
+    A backup taken this hour recorded the tag as Azure had it (its fleet run's list, or a read):
+    the backup `listed_by` names saves reading the VM again, one read per VM and run."""
     if not backups:
         return None, "no backups"
     newest = max(backups, key=lambda b: b.taken_at)
+    listed = next((b for b in backups if b.backup_id == listed_by), None)
+    recent = listed is not None and listed.taken_at >= svc.clock.now() - LISTED_FRESH
+    if listed is not None and recent and _parsed(listed.policy) is not None:
+        return _parsed(listed.policy), None
     try:
         vm = svc.gateway.get_vm(newest.source_resource_group, newest.vm_name)
         return policy_for(vm, svc.settings.regions), None
@@ -269,12 +298,36 @@ def backups_in_use(svc: Services, backups: Iterable[Backup]) -> set[str]:
         groups |= given_test_groups(svc, groups, vm_key)
     in_use: set[str] = set()
     for group in sorted(groups):
-        try:
-            tagged = svc.gateway.list_tagged(group, SOURCE_TAG)
-        except NotFoundError:
-            continue
-        in_use.update(resource.tags[SOURCE_TAG] for resource in tagged)
+        in_use.update(restored_from(svc, group))
     return in_use
+
+
+def restored_from(svc: Services, group: str) -> tuple[str, ...]:
+    """The backups the restores in `group` came from. A listing at most IN_USE_FRESH old (the
+    hourly sweeper's, or this run's) is the catalog's, so a fleet run does not list per VM.
+
+    Reusing one is safe because the soft-delete window (a day at least) outlasts any test (its
+    resources expire in hours): a test that starts after the listing restores a completed
+    backup, which retention can at most soft-delete (it stays in Azure) and purges only a
+    window later, the test long gone."""
+    now = svc.clock.now()
+    kept = svc.catalog.in_use_listing(group)
+    if kept is not None and kept.listed_at >= now - IN_USE_FRESH:
+        return kept.sources
+    try:
+        tagged = svc.gateway.list_tagged(group, SOURCE_TAG)
+    except NotFoundError:  # a group that does not exist has nothing in use
+        tagged = []
+    return note_restores(svc, group, now, tagged)
+
+
+def note_restores(
+    svc: Services, group: str, listed_at: datetime, tagged: Iterable[TaggedResource]
+) -> tuple[str, ...]:
+    """Keep what a listing of `group` says its restores came from (their source tags)."""
+    sources = tuple(sorted({r.tags[SOURCE_TAG] for r in tagged if SOURCE_TAG in r.tags}))
+    svc.catalog.save_in_use_listing(InUseListing(group, listed_at, sources))
+    return sources
 
 
 def _all_snapshots(backup: Backup) -> list[str]:

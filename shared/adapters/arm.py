@@ -148,6 +148,15 @@ class ArmComputeGateway:
             vm = self._compute.virtual_machines.get(resource_group, name, expand="instanceView")
             return _vm(vm)
 
+    def list_nics_page(self, page: str | None) -> tuple[list[NicConfig], str | None]:
+        """One page of the subscription's NICs (networkInterfaces/read) and the next token."""
+        with translated("list NICs"):
+            pages = cast(
+                "PageIterator[network.NetworkInterface]",
+                self._network.network_interfaces.list_all().by_page(continuation_token=page),
+            )
+            return [_nic(item) for item in next(pages)], pages.continuation_token
+
     def get_nic(self, nic_id: str) -> NicConfig:
         """A VM's NIC as a backup records it (networkInterfaces/read); NotFoundError if gone."""
         group, name = _locate(nic_id, NIC_TYPE)
@@ -656,8 +665,8 @@ class ArmComputeGateway:
 
     # --- tagged resources ------------------------------------------------------------------
 
-    def list_tagged(self, resource_group: str, tag: str) -> list[TaggedResource]:
-        """Resources in a group that carry the tag `tag` (any value).
+    def list_tagged(self, resource_group: str, *tags: str) -> list[TaggedResource]:
+        """Resources in a group that carry any of `tags` (any value).
 
         Filtered here, not with `$filter=tagName`: ARM leaves tags out of a tag-filtered
         list, and the sweeper needs their values (the expiry).
@@ -666,7 +675,7 @@ class ArmComputeGateway:
             return [
                 TaggedResource(id=item.id or "", type=item.type or "", tags=dict(item.tags or {}))
                 for item in self._resources.resources.list_by_resource_group(resource_group)
-                if item.tags and tag in item.tags
+                if item.tags and any(tag in item.tags for tag in tags)
             ]
 
     def begin_delete(self, resource_id: str) -> Accepted | None:
@@ -980,6 +989,7 @@ def _snapshot(item: compute.Snapshot) -> Snapshot:
         completion_percent=props.completion_percent,
         copy_error=f"{_text(error.error_code)}: {error.error_message}" if error else None,
         access_state=_text(props.snapshot_access_state),
+        hyper_v_generation=_text(props.hyper_v_generation),
     )
 
 

@@ -63,13 +63,18 @@ from shared.adapters.entities import from_entity, table_key, to_entity
 from shared.domain.boot import BootBounds
 from shared.domain.copytime import SAMPLES, CopySample
 from shared.domain.models import (
+    VM,
     AuditEntry,
     Backup,
     BackupState,
     Claim,
     DrTest,
     Failover,
+    InUseListing,
     JsonRecord,
+    ListedNic,
+    NicConfig,
+    NicListing,
     ReplicationJob,
     ReplicationStatus,
     RetentionState,
@@ -92,9 +97,14 @@ CLAIMS = "claims"
 MANUAL_REQUESTS = "manual-requests"  # the claims row counting a VM's manual requests
 RETENTION = "retention"
 RETENTION_ROW = "state"
+IN_USE_PK = "groups"  # the in-use table's one partition: a row per resource group
+NICS_PK = "nic"  # the nics table: a row per NIC (row key: its id in lower case) ...
+NICS_MARK_PK, NICS_MARK_ROW = "listing", "last"  # ... and the mark of the run that listed them
 LATEST_BACKUPS = "latestbackups"
 BOOT_TIMES = "boottimes"
 COPY_TIMES = "copytimes"
+IN_USE = "inuse"
+NICS = "nics"
 BOOT_BOUNDS = "~bounds"  # the group's row in boottimes (a VM's name never starts with "~")
 INDEX_BUILT = "~built"  # the index row saying every VM is indexed (a vm_key is never "~...")
 # Every table, as infra/app/storage.bicep creates them: the app holds data rights only.
@@ -110,6 +120,8 @@ TABLES = (
     LATEST_BACKUPS,
     BOOT_TIMES,
     COPY_TIMES,
+    IN_USE,
+    NICS,
 )
 
 FLEET = "*"
@@ -627,22 +639,34 @@ class TableCatalog:
     # -- claims -------------------------------------------------------------------------------
 
     def claim(
-        self, vm_key: str, work: str, owner: str, *, now: datetime, stale_after: timedelta
+        self,
+        vm_key: str,
+        work: str,
+        owner: str,
+        *,
+        now: datetime,
+        stale_after: timedelta,
+        vm: VM | None = None,
+        nics: tuple[NicConfig, ...] | None = None,
     ) -> Claim:
         """Insert-if-absent, else take over a released or stale claim under its ETag."""
         for _ in range(UPDATE_ATTEMPTS):
             entity = self._get(CLAIMS, vm_key, work)
             if entity is None:
-                claim = Claim(vm_key, work, owner, 1, now)
+                claim = Claim(vm_key, work, owner, 1, now, vm=vm, nics=nics)
             else:
                 held = from_entity(Claim, entity)
                 stale = held.released or now - held.claimed_at > stale_after
                 if held.owner == owner or not stale:
                     return held
-                claim = Claim(vm_key, work, owner, held.generation + 1, now)
+                claim = Claim(vm_key, work, owner, held.generation + 1, now, vm=vm, nics=nics)
             if self._write_unless_changed(CLAIMS, entity, to_entity(claim, vm_key, work)):
                 return claim
         raise TransientError(f"claim {work} of {vm_key} changed under {UPDATE_ATTEMPTS} tries")
+
+    def get_claim(self, vm_key: str, work: str) -> Claim | None:
+        entity = self._get(CLAIMS, vm_key, work)
+        return None if entity is None else from_entity(Claim, entity)
 
     def admit(
         self, vm_key: str, now: datetime, *, window: timedelta, limit: int
@@ -700,6 +724,43 @@ class TableCatalog:
                 etag=entity.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
+
+    def nic_listing(self) -> NicListing | None:
+        entity = self._get(NICS, NICS_MARK_PK, NICS_MARK_ROW)
+        return None if entity is None else from_entity(NicListing, entity)
+
+    def save_nic_listing(self, listing: NicListing, nics: Sequence[NicConfig]) -> None:
+        """The NICs first, then the mark that names the run: a run that stops between them
+        lists again. Rows of NICs no longer listed (deleted ones) are removed."""
+        self._upsert_many(
+            NICS, [to_entity(ListedNic(listing.run, nic), NICS_PK, nic.id.lower()) for nic in nics]
+        )
+        client = self._table(NICS)
+        with _azure_errors(f"prune {NICS}"):
+            gone = client.query_entities(
+                "PartitionKey eq @pk and run ne @run",
+                parameters={"pk": NICS_PK, "run": listing.run},
+                select=["PartitionKey", "RowKey"],
+            )
+            for key in list(gone):
+                client.delete_entity(key["PartitionKey"], key["RowKey"])
+        self._upsert(NICS, to_entity(listing, NICS_MARK_PK, NICS_MARK_ROW))
+
+    def listed_nics(self, run: str, nic_ids: Iterable[str]) -> dict[str, NicConfig]:
+        found = {}
+        for nic_id in {n.lower() for n in nic_ids}:
+            entity = self._get(NICS, NICS_PK, nic_id)
+            row = None if entity is None else from_entity(ListedNic, entity)
+            if row is not None and row.run == run:
+                found[nic_id] = row.nic
+        return found
+
+    def in_use_listing(self, group: str) -> InUseListing | None:
+        entity = self._get(IN_USE, IN_USE_PK, group.lower())
+        return None if entity is None else from_entity(InUseListing, entity)
+
+    def save_in_use_listing(self, listing: InUseListing) -> None:
+        self._upsert(IN_USE, to_entity(listing, IN_USE_PK, listing.group.lower()))
 
     def get_retention_state(self, vm_key: str) -> RetentionState | None:
         entity = self._get(RETENTION, vm_key, RETENTION_ROW)

@@ -462,6 +462,38 @@ class Claim(JsonRecord):
     generation: int  # how many times it has been taken: part of the worker's instance id
     claimed_at: datetime
     released: bool = False
+    # A backup's: the VM as its fleet run listed it, and its NICs (primary first) when the run's
+    # list of NICs had them all (None: the backup reads them), so a run reads each once.
+    vm: VM | None = None
+    nics: tuple[NicConfig, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NicListing(JsonRecord):
+    """The last list of the subscription's NICs a fleet run (`run`) kept in the catalog, and how
+    many pages it took (a later run with fewer NICs to read than that reads them one by one)."""
+
+    run: str
+    pages: int
+    listed_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class ListedNic(JsonRecord):
+    """One NIC as the fleet run `run` listed it."""
+
+    run: str
+    nic: NicConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class InUseListing(JsonRecord):
+    """Which backups the restores in a resource group came from (their `backup-source` tags),
+    as listed at `listed_at`: retention reuses a fresh listing instead of listing per VM."""
+
+    group: str
+    listed_at: datetime
+    sources: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -238,19 +238,18 @@ def _back_up(
         result = {"state": "completed"}
     elif result["state"] != "failed":
         return {**result, **seen}
-    retention = yield from _retain(context, ref["vm_key"])
+    retention = yield from _retain(context, ref)
     return {**result, "retention": retention, **seen}
 
 
-def _retain(context: Context, vm_key: str) -> Generator[Any, Any, Payload]:
+def _retain(context: Context, ref: Payload) -> Generator[Any, Any, Payload]:
     """Apply the VM's retention; a failure of it is recorded (an event), never the backup's."""
     try:
-        # The VM only: retention reads its policy from Azure and the time from the app's clock.
-        retention: Payload = yield context.call_activity_with_retry(
-            "apply_retention", RETRY, {"vm_key": vm_key}
-        )
+        # Keys only: retention takes the policy the backup's row recorded from Azure (or reads
+        # the VM) and the time from the app's clock.
+        retention: Payload = yield context.call_activity_with_retry("apply_retention", RETRY, ref)
     except Exception as error:
         retention = yield context.call_activity_with_retry(
-            "fail_retention", RETRY, {"vm_key": vm_key, "error": failure_text(error)}
+            "fail_retention", RETRY, {**ref, "error": failure_text(error)}
         )
     return retention

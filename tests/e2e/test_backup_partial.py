@@ -177,13 +177,13 @@ def test_a_vm_that_fails_every_day_keeps_at_most_its_newest_failed_slots_snapsho
 # -- 3. a failed backup is an event, even when it failed before its row was written ------------
 
 
-def test_a_backup_whose_vm_cannot_be_read_is_a_backup_failed_event(stack: Stack) -> None:
-    stack.simulator.add_fault(
-        FaultRule(operation="vms.get", resource="*/virtualMachines/db-01", kind="5xx")
-    )
+def test_a_backup_whose_network_cannot_be_read_is_a_backup_failed_event(stack: Stack) -> None:
+    # The run's list of NICs fails, so each backup reads its own; db-01's cannot be read.
+    stack.simulator.add_fault(FaultRule(operation="nics.list", kind="5xx"))
+    stack.simulator.add_fault(FaultRule(operation="nics.get", resource="*/db-01*", kind="5xx"))
     with captured_events() as events:
         output = _one_fleet_run(stack)
-    assert _backups(stack, DB) == [], "no row: the VM was never read"
+    assert _backups(stack, DB) == [], "no row: the VM's network was never read"
     [failed] = [e for e in events if e["event"] == "BackupFailed"]
     assert failed["vm"] == DB
     assert failed["backup_id"] == names.backup_id(DB, SLOT)

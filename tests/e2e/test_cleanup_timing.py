@@ -223,3 +223,43 @@ def test_a_backup_a_dr_test_restored_in_a_given_group_is_in_use(stack: Stack) ->
     assert backups_in_use(stack.services, [backup]) == set()
     _audit_creates(stack, [disk])
     assert backups_in_use(stack.services, [backup]) == {backup.backup_id}
+
+
+def _restore_from(stack: Stack, backup_id: str, group: str = DRTEST_EASTUS) -> None:
+    """A disk a test restored from `backup_id`, as the DR test tags it."""
+    stack.simulator.seed(
+        make_id(stack.simulator.subscription, group, DISK_TYPE, "dr-late-os"),
+        {
+            "location": "eastus",
+            "tags": {SOURCE_TAG: backup_id},
+            "properties": {"diskSizeGB": 30, "creationData": {"createOption": "Empty"}},
+        },
+    )
+
+
+def _group_lists(stack: Stack) -> int:
+    return sum(
+        1
+        for r in stack.simulator.requests
+        if r.method == "GET"
+        and r.path.lower().endswith(f"/resourcegroups/{DRTEST_EASTUS}/resources")
+    )
+
+
+def test_retention_takes_the_sweepers_list_of_a_dr_test_group_while_it_is_fresh(
+    stack: Stack,
+) -> None:
+    """The hourly sweeper's list of a DR-test group says what is restored there: retention reads
+    it from the catalog, not from ARM once per VM; the next sweep sees a later restore."""
+    stack.host.run_timers(until=START + timedelta(hours=3))  # a backup of web-01
+    backup = stack.services.catalog.list_backups(WEB)[0]
+    stack.host.start("sweeper")
+    stack.host.run_until_idle()
+    _restore_from(stack, backup.backup_id)
+    lists = _group_lists(stack)
+
+    assert backups_in_use(stack.services, [backup]) == set()  # as the sweep found the group
+    assert _group_lists(stack) == lists
+    stack.host.start("sweeper")
+    stack.host.run_until_idle()
+    assert backups_in_use(stack.services, [backup]) == {backup.backup_id}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from local.armsim import Durations, copystart, throttle
+from local.armsim.protocol import NIC_TYPE
+from local.armsim.routes import match
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
 from shared.activities import replication
@@ -80,6 +83,33 @@ def test_each_page_of_the_vm_list_is_one_execution_and_the_last_one_reports_the_
     names = [e.get("Name") for e in paged.host.history(TICK)]
     assert names.count("list_due_vms") == 1  # its own page only, not the fleet's
     assert len(_vm_list_reads(paged, status.last_updated_at)) == 3  # one read per page
+
+
+def test_a_run_reads_each_vm_once_and_the_nics_and_test_groups_once_not_per_vm(
+    paged: Stack,
+) -> None:
+    """Five VMs on three pages: the VMs come with their claims, the NICs from one list of the
+    subscription's NICs (kept in the catalog for the later pages), the DR-test group from one
+    list; each backup still records its NICs and generation as reads of each would."""
+    end = paged.host.status(TICK).last_updated_at
+    reads = Counter(
+        found[0].operation
+        for r in paged.simulator.requests
+        if r.method == "GET" and SLOT <= r.at <= end and (found := match(r.method, r.path))
+    )
+    nics = len(paged.simulator.world.of_type(NIC_TYPE, paged.simulator.subscription))
+
+    assert (reads["vms.get"], reads["nics.get"]) == (0, 0)
+    assert reads["vms.list"] == 3
+    assert reads["nics.list"] == -(-nics // 2)  # one list, at two a page
+    assert reads["resources.list"] == 1  # eastus's DR-test group
+    gateway = paged.services.gateway
+    for vm in gateway.list_vms():
+        [backup] = paged.services.catalog.list_backups(vm.key)
+        assert backup.nics == (gateway.get_nic(vm.nic_ids[0]),)
+        # Not in a listed VM: its OS disk's snapshot says it.
+        generation = gateway.get_vm(vm.resource_group, vm.name).hyper_v_generation
+        assert (backup.hyper_v_generation, vm.hyper_v_generation) == (generation, None)
 
 
 def test_snapshots_start_no_faster_than_the_write_bucket_refills(

@@ -19,12 +19,16 @@ from shared.adapters.catalog import SUMMARY_COLUMNS, TableCatalog, catalog_from_
 from shared.adapters.entities import from_entity, to_entity
 from shared.domain.copytime import SAMPLES, CopySample
 from shared.domain.models import (
+    VM,
     AuditEntry,
     Backup,
     BackupState,
     DrTest,
     Failover,
+    InUseListing,
     JsonRecord,
+    NicConfig,
+    NicListing,
     ReplicationJob,
     ReplicationStatus,
     SnapshotRef,
@@ -816,6 +820,59 @@ class TestClaims:
             )
 
         assert len({claim.owner for claim in claims}) == 1
+
+
+class TestListings:
+    """What a fleet run keeps for its later pages and backups: the VM and NICs with each claim,
+    the subscription's NICs, and what a DR-test group's restores came from."""
+
+    NIC = NicConfig(
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/Nic-1"
+    )
+
+    def test_a_claim_keeps_the_vm_and_nics_as_listed(self, catalog: TableCatalog) -> None:
+        vm = VM(
+            id="/subscriptions/s/vm",
+            name="web-01",
+            resource_group="rg",
+            location="eastus",
+            disks=(),
+        )
+        catalog.claim(
+            WEB,
+            "backup~x",
+            "fleet-a",
+            now=NOW,
+            stale_after=timedelta(days=2),
+            vm=vm,
+            nics=(self.NIC,),
+        )
+
+        claim = catalog.get_claim(WEB, "backup~x")
+        assert claim is not None
+        assert (claim.vm, claim.nics) == (vm, (self.NIC,))
+        assert catalog.get_claim(WEB, "backup~y") is None
+
+    def test_a_new_list_of_nics_forgets_the_nics_not_in_it(self, catalog: TableCatalog) -> None:
+        other = dataclasses.replace(self.NIC, id=self.NIC.id.replace("Nic-1", "nic-2"))
+        catalog.save_nic_listing(NicListing("run-1", 2, NOW), [self.NIC, other])
+        catalog.save_nic_listing(NicListing("run-2", 1, NOW), [self.NIC])
+
+        assert catalog.nic_listing() == NicListing("run-2", 1, NOW)
+        assert catalog.listed_nics("run-2", [self.NIC.id, other.id]) == {
+            self.NIC.id.lower(): self.NIC
+        }
+        assert catalog.listed_nics("run-1", [self.NIC.id]) == {}, (
+            "another run's list is not this one's"
+        )
+        assert len(raw_rows(catalog, "nics")) == 2  # the NIC and the mark
+
+    def test_a_groups_restores_are_kept_per_group(self, catalog: TableCatalog) -> None:
+        listing = InUseListing("rg-backupdr-drtest-eastus", NOW, ("b-1", "b-2"))
+        catalog.save_in_use_listing(listing)
+
+        assert catalog.in_use_listing("RG-backupdr-drtest-eastus") == listing
+        assert catalog.in_use_listing("rg-backupdr-drtest-westus2") is None
 
 
 class TestManualLimit:
