@@ -79,6 +79,7 @@ FIVE_XX_OPERATIONS = (
     "vms.get",
     "disks.get",
     "resources.list",
+    "nics.list",
     "operations.get",  # an LRO poll answered 500: the PUT was accepted, its answer is lost
     # writes
     "snapshots.create",
