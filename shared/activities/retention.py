@@ -154,22 +154,24 @@ def plan_vm(
     until every backup it would delete has been read. Reading only those keeps a run's reads
     to the VM's few expiring backups, not every snapshot of the fleet. `full` reads every
     backup first (an operator's `plan-retention`, which shows every hold).
+
+    The policy a fleet run listed (recorded by the backup `listed_by`, this hour) saves reading
+    the VM when nothing is to be deleted; a plan that deletes is made again with the tag as
+    Azure has it now, so an operator's edit since the listing (a lengthening) counts.
     """
     now = svc.clock.now()
     rows = svc.catalog.list_backups(vm_key)  # deleted ones are past; the rest are planned here
     window = timedelta(days=svc.settings.soft_delete_days)
-    state = svc.catalog.get_retention_state(vm_key) or RetentionState(vm_key=vm_key)
-    policy, policy_error = _current_policy(svc, rows, listed_by)
-    reduced = None
-    effective: BackupPolicy | None = None
-    if policy is not None:
-        state, reduced = _remember(state, policy, now, window)
-        effective = effective_policy(policy, _superseded(state), now, window)
-    previous = _parsed(state.applied_policy)
+    stored = svc.catalog.get_retention_state(vm_key) or RetentionState(vm_key=vm_key)
+    listed = _listed_policy(svc, rows, listed_by)
+    current = None if listed is not None else _current_policy(svc, rows)
+    previous = _parsed(stored.applied_policy)
     in_use = backups_in_use(svc, rows)
     read = {b.backup_id for b in rows} if full else set()
     backups = _as_in_azure(svc, rows, read)
     while True:
+        policy, policy_error = (listed, None) if current is None else current
+        state, reduced, effective = _with_policy(stored, policy, now, window)
         planner = partial(
             plan_retention,
             backups,
@@ -184,6 +186,9 @@ def plan_vm(
         forced = planner(force=True)
         plan = forced if force else planner()
         planned = Planned(vm_key, now, tuple(backups), plan, forced, state, reduced)
+        if current is None and forced.to_delete:
+            current = _current_policy(svc, rows)  # deleting: by the tag as it is now
+            continue
         doomed = {*forced.to_delete, *(b.backup_id for b in planned.purgeable(window))} - read
         if not doomed:
             break
@@ -196,6 +201,17 @@ def plan_vm(
     else:
         state = dataclasses.replace(state, halted=plan.halted)
     return dataclasses.replace(planned, state=state)
+
+
+def _with_policy(
+    state: RetentionState, policy: BackupPolicy | None, now: datetime, window: timedelta
+) -> tuple[RetentionState, PolicyChange | None, BackupPolicy | None]:
+    """The state with `policy` remembered, the change that shortens retention (if it does) and
+    the policy in effect (a shortening waits out the window); all as they were with no policy."""
+    if policy is None:
+        return state, None, None
+    state, reduced = _remember(state, policy, now, window)
+    return state, reduced, effective_policy(policy, _superseded(state), now, window)
 
 
 def _remember(
@@ -228,20 +244,22 @@ def _parsed(text: str | None) -> BackupPolicy | None:
         return None
 
 
-def _current_policy(
+def _listed_policy(
     svc: Services, backups: list[Backup], listed_by: str | None
-) -> tuple[BackupPolicy | None, str | None]:
-    """The VM's policy from its tag (None, with why, when the VM or a valid tag is missing).
+) -> BackupPolicy | None:
+    """The policy the backup `listed_by` recorded from Azure (its fleet run's list of the VM),
+    if it was taken this hour; else None."""
+    listed = next((b for b in backups if b.backup_id == listed_by), None)
+    if listed is None or listed.taken_at < svc.clock.now() - LISTED_FRESH:
+        return None
+    return _parsed(listed.policy)
 
-    A backup taken this hour recorded the tag as Azure had it (its fleet run's list, or a read):
-    the backup `listed_by` names saves reading the VM again, one read per VM and run."""
+
+def _current_policy(svc: Services, backups: list[Backup]) -> tuple[BackupPolicy | None, str | None]:
+    """The VM's policy from its tag (None, with why, when the VM or a valid tag is missing)."""
     if not backups:
         return None, "no backups"
     newest = max(backups, key=lambda b: b.taken_at)
-    listed = next((b for b in backups if b.backup_id == listed_by), None)
-    recent = listed is not None and listed.taken_at >= svc.clock.now() - LISTED_FRESH
-    if listed is not None and recent and _parsed(listed.policy) is not None:
-        return _parsed(listed.policy), None
     try:
         vm = svc.gateway.get_vm(newest.source_resource_group, newest.vm_name)
         return policy_for(vm, svc.settings.regions), None

@@ -206,6 +206,22 @@ def test_a_shortened_policy_is_alerted_and_waits_out_the_window(stack: Stack) ->
     assert live == {backups[-1].backup_id, verified[-1].backup_id}
 
 
+def test_a_policy_lengthened_after_the_run_listed_the_vm_keeps_what_it_keeps(
+    stack: Stack,
+) -> None:
+    """The fleet run lists web-01 (daily=2) at 02:00 and an operator lengthens its policy while
+    the snapshots are being taken: the run's retention deletes by the tag as it is then."""
+    _run_to_day(stack, 3)
+    assert _by_day(stack)[12].state is BackupState.COMPLETED  # days 12 and 13 kept, daily=2
+    stack.host.run_timers(until=DAY0 + timedelta(days=4, hours=2))  # listed, snapshots begun
+    assert _by_day(stack)[14].state is BackupState.CREATING
+    stack.operator.set_policy_tag(WEB_ID, TWO_DAYS.replace("daily=2", "daily=7"))
+    _run_to_day(stack, 4)
+
+    assert _by_day(stack)[14].state is BackupState.COMPLETED
+    assert _by_day(stack)[12].state is BackupState.COMPLETED, "daily=7 keeps it"
+
+
 def test_a_halted_plan_is_reviewed_and_applied_by_an_operator(stack: Stack) -> None:
     stack.operator.set_policy_tag(WEB_ID, "schedule=0 2 * * *;daily=7;weekly=0;monthly=0")
     _run_to_day(stack, 5)
