@@ -93,9 +93,10 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
     """Plan retention for one VM and carry it out: soft-delete what expired, purge what has been
     soft-deleted for the window, and remember the policy and the run.
 
-    The policy is the VM's tag as Azure has it (as the backup `listed_by` recorded it from its
-    fleet run's list, when that is this hour's; else read now) and the time is the app's clock,
-    never anything handed in by the input (a forged start cannot shorten retention).
+    The policy is the VM's tag as Azure has it, read before anything is deleted (a run that
+    deletes nothing takes it as the backup `backup_id` recorded it from this hour's fleet run
+    list), and the time is the app's clock, never anything handed in by the input (a forged
+    start cannot shorten retention).
     """
     planned = plan_vm(svc, payload["vm_key"], listed_by=payload.get("backup_id"))
     return carry_out(svc, planned)
