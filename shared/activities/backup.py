@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -168,10 +169,7 @@ def _nics_of(vm: VM, listed: dict[str, NicConfig]) -> tuple[NicConfig, ...] | No
     """The VM's NICs as a backup records them (the first primary), or None unless all listed."""
     if not all(nic_id.lower() in listed for nic_id in vm.nic_ids):
         return None
-    return tuple(
-        dataclasses.replace(listed[nic_id.lower()], primary=index == 0)
-        for index, nic_id in enumerate(vm.nic_ids)
-    )
+    return _nics(vm, lambda nic_id: listed[nic_id.lower()])
 
 
 def _gave_up(svc: Services, vm_key: str, slot: datetime) -> bool:
@@ -222,7 +220,7 @@ def begin_backup(payload: Payload, svc: Services) -> Payload:
     taken_at = existing.taken_at if existing else svc.clock.now()
     tier = existing.tier if existing else _tier(svc, vm.key, taken_at)
     # Before any snapshot: a backup that cannot record its network takes none.
-    nics = listed_nics if listed_nics is not None else _nics(svc, vm)
+    nics = listed_nics if listed_nics is not None else _nics(vm, svc.gateway.get_nic)
     group = svc.settings.backup_group(vm.location)
     planned = [
         (disk, names.snapshot_name(vm.name, vm.key, disk.role, slot, manual)) for disk in vm.disks
@@ -348,13 +346,13 @@ def _attempt(existing: Backup | None) -> int:
     return existing.attempts if existing.state is BackupState.CREATING else existing.attempts + 1
 
 
-def _nics(svc: Services, vm: VM) -> tuple[NicConfig, ...]:
-    """The VM's NICs as a restore needs them, read once per backup (the first is primary).
+def _nics(vm: VM, read: Callable[[str], NicConfig]) -> tuple[NicConfig, ...]:
+    """The VM's NICs as a restore needs them, each from `read` (the first is primary).
 
     A NIC that cannot be read fails the backup: one that does not say how to rebuild the VM's
     network would not restore it."""
     return tuple(
-        dataclasses.replace(svc.gateway.get_nic(nic_id), primary=index == 0)
+        dataclasses.replace(read(nic_id), primary=index == 0)
         for index, nic_id in enumerate(vm.nic_ids)
     )
 
