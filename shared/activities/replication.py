@@ -16,7 +16,7 @@ from shared.activities import claims
 from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup, parse_time
 from shared.adapters import telemetry
 from shared.domain import names
-from shared.domain.copytime import CopyRate, CopySample, fitted, whole_duration
+from shared.domain.copytime import CopyRate, CopySample, fitted, past_end, whole_duration
 from shared.domain.models import (
     Backup,
     BackupState,
@@ -39,6 +39,19 @@ MAX_RETRY_BACKOFF = timedelta(hours=12)
 MAX_REPLICATION_ATTEMPTS = 6
 ATTEMPT_STAMP = "%Y%m%dt%H%M%S"  # an attempt's time in its copy jobs' ids
 GIB = 1024**3
+# A copy probing a pair of regions with no line yet (`shared.domain.copytime`) is first read
+# this long after its start, and until its progress is PRECISE_PERCENT or more, which dates its
+# end well within the line's margin (a percent rounded to 0.1 read at 1 % would misdate it by up
+# to 5 %); it aims at twice that. The copies started beside it first look this much later, then
+# at doubling intervals while the probe is out; a probe that never reported lets them (and
+# another probe) go after PROBE_TTL.
+PROBE_READ_SECONDS = 60.0
+PROBE_DELAY_SECONDS = 30.0
+PRECISE_PERCENT = 5.0
+PROBE_TTL = timedelta(hours=1)
+PROBES = "copies"  # the claims partition probes are claimed in
+PROBING, WAITING = "probing", "waiting"
+READ_SLACK_SECONDS = 1.0
 
 
 def list_pending_replications(payload: Payload, svc: Services) -> Payload:
@@ -152,15 +165,17 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
     now = svc.clock.now()
     attempt = parse_time(payload["attempt"])
     waiting = {"state": "waiting", "poll_after": _ask_again(now - attempt)}
-    if _held_back(svc, backup):
+    others = svc.catalog.list_backups(backup.vm_key)
+    if _held_back(svc, backup, others):
         return waiting
     group = svc.settings.backup_group(target)
-    jobs = [_job(backup, ref, target, group, now, attempt) for ref in backup.snapshots]
+    copied = _copied_disks(backup, others, target)
+    jobs = [_job(backup, ref, target, group, now, attempt, copied) for ref in backup.snapshots]
     if not _claim_slots(svc, jobs, target, now):
         return waiting
     started: list[ReplicationJob] = []
     refs: list[SnapshotRef] = []
-    rate = _copy_rate(svc, backup.region, target)
+    rates = _copy_rates(svc, backup.region, target)
     poll_after = 0.0
     for ref, job in zip(backup.snapshots, jobs, strict=True):
         try:
@@ -178,7 +193,12 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
                 ref, replica_id=replica_id, replica_status=ReplicationStatus.IN_PROGRESS
             )
         )
-        poll_after = max(poll_after, wait, _first_read(rate, ref) if wait else 0.0)
+        poll_after = max(poll_after, wait, _first_read(rates, job) if wait else 0.0)
+    unlearned = {job.first_copy for job in started if _unlearned(rates, job)}
+    if unlearned:
+        probed = _probe(svc, backup, target, unlearned)
+        started = [_with_probe(job, rates, probed) for job in started]
+        poll_after = PROBE_READ_SECONDS + (0.0 if probed else PROBE_DELAY_SECONDS)
     svc.catalog.save_replication_jobs(started)
     svc.catalog.update_backup(
         backup.vm_key,
@@ -190,31 +210,109 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
     return {"state": "in_progress", "poll_after": poll_after}
 
 
-def _copy_rate(svc: Services, source: str, target: str) -> CopyRate | None:
-    """What copies between the regions took, fitted; a catalog outage costs the hint only."""
+def _copied_disks(backup: Backup, others: list[Backup], target: str) -> set[str]:
+    """The VM's disks an earlier backup has a replica of in `target`: their next copy moves
+    what changed since; any other disk's copy moves the whole disk."""
+    return {
+        ref.source_disk_id.lower()
+        for other in others
+        if other.taken_at < backup.taken_at
+        and other.replica_region == target
+        and other.replication_status is ReplicationStatus.COMPLETED
+        for ref in other.snapshots
+    }
+
+
+def _copy_rates(svc: Services, source: str, target: str) -> dict[bool, CopyRate | None]:
+    """The lines of first copies (True) and of later ones (False) between the regions; a
+    catalog outage costs the hint only."""
     try:
-        return fitted(svc.catalog.copy_samples(source, target))
+        samples = svc.catalog.copy_samples(source, target)
     except TransientError:
-        return None
+        samples = []
+    return {first: fitted([s for s in samples if s.first is first]) for first in (True, False)}
 
 
-def _first_read(rate: CopyRate | None, ref: SnapshotRef) -> float:
-    """When a copy just started is expected done (0: unknown, read at Azure's Retry-After)."""
-    if rate is None or ref.changed_bytes is None:
+def _first_read(rates: dict[bool, CopyRate | None], job: ReplicationJob) -> float:
+    """Seconds after its start at which a copy is expected done (0: unknown, read at Azure's
+    Retry-After)."""
+    rate = rates[job.first_copy]
+    if rate is None or job.moves_gib is None:
         return 0.0
-    return rate.first_read(ref.changed_bytes / GIB)
+    return rate.first_read(job.moves_gib)
+
+
+def _unlearned(rates: dict[bool, CopyRate | None], job: ReplicationJob) -> bool:
+    """A copy whose size is known and whose kind has no line yet between its regions."""
+    return job.moves_gib is not None and rates[job.first_copy] is None
+
+
+def _probe(svc: Services, backup: Backup, target: str, kinds: set[bool]) -> set[bool]:
+    """The kinds of copy with no line yet that this backup probes: one backup per kind and
+    pair of regions claims it; the others wait for its line (`_unread`). A catalog outage
+    makes every backup a probe: reads spent, no copy kept waiting."""
+    probed = set()
+    for first in kinds:
+        work = names.copy_probe_claim(backup.region, target, first)
+        try:
+            held = svc.catalog.claim(
+                PROBES, work, backup.backup_id, now=svc.clock.now(), stale_after=PROBE_TTL
+            )
+        except TransientError:
+            return kinds
+        if held.owner == backup.backup_id:
+            probed.add(first)
+    return probed
+
+
+def _with_probe(
+    job: ReplicationJob, rates: dict[bool, CopyRate | None], probed: set[bool]
+) -> ReplicationJob:
+    if not _unlearned(rates, job):
+        return job
+    return dataclasses.replace(job, probe=PROBING if job.first_copy in probed else WAITING)
+
+
+def _probe_out(svc: Services, backup: Backup, job: ReplicationJob, now: datetime) -> bool:
+    """Whether another backup still probes the line `job` waits for."""
+    work = names.copy_probe_claim(backup.region, job.target_region, job.first_copy)
+    try:
+        held = svc.catalog.get_claim(PROBES, work)
+    except TransientError:
+        return False
+    return (
+        held is not None
+        and held.owner != backup.backup_id
+        and not held.released
+        and now - held.claimed_at < PROBE_TTL
+    )
+
+
+def _end_probe(svc: Services, backup: Backup, jobs: list[ReplicationJob]) -> None:
+    """Let the copies waiting on this backup's probe go: its lines have their samples (or it
+    failed, and one of them will probe)."""
+    for first in {job.first_copy for job in jobs}:
+        work = names.copy_probe_claim(backup.region, jobs[0].target_region, first)
+        with contextlib.suppress(TransientError):  # they go anyway after PROBE_TTL
+            svc.catalog.release(PROBES, work, backup.backup_id)
 
 
 def _note_progress(
-    svc: Services, backup: Backup, ref: SnapshotRef, elapsed: float, percent: float | None
-) -> None:
-    """A copy read midway states its whole duration: a sample for the next copies' first read."""
+    svc: Services, backup: Backup, job: ReplicationJob, elapsed: float, percent: float | None
+) -> float:
+    """A copy read midway states its whole duration: a sample for the next copies' first read.
+    Seconds until it is worth reading again: its end, or for a probe whose progress is too
+    small to date it, when it should have made twice PRECISE_PERCENT."""
     seconds = whole_duration(elapsed, percent)
-    if seconds is None or ref.changed_bytes is None or backup.replica_region is None:
-        return
-    sample = CopySample(ref.changed_bytes / GIB, seconds)
-    with contextlib.suppress(TransientError):  # a hint lost, not a copy
-        svc.catalog.note_copy(backup.region, backup.replica_region, sample)
+    if seconds is None:
+        return 0.0
+    if job.probe == PROBING and (percent or 0) < PRECISE_PERCENT:
+        return seconds * 2 * PRECISE_PERCENT / 100 - elapsed
+    if job.moves_gib is not None:
+        sample = CopySample(job.moves_gib, seconds, job.first_copy)
+        with contextlib.suppress(TransientError):  # a hint lost, not a copy
+            svc.catalog.note_copy(backup.region, job.target_region, sample)
+    return past_end(seconds) - elapsed
 
 
 def _copy(
@@ -273,8 +371,9 @@ def _start_failed(
     return _failed(svc, backup, target, error, snapshots=refs, replica_region=target)
 
 
-def _held_back(svc: Services, backup: Backup) -> bool:
-    """Whether an older backup of the VM must be copied first.
+def _held_back(svc: Services, backup: Backup, others: list[Backup]) -> bool:
+    """Whether an older backup of the VM (among `others`, its listed backups) must be copied
+    first.
 
     Azure copies a disk's snapshots one at a time and in creation order, and never an older one
     after a newer ("Copy an incremental snapshot to a new region", Restrictions,
@@ -286,7 +385,7 @@ def _held_back(svc: Services, backup: Backup) -> bool:
     """
     older = [
         other
-        for other in svc.catalog.list_backups(backup.vm_key)
+        for other in others
         if (other.taken_at, other.backup_id) < (backup.taken_at, backup.backup_id)
         and other.state is BackupState.COMPLETED
         and other.replica_region
@@ -336,8 +435,11 @@ def _job(
     group: str,
     now: datetime,
     attempt: datetime,
+    copied: set[str],
 ) -> ReplicationJob:
     name = names.replica_name(ref.snapshot_id.rsplit("/", 1)[-1], target)
+    first = ref.source_disk_id.lower() not in copied
+    changed = None if ref.changed_bytes is None else ref.changed_bytes / GIB
     return ReplicationJob(
         id=job_id(backup.backup_id, ref.disk_role, attempt),
         vm_key=backup.vm_key,
@@ -349,6 +451,8 @@ def _job(
         target_region=target,
         status=ReplicationStatus.PENDING,
         started_at=now,
+        moves_gib=float(ref.size_gb) if first else changed,
+        first_copy=first,
     )
 
 
@@ -373,27 +477,44 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
     changed: list[ReplicationJob] = []
     errors: list[str] = []
     eta = 0.0
+    probes: list[ReplicationJob] = []
+    undated = False  # a probe's copy whose progress is still too small to date it
+    rates = _copy_rates(svc, backup.region, backup.replica_region or "")
     for ref in backup.snapshots:
         if ref.replica_id is None:
             raise PermanentError(f"backup {backup.backup_id} is copying without a replica id")
+        job = svc.catalog.get_replication_job(
+            backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
+        )
+        known = _unread(svc, backup, rates, job, now)
+        if known is not None:
+            eta = max(eta, known[1])
+            refs.append(dataclasses.replace(ref, replica_status=known[0]))
+            continue
         replica = _read(svc, ref.replica_id)
         status = _copy_status(replica) if replica else ReplicationStatus.FAILED
         error = replica.copy_error if replica else f"replica {ref.replica_id} does not exist"
         percent = replica.completion_percent if replica else None
-        job = svc.catalog.get_replication_job(
-            backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
-        )
         if error:
             errors.append(f"{ref.disk_role}: {error}")
         if job is not None and job.status is not status:
             changed.append(_ended(job, status, now, error, percent))
         if job is not None and status is ReplicationStatus.IN_PROGRESS:
-            eta = max(eta, _remaining(job.started_at, now, percent))
-            _note_progress(svc, backup, ref, (now - job.started_at).total_seconds(), percent)
+            elapsed = (now - job.started_at).total_seconds()
+            eta = max(eta, _note_progress(svc, backup, job, elapsed, percent))
+            if job.probe == PROBING and (percent or 0) < PRECISE_PERCENT:
+                undated = True
+            elif job.probe == PROBING:  # dated: read from now on where its line says
+                changed.append(dataclasses.replace(job, probe=""))
+        if job is not None and job.probe == PROBING:
+            probes.append(job)
         refs.append(dataclasses.replace(ref, replica_status=status))
     if changed:
         svc.catalog.save_replication_jobs(changed)
-    if any(ref.replica_status is ReplicationStatus.FAILED for ref in refs):
+    failed = any(ref.replica_status is ReplicationStatus.FAILED for ref in refs)
+    if probes and (failed or not undated):
+        _end_probe(svc, backup, probes)
+    if failed:
         _end_attempt(svc, backup, attempt, "; ".join(errors))
         _delete_failed_replicas(svc, backup, refs)
         return _failed(svc, backup, backup.replica_region or "", "; ".join(errors))
@@ -417,6 +538,30 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
     return {"state": "completed"}
 
 
+def _unread(
+    svc: Services,
+    backup: Backup,
+    rates: dict[bool, CopyRate | None],
+    job: ReplicationJob | None,
+    now: datetime,
+) -> tuple[ReplicationStatus, float] | None:
+    """A copy's state when a read would tell nothing new, and when to ask again; None: read it.
+
+    A copy already seen complete stays so. A copy waiting for a probe's line asks again at
+    doubling intervals while the probe is out. A copy whose line says it cannot be done yet is
+    left until then: so a backup whose disks end at different times reads each disk once (the
+    timestamps it is measured by keep microseconds, hence the slack)."""
+    if job is None or job.status is ReplicationStatus.COMPLETED:
+        return None if job is None else (ReplicationStatus.COMPLETED, 0.0)
+    if job.status is not ReplicationStatus.IN_PROGRESS or job.probe == PROBING:
+        return None
+    elapsed = (now - job.started_at).total_seconds()
+    if job.probe == WAITING and _probe_out(svc, backup, job, now):
+        return ReplicationStatus.IN_PROGRESS, elapsed
+    wait = _first_read(rates, job) - elapsed
+    return (ReplicationStatus.IN_PROGRESS, wait) if wait > READ_SLACK_SECONDS else None
+
+
 def _read(svc: Services, replica_id: str) -> Snapshot | None:
     """A replica as Azure has it now; None when it does not exist (never created, or deleted)."""
     try:
@@ -432,13 +577,6 @@ def _copy_status(replica: Snapshot) -> ReplicationStatus:
     if (replica.completion_percent or 0) >= 100 and replica.provisioning_state == "Succeeded":
         return ReplicationStatus.COMPLETED
     return ReplicationStatus.IN_PROGRESS
-
-
-def _remaining(started: datetime, now: datetime, percent: float | None) -> float:
-    """Seconds left for a copy at `percent` after running since `started`, at its pace so far."""
-    elapsed = (now - started).total_seconds()
-    whole = whole_duration(elapsed, percent)
-    return 0.0 if whole is None else whole - elapsed
 
 
 def _ended(

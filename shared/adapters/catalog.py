@@ -333,21 +333,25 @@ class TableCatalog:
             self._table(BOOT_TIMES).delete_entity(key["PartitionKey"], key["RowKey"])
 
     def copy_samples(self, source: str, target: str) -> list[CopySample]:
-        """What copies from `source` into `target` took, oldest first (the last SAMPLES)."""
+        """What copies from `source` into `target` took, oldest first (the last SAMPLES of first
+        copies and of later ones; a row from before `first` was kept holds later ones)."""
         row = self._get(COPY_TIMES, target.lower(), source.lower())
         kept = json.loads(row["samples"]) if row is not None else []
-        return [CopySample(float(gib), float(seconds)) for gib, seconds in kept]
+        return [CopySample(float(s[0]), float(s[1]), len(s) > 2 and bool(s[2])) for s in kept]
 
     def note_copy(self, source: str, target: str, sample: CopySample) -> None:
         """Add a copy's duration to the pair's samples. Two copies noting at once may lose one
         sample (last write wins): a sample is a hint, and the next copy brings another."""
-        kept = [*self.copy_samples(source, target), sample][-SAMPLES:]
+        samples = [*self.copy_samples(source, target), sample]
+        firsts = [s for s in samples if s.first]
+        later = [s for s in samples if not s.first]
+        kept = firsts[-SAMPLES:] + later[-SAMPLES:]
         self._upsert(
             COPY_TIMES,
             {
                 "PartitionKey": table_key(target.lower()),
                 "RowKey": table_key(source.lower()),
-                "samples": json.dumps([[s.gib, s.seconds] for s in kept]),
+                "samples": json.dumps([[s.gib, s.seconds, s.first] for s in kept]),
             },
         )
 

@@ -8,6 +8,11 @@ fixed part that belong to the pair of regions. Every copy read midway states its
 (its elapsed time over its fraction done), and those samples fit the line the next copy's first
 read is placed on. A copy slower than the line is read midway and adds its sample; a faster one
 is read a little late, by at most the line's error.
+
+A disk's first copy into a region moves the whole disk (no earlier copy there to add changes
+to), so its time follows the disk's size; first copies and later ones keep lines of their own.
+While a pair of regions has no line yet, one copy probes it (read midway, so its progress dates
+it) and the copies started beside it wait for that line instead of reading midway each.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ OUTLIER = 1.5
 
 @dataclasses.dataclass(frozen=True)
 class CopySample:
-    """A copy of `gib` changed GiB took (or, by its progress, will take) `seconds`."""
+    """A copy of `gib` GiB took (or, by its progress, will take) `seconds`: `first`, a disk's
+    first copy into the region, whose `gib` is the disk's size; else its changed GiB."""
 
     gib: float
     seconds: float
+    first: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +53,12 @@ class CopyRate:
 
     def first_read(self, gib: float) -> float:
         """Seconds after the start at which a copy of `gib` GiB is read the first time."""
-        expected = self.expected(gib)
-        return expected + max(MIN_MARGIN_SECONDS, MARGIN * expected)
+        return past_end(self.expected(gib))
+
+
+def past_end(seconds: float) -> float:
+    """When to read a copy expected to take `seconds`: a margin after, so it is seen done."""
+    return seconds + max(MIN_MARGIN_SECONDS, MARGIN * seconds)
 
 
 def fitted(samples: Sequence[CopySample]) -> CopyRate | None:

@@ -340,6 +340,13 @@ class ReplicationJob(JsonRecord):
     completed_at: datetime | None = None
     error_message: str | None = None
     completion_percent: float = 0.0
+    # What its reads are placed on (shared.domain.copytime): the GiB it moves (the disk's size
+    # for the disk's first copy into the region, else its measured change; None: unknown).
+    moves_gib: float | None = None
+    first_copy: bool = False
+    # Started while its kind had no line: "probing" (read midway to date the line's first
+    # samples) or "waiting" (for the probe's line); "" when placed on a known line or unknown.
+    probe: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

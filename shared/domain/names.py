@@ -122,6 +122,11 @@ def replication_claim(backup_id: str) -> str:
     return f"replicate~{backup_id}"
 
 
+def copy_probe_claim(source: str, target: str, first: bool) -> str:
+    """The work one copy claims to probe how long copies between two regions take."""
+    return f"copy-probe~{source.lower()}~{target.lower()}~{'first' if first else 'changes'}"
+
+
 def backup_instance_id(vm_key: str, slot: datetime, generation: int) -> str:
     """A scheduled backup's instance id: per (VM, slot, claim generation), so a retry of the
     slot (a later claim) is a new instance and never replaces a running one."""

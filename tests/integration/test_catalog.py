@@ -582,6 +582,19 @@ class TestReplicationJobs:
         assert catalog.copy_samples("EastUS", "westus2") == samples[-SAMPLES:]
         assert catalog.copy_samples("westus2", "eastus") == [CopySample(1.0, 99.0)]
 
+    def test_first_copies_keep_their_samples_however_many_later_copies_come(
+        self, catalog: TableCatalog
+    ) -> None:
+        """A disk's first copy into a region is rare after a fleet's first run: later copies
+        must not push the first copies' line out."""
+        firsts = [CopySample(float(n), 600.0 + n, first=True) for n in range(SAMPLES + 1)]
+        later = [CopySample(float(n), 60.0 + n) for n in range(3 * SAMPLES)]
+        for sample in [*firsts, *later]:
+            catalog.note_copy("eastus", "westus2", sample)
+        kept = catalog.copy_samples("eastus", "westus2")
+        assert [s for s in kept if s.first] == firsts[-SAMPLES:]
+        assert [s for s in kept if not s.first] == later[-SAMPLES:]
+
 
 class TestVerificationReport:
     """Per VM over N days: total, passed, failures, last verified."""
