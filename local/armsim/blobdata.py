@@ -135,6 +135,7 @@ def grant(world: World, resource: Resource, base_url: str, seconds: int) -> str:
     now = world.now()
     entry = Grant(container, resource.id, account, now, now + timedelta(seconds=seconds))
     world.grants[container] = entry
+    world.exported.setdefault(resource.id.lower(), set()).add(container)
     resource.properties["diskState"] = "ActiveSAS"
     fields = {
         "sv": SAS_VERSION,
@@ -149,9 +150,8 @@ def grant(world: World, resource: Resource, base_url: str, seconds: int) -> str:
 
 def revoke(world: World, resource: Resource) -> None:
     """endGetAccess: every SAS of the resource stops working."""
-    for entry in world.grants.values():
-        if entry.resource_id.lower() == resource.id.lower():
-            entry.revoked = True
+    for container in world.exported.pop(resource.id.lower(), set()):
+        world.grants[container].revoked = True
     if resource.properties.get("diskState") == "ActiveSAS":
         attached = resource.body.get("managedBy")
         resource.properties["diskState"] = "Attached" if attached else "Unattached"
@@ -164,11 +164,7 @@ def refuse_while_exported(world: World, resource: Resource, operation: str) -> N
     be deleted until then (Azure/azure-cli#6927); no source says an expired SAS ends the state,
     so the simulator takes the stricter reading: only endGetAccess does.
     """
-    active = any(
-        g.resource_id.lower() == resource.id.lower() and not g.revoked
-        for g in world.grants.values()
-    )
-    if active:
+    if world.exported.get(resource.id.lower()):
         raise ArmError(
             409,
             "OperationNotAllowed",

@@ -212,6 +212,9 @@ class World:
         self.bill_entries: dict[str, list[BillEntry]] = {}  # snapshot id (lower) -> its storage
         self.requests: list[RequestRecord] = []
         self.grants: dict[str, Grant] = {}  # container -> the SAS grant it serves
+        # resource id (lower) -> the containers of its grants endGetAccess has not revoked: what
+        # revokes and the ActiveSAS check read, so their cost does not grow with every grant ever.
+        self.exported: dict[str, set[str]] = {}
         self.renderers: dict[str, Renderer] = {}
         # (subscription, size, region), lower case -> what the subscription may not have there.
         self.sku_restrictions: dict[tuple[str, str, str], SkuRestriction] = {}
