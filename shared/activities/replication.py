@@ -465,8 +465,9 @@ def job_id(backup_id: str, disk_role: str, attempt: datetime) -> str:
 def check_replication(payload: Payload, svc: Services) -> Payload:
     """Read each replica's copy progress; record the jobs and the backup when all are done.
 
-    While copies run, `poll_after` estimates when the slowest one finishes from its progress so
-    far, so a long copy is read a few times, not every few seconds.
+    While copies run, `poll_after` says when the slowest one is expected done, by its progress
+    so far or its line; a copy seen done, or one its line says cannot be done yet, is not read
+    again (`_unread`), so a copy is read about once.
     """
     backup = load_backup(svc, payload)
     if backup.replication_status is not ReplicationStatus.IN_PROGRESS:
