@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -273,9 +275,9 @@ def _with_probe(
     return dataclasses.replace(job, probe=PROBING if job.first_copy in probed else WAITING)
 
 
-def _probe_out(svc: Services, backup: Backup, job: ReplicationJob, now: datetime) -> bool:
-    """Whether another backup still probes the line `job` waits for."""
-    work = names.copy_probe_claim(backup.region, job.target_region, job.first_copy)
+def _probe_out(svc: Services, backup: Backup, now: datetime, first: bool) -> bool:
+    """Whether another backup still probes the line of `first` copies into the backup's region."""
+    work = names.copy_probe_claim(backup.region, backup.replica_region or "", first)
     try:
         held = svc.catalog.get_claim(PROBES, work)
     except TransientError:
@@ -481,13 +483,14 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
     probes: list[ReplicationJob] = []
     undated = False  # a probe's copy whose progress is still too small to date it
     rates = _copy_rates(svc, backup.region, backup.replica_region or "")
+    probe_out = functools.cache(partial(_probe_out, svc, backup, now))  # one read per kind
     for ref in backup.snapshots:
         if ref.replica_id is None:
             raise PermanentError(f"backup {backup.backup_id} is copying without a replica id")
         job = svc.catalog.get_replication_job(
             backup.vm_key, job_id(backup.backup_id, ref.disk_role, attempt)
         )
-        known = _unread(svc, backup, rates, job, now)
+        known = _unread(rates, job, now, probe_out)
         if known is not None:
             eta = max(eta, known[1])
             refs.append(dataclasses.replace(ref, replica_status=known[0]))
@@ -540,11 +543,10 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
 
 
 def _unread(
-    svc: Services,
-    backup: Backup,
     rates: dict[bool, CopyRate | None],
     job: ReplicationJob | None,
     now: datetime,
+    probe_out: Callable[[bool], bool],
 ) -> tuple[ReplicationStatus, float] | None:
     """A copy's state when a read would tell nothing new, and when to ask again; None: read it.
 
@@ -557,7 +559,7 @@ def _unread(
     if job.status is not ReplicationStatus.IN_PROGRESS or job.probe == PROBING:
         return None
     elapsed = (now - job.started_at).total_seconds()
-    if job.probe == WAITING and _probe_out(svc, backup, job, now):
+    if job.probe == WAITING and probe_out(job.first_copy):
         return ReplicationStatus.IN_PROGRESS, elapsed
     wait = _first_read(rates, job) - elapsed
     return (ReplicationStatus.IN_PROGRESS, wait) if wait > READ_SLACK_SECONDS else None
