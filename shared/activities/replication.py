@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 
 from shared.activities import claims
 from shared.activities.common import APP, MANAGED_BY, Payload, audited, load_backup, parse_time
@@ -276,7 +275,8 @@ def _with_probe(
 
 
 def _probe_out(svc: Services, backup: Backup, now: datetime, first: bool) -> bool:
-    """Whether another backup still probes the line of `first` copies into the backup's region."""
+    """Whether another backup still probes the line of `first` copies from the backup's region
+    into its replica region."""
     work = names.copy_probe_claim(backup.region, backup.replica_region or "", first)
     try:
         held = svc.catalog.get_claim(PROBES, work)
@@ -483,7 +483,7 @@ def check_replication(payload: Payload, svc: Services) -> Payload:
     probes: list[ReplicationJob] = []
     undated = False  # a probe's copy whose progress is still too small to date it
     rates = _copy_rates(svc, backup.region, backup.replica_region or "")
-    probe_out = functools.cache(partial(_probe_out, svc, backup, now))  # one read per kind
+    probe_out = cache(partial(_probe_out, svc, backup, now))  # one read per kind
     for ref in backup.snapshots:
         if ref.replica_id is None:
             raise PermanentError(f"backup {backup.backup_id} is copying without a replica id")
