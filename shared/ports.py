@@ -446,8 +446,8 @@ class BackupCatalog(Protocol):
         """Change some fields of a backup under ETag concurrency, retrying on a lost race."""
         ...
 
-    def latest_backups(self) -> dict[str, Backup]:
-        """The newest completed backup of every VM (their RPO)."""
+    def latest_backups(self, vm_keys: Iterable[str] | None = None) -> dict[str, Backup]:
+        """The newest completed backup of every VM (their RPO), or of `vm_keys` only."""
         ...
 
     def boot_times(self, group: str, vm_name: str) -> tuple[BootBounds | None, float | None]:

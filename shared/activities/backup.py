@@ -59,11 +59,11 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     now = parse_time(payload["now"])
     owner = payload["owner"]
     under_way = 0
-    latest = svc.catalog.latest_backups()
     due: list[Payload] = []
     misconfigured: list[Payload] = []
     not_protectable: list[Payload] = []
     regions: set[str] = set()
+    protected: list[tuple[VM, BackupPolicy]] = []
     ready: list[tuple[VM, BackupPolicy, datetime]] = []
     vms, next_page = svc.gateway.list_vms_page(payload.get("page"))
     for vm in vms:
@@ -80,6 +80,9 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
             not_protectable.append({"vm": vm.name, "vm_key": vm.key, "reason": reason})
             telemetry.emit("RpoObserved", vm=vm.key, misconfigured=True, not_protectable=reason)
             continue
+        protected.append((vm, policy))
+    latest = svc.catalog.latest_backups(vm.key for vm, _ in protected)  # this page's VMs only
+    for vm, policy in protected:
         last = latest.get(vm.key)
         rpo = None if last is None else (now - last.taken_at).total_seconds()
         target = rpo_target_seconds(policy.schedule, now)

@@ -283,16 +283,25 @@ class TableCatalog:
             f"backup {backup_id} of {vm_key} changed under {UPDATE_ATTEMPTS} updates in a row"
         )
 
-    def latest_backups(self) -> dict[str, Backup]:
-        """The newest completed backup of every VM (their RPO), without its snapshot list.
+    def latest_backups(self, vm_keys: Iterable[str] | None = None) -> dict[str, Backup]:
+        """The newest completed backup of every VM, or of `vm_keys`, without its snapshot list.
 
-        Every fleet run reads this, so it reads the index's one partition, whatever the history;
-        a catalog from before the index is indexed first (once)."""
-        rows = self._index_rows()
-        if INDEX_BUILT not in rows:
-            self._build_index(rows)
+        Read from the index, whatever the history: all of it (one partition), or one row per
+        VM asked for, so a fleet run that asks for each page's VMs reads each VM's row once
+        however many pages the fleet has. A catalog from before the index is indexed first
+        (once)."""
+        if vm_keys is None:
             rows = self._index_rows()
-        indexed = [from_entity(Backup, row) for row in rows.values() if "backup_id" in row]
+            if INDEX_BUILT not in rows:
+                self._build_index(rows)
+                rows = self._index_rows()
+            found = list(rows.values())
+        else:
+            if self._get(LATEST_BACKUPS, FLEET, INDEX_BUILT) is None:
+                self._build_index(self._index_rows())
+            read = (self._get(LATEST_BACKUPS, FLEET, vm_key) for vm_key in set(vm_keys))
+            found = [row for row in read if row is not None]
+        indexed = [from_entity(Backup, row) for row in found if "backup_id" in row]
         return {backup.vm_key: backup for backup in sorted(indexed, key=lambda b: b.vm_key)}
 
     def boot_times(self, group: str, vm_name: str) -> tuple[BootBounds | None, float | None]:

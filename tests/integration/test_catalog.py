@@ -482,6 +482,25 @@ class TestLatestBackupsIndex:
         index_columns = {"PartitionKey", "RowKey", *SUMMARY_COLUMNS}
         assert all(set(row) <= index_columns for row in raw_rows(catalog, "latestbackups"))
 
+    def test_a_page_of_vms_reads_one_row_per_vm_whatever_the_fleet(
+        self, catalog: TableCatalog, azurite: Azurite
+    ) -> None:
+        """A fleet run asks page by page: reading the whole index on each page made a run's
+        reads VMs x pages (a 10,000-VM run spent most of its CPU there)."""
+        fleet = [f"rg-app~vm-{n:02}" for n in range(30)]
+        for vm in fleet:
+            catalog.save_backup(backup(vm, ago(hours=2)))
+            catalog.save_backup(backup(vm, ago(hours=1)))
+        catalog.latest_backups()  # the index is built (once, on a first read)
+        page = [fleet[3], fleet[17], "rg-app~never-backed-up"]
+        spy, tables = counting(catalog, azurite)
+        answer = spy.latest_backups(page)
+        assert answer == {vm: b for vm, b in scan_latest(catalog).items() if vm in page}
+        assert answer[fleet[3]] == backup(fleet[3], ago(hours=1))
+        # the "built" mark and one point read per VM asked for: no query of the partition
+        assert len(tables) == 1 + len(page)
+        assert all(table.endswith("latestbackups") for table in tables)
+
     def test_a_catalog_written_before_the_index_is_indexed_once(
         self, catalog: TableCatalog, azurite: Azurite
     ) -> None:
