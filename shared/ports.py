@@ -571,6 +571,15 @@ class BackupCatalog(Protocol):
         """The claim on `work` as it stands (None when nobody ever took it)."""
         ...
 
+    def hold_writes(self, until: datetime) -> None:
+        """A fleet run spends the subscription's write bucket on snapshots until `until`
+        (extends a hold, never shortens one)."""
+        ...
+
+    def writes_held_until(self) -> datetime | None:
+        """Until when a fleet run holds the write bucket (None: never held)."""
+        ...
+
     def admit(
         self, vm_key: str, now: datetime, *, window: timedelta, limit: int
     ) -> datetime | None:

@@ -24,7 +24,7 @@ from shared.activities.common import (
 )
 from shared.activities.retention import restored_from
 from shared.adapters import telemetry
-from shared.domain import names
+from shared.domain import names, pacing
 from shared.domain.models import (
     VM,
     Backup,
@@ -127,6 +127,9 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
                 "reads": len(vm.disks) + (len(vm.nic_ids) if mine is None else 0),
             }
         )
+    if due:  # the page's snapshots have the write bucket: copies start after them
+        writes = sum(item["writes"] for item in due)
+        svc.catalog.hold_writes(pacing.writes_held(svc.clock.now(), writes))
     for region in sorted(regions):  # listed once here, not by each VM's retention
         with contextlib.suppress(BackupDrError):  # else each retention tries (and says why)
             restored_from(svc, svc.settings.drtest_group(region))

@@ -155,8 +155,9 @@ def _retry_due(svc: Services, backup: Backup, now: datetime) -> bool:
 
 
 def start_replication(payload: Payload, svc: Services) -> Payload:
-    """Start CopyStart for every disk of the backup, or answer "waiting" when Azure's copy
-    order or the region's copy limit says not yet, with when to ask again (`poll_after`)."""
+    """Start CopyStart for every disk of the backup, or answer "waiting" when a fleet run's
+    snapshots hold the write bucket, or Azure's copy order or the region's copy limit says not
+    yet, with when to ask again (`poll_after`)."""
     backup = load_backup(svc, payload)
     target = payload["target_region"]
     if backup.state is not BackupState.COMPLETED:
@@ -164,6 +165,9 @@ def start_replication(payload: Payload, svc: Services) -> Payload:
     if backup.replication_status is ReplicationStatus.COMPLETED:
         return {"state": "completed"}
     now = svc.clock.now()
+    held = svc.catalog.writes_held_until()
+    if held is not None and held > now:  # a fleet run's snapshots first (pacing.writes_held)
+        return {"state": "waiting", "poll_after": (held - now).total_seconds()}
     attempt = parse_time(payload["attempt"])
     waiting = {"state": "waiting", "poll_after": _ask_again(now - attempt)}
     others = svc.catalog.list_backups(backup.vm_key)

@@ -95,6 +95,9 @@ FAILOVERS = "failovers"
 AUDIT_LOG = "auditlog"
 CLAIMS = "claims"
 MANUAL_REQUESTS = "manual-requests"  # the claims row counting a VM's manual requests
+# The claims row saying until when a fleet run spends the write bucket on snapshots (a vm_key
+# is never "fleet": it always holds a "~").
+WRITES_HELD = ("fleet", "writes")
 RETENTION = "retention"
 RETENTION_ROW = "state"
 IN_USE_PK = "groups"  # the in-use table's one partition: a row per resource group
@@ -680,6 +683,26 @@ class TableCatalog:
     def get_claim(self, vm_key: str, work: str) -> Claim | None:
         entity = self._get(CLAIMS, vm_key, work)
         return None if entity is None else from_entity(Claim, entity)
+
+    def hold_writes(self, until: datetime) -> None:
+        """One row for the subscription, written under its ETag: two overlapping runs' holds
+        leave the later end, so neither cuts the other's short."""
+        for _ in range(UPDATE_ATTEMPTS):
+            seen = self._get(CLAIMS, *WRITES_HELD)
+            if seen is not None and datetime.fromisoformat(seen["until"]) >= until:
+                return
+            row = {
+                "PartitionKey": table_key(WRITES_HELD[0]),
+                "RowKey": table_key(WRITES_HELD[1]),
+                "until": until.isoformat(),
+            }
+            if self._write_unless_changed(CLAIMS, seen, row):
+                return
+        raise TransientError(f"the write hold changed under {UPDATE_ATTEMPTS} tries")
+
+    def writes_held_until(self) -> datetime | None:
+        entity = self._get(CLAIMS, *WRITES_HELD)
+        return None if entity is None else datetime.fromisoformat(entity["until"])
 
     def admit(
         self, vm_key: str, now: datetime, *, window: timedelta, limit: int

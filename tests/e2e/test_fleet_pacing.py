@@ -187,3 +187,35 @@ def test_copies_started_at_once_never_pass_the_regions_parallel_limit(
     assert [j.error_message for j in jobs if j.status is ReplicationStatus.FAILED] == []
     assert len([j for j in jobs if j.status is ReplicationStatus.COMPLETED]) == 2 * VMS
     assert [r.status for r in copies if r.status >= 400] == []
+
+
+def test_copies_start_after_the_fleet_runs_snapshots_and_leave_them_the_write_bucket(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five replicated VMs in pages of two against a bucket of 6 refilled 1 a second: each
+    page holds the bucket for its snapshots, so no copy's PUT comes before the run's last
+    snapshot PUT and no snapshot PUT is refused; every copy still completes. Before, each
+    backup's copy started as soon as its own snapshots were done and took the tokens the
+    later waves were paced by."""
+    monkeypatch.setitem(throttle.LIMITS, "write", (6.0, 1.0))
+    monkeypatch.setattr(pacing, "WRITE_BURST", 6.0)
+    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    with local_stack(
+        _replicated_fleet(),
+        start=START,
+        azurite=azurite,
+        table_prefix=next(_prefixes),
+        page_size=2,
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(hours=2))
+        writes = [r for r in stack.simulator.requests if r.method == "PUT" and r.kind == "write"]
+        snapshots = [r for r in writes if "/snapshots/" in r.path and "-westus2" not in r.path]
+        copies = [r for r in writes if "-westus2" in r.path]
+        jobs = stack.services.catalog.list_replication_jobs()
+        assert stack.host.status(TICK).output["completed"] == VMS
+
+    assert [r.status for r in snapshots if r.status == 429] == []
+    last_snapshot = max(r.at for r in snapshots)
+    assert copies
+    assert [r.at for r in copies if r.at < last_snapshot] == []
+    assert len([j for j in jobs if j.status is ReplicationStatus.COMPLETED]) == 2 * VMS

@@ -853,6 +853,19 @@ class TestClaims:
 
         assert len({claim.owner for claim in claims}) == 1
 
+    def test_racing_fleet_runs_leave_the_latest_write_hold(self, catalog: TableCatalog) -> None:
+        """Overlapping runs each hold the write bucket for their pages: a shorter hold written
+        later (or at once) never cuts a longer one short, so no copy starts under a run."""
+        assert catalog.writes_held_until() is None
+        ends = [NOW + timedelta(seconds=s) for s in (90, 30, 240, 60, 180, 120, 45, 200)]
+        with ThreadPoolExecutor(len(ends)) as pool:
+            list(pool.map(catalog.hold_writes, ends))
+        assert catalog.writes_held_until() == max(ends)
+        catalog.hold_writes(NOW)
+        assert catalog.writes_held_until() == max(ends)
+        catalog.hold_writes(NOW + timedelta(hours=1))
+        assert catalog.writes_held_until() == NOW + timedelta(hours=1)
+
 
 class TestListings:
     """What a fleet run keeps for its later pages and backups: the VM and NICs with each claim,
