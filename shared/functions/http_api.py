@@ -9,6 +9,7 @@ or 429 (manual requests over the hourly limit, with Retry-After).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
@@ -44,6 +45,7 @@ bp = df.Blueprint()
 
 RATE_WINDOW = timedelta(hours=1)
 STATUS_POLL_SECONDS = 10  # Retry-After on a 202: how soon a status read is worth making
+UNADDRESSABLE = re.compile(r"[/\\?#\x00-\x1f\x7f]")  # not in one segment of a status URL
 # A restore's disks and VM each have their own timeout (orchestrations/restore.py): one started
 # longer ago than both is over.
 RESTORE_WINDOW = DISK_TIMEOUT + CREATE_TIMEOUT + timedelta(hours=1)
@@ -90,7 +92,7 @@ async def start_backup(
         instance_id, payload = _checked(manual_backup, vm, now, svc.settings.regions, keep)
         await _refuse_if_running(client, _backups_under_way(svc, vm.key, now))
         _admit(svc, req, vm.key, "manual-backup", now)
-        await client.start_new("vm_backup_v2", instance_id=instance_id, client_input=payload)
+        await client.start_new("vm_backup_v3", instance_id=instance_id, client_input=payload)
     except ApiError as error:
         return error.response()
     return accepted(req, instance_id)
@@ -202,8 +204,10 @@ async def operation_status(
 ) -> func.HttpResponse:
     """Where a started backup, DR test, restore or failover stands (never its input)."""
     instance_id = req.route_params.get("id", "")
+    if not _addressable(instance_id):
+        return ApiError(404, "OperationNotFound", f"no operation {instance_id!r}").response()
     found = await client.get_status(instance_id)
-    if not instance_id or found.runtime_status is None:
+    if found.runtime_status is None:
         return ApiError(404, "OperationNotFound", f"no operation {instance_id!r}").response()
     return _json(
         {
@@ -216,6 +220,14 @@ async def operation_status(
             "output": found.output,
         }
     )
+
+
+def _addressable(instance_id: str) -> bool:
+    """An id the client can put in its status URL's path as one segment: never one the app
+    issued otherwise. The SDK inserts it unescaped, so `/`, `\\`, `?` and `#` would address
+    something else, and the HTTP client resolves `.` and `..` away: the extension then answers
+    its list of every instance, which the SDK fails to read as one status."""
+    return instance_id not in ("", ".", "..") and not UNADDRESSABLE.search(instance_id)
 
 
 def _same(a: str, b: str) -> bool:

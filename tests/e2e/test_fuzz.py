@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import azure.functions as func
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -120,6 +120,9 @@ def test_a_generated_request_gets_a_documented_answer_and_a_refusal_changes_noth
 
 @FUZZ
 @given(instance=st.text(min_size=1, max_size=60))
+# The client's URL resolves these away: the extension answered its list of every instance.
+@example(instance=".")
+@example(instance="..")
 def test_a_generated_operation_id_is_a_status_or_a_404(stack: Stack, instance: str) -> None:
     path = f"operations/{quote(instance, safe='')}"
     request = func.HttpRequest(method="GET", url=f"http://localhost/api/{path}", body=b"")
