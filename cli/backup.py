@@ -230,7 +230,7 @@ def trigger(
         manual_backup, target, run.now, run.services.settings.regions, keep_days
     )
     (status,) = run_workflows(
-        run, [Start("vm_backup_v2", instance_id, payload)], label=f"backing up {target.name}"
+        run, [Start("vm_backup_v3", instance_id, payload)], label=f"backing up {target.name}"
     )
     result = outcome(status)
     backup = run.services.catalog.get_backup(target.key, result.get("backup_id", ""))

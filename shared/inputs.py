@@ -153,7 +153,7 @@ def policy_region(vm: VM, served: Regions) -> str:
 def manual_backup(
     vm: VM, now: datetime, served: Regions, keep_days: object = MANUAL_KEEP.days
 ) -> tuple[str, Payload]:
-    """The instance id and input of a manual `vm_backup_v2` (the scheduled workflow, on demand),
+    """The instance id and input of a manual `vm_backup_v3` (the scheduled workflow, on demand),
     kept for `keep_days` whatever the VM's GFS policy says."""
     if vm.gone:
         raise InputError(

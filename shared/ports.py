@@ -8,7 +8,7 @@ Methods raise the errors in `shared/errors.py`, never SDK exceptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -442,8 +442,16 @@ class BackupCatalog(Protocol):
         """A VM's backups (taken at or after `since`, if given), newest first."""
         ...
 
-    def update_backup(self, vm_key: str, backup_id: str, **changes: object) -> Backup:
-        """Change some fields of a backup under ETag concurrency, retrying on a lost race."""
+    def update_backup(
+        self,
+        vm_key: str,
+        backup_id: str,
+        merge: Callable[[Backup], dict[str, object]] | None = None,
+        /,
+        **changes: object,
+    ) -> Backup:
+        """Change some fields of a backup under ETag concurrency, retrying on a lost race;
+        `merge` makes changes from the row as each attempt reads it."""
         ...
 
     def latest_backups(self, vm_keys: Iterable[str] | None = None) -> dict[str, Backup]:
@@ -578,6 +586,11 @@ class BackupCatalog(Protocol):
 
     def writes_held_until(self) -> datetime | None:
         """Until when a fleet run holds the write bucket (None: never held)."""
+        ...
+
+    def reserve_writes(self, writes: int, now: datetime) -> datetime:
+        """When `writes` may be sent: after the fleet run's hold and every earlier
+        reservation, which then ends `writes` refills later."""
         ...
 
     def admit(

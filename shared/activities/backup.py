@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from shared.activities import claims
-from shared.activities.changes import measure_changes
+from shared.activities.changes import Changes, measure_changes, report_anomaly
 from shared.activities.common import (
     APP,
     MANAGED_BY,
@@ -380,7 +380,10 @@ def _tier(svc: Services, vm_key: str, taken_at: datetime) -> Tier:
 
 
 def check_backup(payload: Payload, svc: Services) -> Payload:
-    """Read every snapshot of the backup; record it completed or failed once Azure is done."""
+    """Read every snapshot of the backup; record it completed or failed once Azure is done.
+
+    Its change is measured here unless the input says `"changes": "later"` (`vm_backup_v3`,
+    whose follow-up measures it after the fleet run's snapshots: `measure_backup`)."""
     backup = load_backup(svc, payload)
     if backup.state is BackupState.COMPLETED:  # a repeat after success answers the same
         return {"state": "completed", "replica_region": backup.replica_region}
@@ -394,13 +397,14 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
         return _fail(svc, backup, f"snapshot provisioning failed: {', '.join(failed)}")
     if any(s.provisioning_state != SNAPSHOT_DONE for s in snapshots):
         return {"state": "creating"}
-    changes = measure_changes(
-        svc,
-        backup,
-        tuple(
-            dataclasses.replace(ref, size_gb=snap.size_gb)
-            for ref, snap in zip(backup.snapshots, snapshots, strict=True)
-        ),
+    sized = tuple(
+        dataclasses.replace(ref, size_gb=snap.size_gb)
+        for ref, snap in zip(backup.snapshots, snapshots, strict=True)
+    )
+    changes = (
+        Changes(sized, None, ())
+        if payload.get("changes") == "later"
+        else measure_changes(svc, backup, sized)
     )
     completed = svc.catalog.update_backup(
         backup.vm_key,
@@ -423,14 +427,7 @@ def check_backup(payload: Payload, svc: Services) -> Payload:
         duration_seconds=(svc.clock.now() - backup.taken_at).total_seconds(),
         manual=backup.manual,
     )
-    if changes.anomaly:
-        telemetry.emit(
-            "ChurnAnomaly",
-            vm=backup.vm_key,
-            backup_id=backup.backup_id,
-            measure="changed bytes",
-            reason=changes.anomaly,
-        )
+    report_anomaly(backup, changes)
     return {"state": "completed", "replica_region": backup.replica_region}
 
 

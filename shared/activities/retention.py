@@ -24,6 +24,7 @@ from shared.activities.common import (
     Payload,
     audited,
     given_test_groups,
+    parse_time,
 )
 from shared.adapters import telemetry
 from shared.domain.models import (
@@ -46,6 +47,7 @@ from shared.domain.retention import (
 from shared.errors import NotFoundError, PermanentError, sanitise
 from shared.ports import TaggedResource
 from shared.services import Services
+from shared.settings import Settings
 
 HOLD_TAG = "backup-hold"
 DELETED_TAG = "backup-deleted-at"
@@ -96,26 +98,59 @@ def apply_retention(payload: Payload, svc: Services) -> Payload:
     The policy is the VM's tag as Azure has it, read before anything is deleted (a run that
     deletes nothing takes it as the backup `backup_id` recorded it from this hour's fleet run
     list), and the time is the app's clock, never anything handed in by the input (a forged
-    start cannot shorten retention).
+    start cannot shorten retention). With `paced` (a backup's follow-up) it may answer
+    "waiting" first (`_reserve`).
     """
     planned = plan_vm(svc, payload["vm_key"], listed_by=payload.get("backup_id"))
+    if payload.get("paced"):
+        waiting = _reserve(svc, planned, payload)
+        if waiting is not None:
+            return waiting
     return carry_out(svc, planned)
+
+
+def _reserve(svc: Services, planned: Planned, payload: Payload) -> Payload | None:
+    """A paced run (a backup's follow-up) sends its tags and deletes in the write bucket's
+    refill reserved for them: "waiting" with the reservation (`writes_from`, `writes`), which
+    the next call hands back; None once the plan's writes are paid for."""
+    writes = sum(len(_all_snapshots(b)) for b in _acted_on(planned, svc.settings))
+    now = svc.clock.now()
+    if not writes:
+        return None
+    held = svc.catalog.writes_held_until()
+    if (
+        writes <= payload.get("writes", 0)
+        and parse_time(payload["writes_from"]) <= now
+        and (held is None or held <= now)  # else a fleet run began since: behind it
+    ):
+        return None
+    start = svc.catalog.reserve_writes(writes, now)
+    if start <= now:
+        return None
+    return {"state": "waiting", "writes_from": start.isoformat(), "writes": writes}
+
+
+def _acted_on(planned: Planned, settings: Settings) -> list[Backup]:
+    """What carrying the plan out tags or deletes in Azure: expired backups, then purges."""
+    by_id = {b.backup_id: b for b in planned.backups}
+    expired = [by_id[backup_id] for backup_id in planned.plan.to_delete]
+    return [*expired, *planned.purgeable(timedelta(days=settings.soft_delete_days))]
 
 
 def carry_out(svc: Services, planned: Planned) -> Payload:
     """Apply a plan (the timer's or one an operator reviewed) and record the run."""
-    by_id = {b.backup_id: b for b in planned.backups}
+    expired = set(planned.plan.to_delete)
     deleted = purged = 0
-    for backup_id in planned.plan.to_delete:
-        backup = by_id[backup_id]
-        if backup.state is BackupState.COMPLETED and _soft_delete(svc, backup, planned.now):
+    for backup in _acted_on(planned, svc.settings):
+        if (
+            backup.backup_id in expired
+            and backup.state is BackupState.COMPLETED
+            and _soft_delete(svc, backup, planned.now)
+        ):
             deleted += 1
-        else:  # a failed backup's partial snapshots, or one whose snapshots are already gone
+        else:  # a purge, a failed backup's partial snapshots, or one whose snapshots are gone
             _purge(svc, backup)
             purged += 1
-    for backup in planned.purgeable(timedelta(days=svc.settings.soft_delete_days)):
-        _purge(svc, backup)
-        purged += 1
     if planned.reduced is not None:  # before the state that records it: never lost, at most twice
         telemetry.emit(
             "RetentionReduced",

@@ -42,7 +42,7 @@ import json
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -60,6 +60,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Upda
 from shared.adapters import telemetry
 from shared.adapters.credentials import credential_from_settings
 from shared.adapters.entities import from_entity, table_key, to_entity
+from shared.domain import pacing
 from shared.domain.boot import BootBounds
 from shared.domain.copytime import SAMPLES, CopySample
 from shared.domain.models import (
@@ -98,6 +99,7 @@ MANUAL_REQUESTS = "manual-requests"  # the claims row counting a VM's manual req
 # The claims row saying until when a fleet run spends the write bucket on snapshots (a vm_key
 # is never "fleet": it always holds a "~").
 WRITES_HELD = ("fleet", "writes")
+WRITES_RESERVED = ("fleet", "reserved")
 RETENTION = "retention"
 RETENTION_ROW = "state"
 IN_USE_PK = "groups"  # the in-use table's one partition: a row per resource group
@@ -249,13 +251,21 @@ class TableCatalog:
         backups = self._query(Backup, BACKUPS, " and ".join(clauses), **parameters)
         return sorted(backups, key=_backup_age, reverse=True)
 
-    def update_backup(self, vm_key: str, backup_id: str, **changes: object) -> Backup:
+    def update_backup(
+        self,
+        vm_key: str,
+        backup_id: str,
+        merge: Callable[[Backup], dict[str, object]] | None = None,
+        /,
+        **changes: object,
+    ) -> Backup:
         """Change some fields of a backup under ETag concurrency, retrying on a lost race.
 
-        Each attempt reads the row and its ETag, applies `changes` and replaces the row only if
-        nobody wrote it in between (412 otherwise), so two writers changing different fields
-        both keep their change. Values may be given as the record holds them or as their JSON
-        form (enum text, ISO datetimes, snapshot dicts).
+        Each attempt reads the row and its ETag, applies `changes` (and what `merge` makes of
+        the row as read) and replaces the row only if nobody wrote it in between (412
+        otherwise), so two writers changing different fields, or different parts of one
+        (`merge`), both keep their change. Values may be given as the record holds them or as
+        their JSON form (enum text, ISO datetimes, snapshot dicts).
         """
         unknown = sorted(set(changes) - set(Backup.__dataclass_fields__))
         if unknown:
@@ -267,7 +277,7 @@ class TableCatalog:
                 raise NotFoundError(f"backup {backup_id} of {vm_key} is not in the catalog")
             before = from_entity(Backup, entity)
             current = before.to_dict()
-            current.update(_json_form(changes))
+            current.update(_json_form({**changes, **(merge(before) if merge else {})}))
             updated = Backup.from_dict(current)
             try:
                 with _azure_errors("update backup"):
@@ -703,6 +713,24 @@ class TableCatalog:
     def writes_held_until(self) -> datetime | None:
         entity = self._get(CLAIMS, *WRITES_HELD)
         return None if entity is None else datetime.fromisoformat(entity["until"])
+
+    def reserve_writes(self, writes: int, now: datetime) -> datetime:
+        """The write bucket's refill for `writes`, after the fleet run's hold and after every
+        earlier reservation: one row for the subscription, moved on under its ETag, so that
+        racing reservations queue instead of sharing a second."""
+        held = self.writes_held_until()
+        for _ in range(UPDATE_ATTEMPTS):
+            seen = self._get(CLAIMS, *WRITES_RESERVED)
+            queued = None if seen is None else datetime.fromisoformat(seen["until"])
+            start = max(now, held or now, queued or now)
+            row = {
+                "PartitionKey": table_key(WRITES_RESERVED[0]),
+                "RowKey": table_key(WRITES_RESERVED[1]),
+                "until": (start + pacing.refill_time(writes)).isoformat(),
+            }
+            if self._write_unless_changed(CLAIMS, seen, row):
+                return start
+        raise TransientError(f"the write reservations changed under {UPDATE_ATTEMPTS} tries")
 
     def admit(
         self, vm_key: str, now: datetime, *, window: timedelta, limit: int

@@ -50,6 +50,9 @@ EVENTS: Mapping[str, frozenset[str]] = {
             "manual",
         }
     ),
+    # A fleet run's backup measures its change after the run's snapshots (BackupCompleted
+    # then has no changed_bytes).
+    "BackupChangesMeasured": frozenset({"vm", "backup_id", "changed_bytes", "changed_errors"}),
     # A backup's change far above the VM's own history (measure "changed bytes") or its data
     # reading as random where it did not (measure "entropy"): the pattern of mass encryption.
     "ChurnAnomaly": frozenset({"vm", "backup_id", "measure", "reason"}),

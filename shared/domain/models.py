@@ -298,6 +298,8 @@ class Backup(JsonRecord):
     # keeps every earlier backup until an operator releases this one.
     anomaly: str | None = None
     anomaly_released: bool = False
+    # When the write bucket's refill reserved for its follow-up's writes comes (measure_backup).
+    measure_from: datetime | None = None
 
     @property
     def changed_bytes(self) -> int | None:

@@ -8,6 +8,11 @@ retries. The fleet run keeps its own model of both buckets (full when it starts,
 spell), takes what a wave of backups will send before it starts the wave, and waits on a durable
 timer when a bucket is short. Azure's `x-ms-ratelimit-remaining-subscription-writes`, when lower
 than the model (other writers share the subscription), corrects it.
+
+What each backup writes after its snapshots (its change's read access, its copy's PUTs, its
+retention's tags and deletes) waits for the run: each page holds the bucket for its snapshots
+(`writes_held`), and the follow-ups then reserve, one after another, the refill of what they
+send (`refill_time`; the catalog's `reserve_writes`), so together they never outrun it.
 """
 
 from __future__ import annotations
@@ -78,7 +83,12 @@ def writes_held(now: datetime, writes: int) -> datetime:
     when it is listed: a copy started meanwhile would take tokens its snapshots are paced by
     (a 1,000-VM run with replication took 1.17x its bound so), and a backup's RPO comes
     before its copy's start."""
-    return now + timedelta(seconds=writes / WRITE_REFILL_PER_SECOND) + HOLD_MARGIN
+    return now + refill_time(writes) + HOLD_MARGIN
+
+
+def refill_time(writes: int) -> timedelta:
+    """How long the write bucket takes to refill `writes` tokens."""
+    return timedelta(seconds=writes / WRITE_REFILL_PER_SECOND)
 
 
 def writes(now: datetime, payload: dict[str, Any] | None = None) -> Bucket:

@@ -8,6 +8,7 @@ from shared.functions.wiring import (
     register_activities,
     register_orchestrators,
     register_timer,
+    start_once,
 )
 from shared.orchestrations.replication import (
     replicate_backup,
@@ -31,16 +32,12 @@ register_activities(
 @bp.durable_client_input(client_name="client")
 async def begin_replication(payload: Payload, client: df.DurableOrchestrationClient) -> Payload:
     """Start a backup's copy as an orchestration of its own (`replicate-<backup id>`, the id
-    the CLI starts it under), so that the backup that asks for it does not wait for it. An
-    activity may hold the client binding to start an orchestration that outlives its caller
-    (Azure/azure-functions-durable-extension#87). Once an instance of that id exists, in any
-    state, a repeat starts nothing: a copy that failed is the catch-up run's to retry.
+    the CLI starts it under), so that the backup that asks for it does not wait for it. Once an
+    instance of that id exists, in any state, a repeat starts nothing: a copy that failed is
+    the catch-up run's to retry.
 
     Input: {vm_key, backup_id, target_region}."""
-    instance_id = replication_instance_id(payload["backup_id"])
-    status = await client.get_status(instance_id)
-    if status is not None and status.runtime_status is not None:
-        return {"instance_id": instance_id, "started": False}
     item = {key: payload[key] for key in ("vm_key", "backup_id", "target_region")}
-    await client.start_new("replicate_backup", instance_id=instance_id, client_input=item)
-    return {"instance_id": instance_id, "started": True}
+    return await start_once(
+        client, "replicate_backup", replication_instance_id(payload["backup_id"]), item
+    )

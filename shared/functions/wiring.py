@@ -79,5 +79,18 @@ async def start_unless_running(
     return True
 
 
+async def start_once(
+    client: df.DurableOrchestrationClient, orchestrator: str, instance_id: str, payload: Any
+) -> Payload:
+    """Start an orchestration that outlives the activity asking for it, unless an instance of
+    that id exists in any state (a repeat of the step starts nothing). An activity may hold the
+    client binding for this (Azure/azure-functions-durable-extension#87)."""
+    status = await client.get_status(instance_id)
+    if status is not None and status.runtime_status is not None:
+        return {"instance_id": instance_id, "started": False}
+    await client.start_new(orchestrator, instance_id=instance_id, client_input=payload)
+    return {"instance_id": instance_id, "started": True}
+
+
 def utc_now() -> datetime:
     return services().clock.now().astimezone(UTC)

@@ -12,6 +12,9 @@ from shared.domain.pacing import Bucket
 from shared.orchestrations.durable import RETRY, Context, Payload, failure_text, fan_out, poll
 
 SNAPSHOT_TIMEOUT = timedelta(hours=1)
+# A follow-up waits this long at most for its reserved share of the write bucket (10,000 VMs'
+# measures take about 2.2 hours of refill), then leaves the change unmeasured.
+MEASURE_TIMEOUT = timedelta(hours=12)
 
 
 def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
@@ -38,21 +41,28 @@ def fleet_backup(context: Context) -> Generator[Any, Any, Payload]:
 def fleet_backup_v2(context: Context) -> Generator[Any, Any, Payload | None]:
     """The second version, kept registered, unchanged, until none of its instances is Pending
     or Running: `fleet_backup_v3` with each VM's backup a `vm_backup` (which waits for its
-    copy). The timer starts `fleet_backup_v3`."""
+    copy). The timer starts `fleet_backup_v4`."""
     return (yield from _fleet_run(context, "vm_backup"))
 
 
 def fleet_backup_v3(context: Context) -> Generator[Any, Any, Payload | None]:
+    """The third version, kept registered, unchanged, until none of its instances is Pending
+    or Running: `fleet_backup_v4` with each VM's backup a `vm_backup_v2` (which measures its
+    change and applies retention inside the run's waves). The timer starts `fleet_backup_v4`."""
+    return (yield from _fleet_run(context, "vm_backup_v2"))
+
+
+def fleet_backup_v4(context: Context) -> Generator[Any, Any, Payload | None]:
     """One page of the subscription's VM list per execution: claim each due VM's slot, back up
-    what this run claimed (`vm_backup_v2`, which starts its copy and goes on) in waves ARM's
-    token buckets pay for, then continue as new with the next page.
+    what this run claimed (`vm_backup_v3`: its snapshots, then a follow-up of its own) in waves
+    ARM's token buckets pay for, then continue as new with the next page.
 
     The claim (in the catalog, taken by `list_due_vms`) is what keeps an overlapping or
     catch-up run from backing a slot up twice; the engine deduplicates nothing here. Each
     execution's history holds one page, so replaying it costs the same at any fleet size; the
     input carries the tick's time, the next page, the buckets and the totals so far.
     """
-    return (yield from _fleet_run(context, "vm_backup_v2"))
+    return (yield from _fleet_run(context, "vm_backup_v3"))
 
 
 def _fleet_run(context: Context, vm_orchestrator: str) -> Generator[Any, Any, Payload | None]:
@@ -161,8 +171,9 @@ def vm_backup(context: Context) -> Generator[Any, Any, Payload]:
 
 
 def vm_backup_v2(context: Context) -> Generator[Any, Any, Payload]:
-    """One VM: snapshot every disk -> record -> start its copy (if the policy says) ->
-    retention, then let go of the slot's claim.
+    """The second version, kept registered, unchanged, until none of its instances is Pending
+    or Running: one VM's snapshots, record (measuring its change), start its copy, retention.
+    Manual backups and `fleet_backup_v4` start `vm_backup_v3`.
 
     Input: {vm_key, resource_group, name, slot, manual?, owner?}; `owner` is the fleet run
     that claimed the slot. The copy runs as its own orchestration (`begin_replication`), so
@@ -174,10 +185,60 @@ def vm_backup_v2(context: Context) -> Generator[Any, Any, Payload]:
     return (yield from _vm_backup(context, _start_copy))
 
 
+def vm_backup_v3(context: Context) -> Generator[Any, Any, Payload]:
+    """One VM: snapshot every disk -> record -> start its follow-up (`after_backup`), then let
+    go of the slot's claim.
+
+    Input: {vm_key, resource_group, name, slot, manual?, owner?}; `owner` is the fleet run
+    that claimed the slot. What each backup does after its snapshots (measure its change, start
+    its copy, retention) sends ARM writes from the subscription's bucket; it runs as its own
+    orchestration, after the fleet run's snapshots, so neither this backup nor the fleet run
+    waits for it or shares the bucket with it. A failure at any step is recorded on the backup
+    row (and is an event); a failed backup has its follow-up too (retention), so a VM that keeps
+    failing does not pile up partial snapshots.
+    """
+    return (yield from _vm_backup(context, None))
+
+
+def after_backup(context: Context) -> Generator[Any, Any, Payload]:
+    """A backup's follow-up: measure its change when the write bucket's refill reserved for
+    it comes (`measure_backup`), start its copy if the policy says (`begin_replication`), and
+    apply the VM's retention. Started once per backup (`after-<backup id>`) by `vm_backup_v3`.
+
+    A measure that cannot be made (the catalog down past the retries) leaves the change
+    unknown and the copy to the catch-up run; retention runs whatever happened before it.
+    Input: {vm_key, backup_id}."""
+    ref: Payload = context.get_input()
+    try:
+        measured = yield from poll(
+            context,
+            "measure_backup",
+            ref,
+            first_wait=0,
+            timeout=MEASURE_TIMEOUT,
+            done=lambda r: r["state"] == "done",
+        )
+    except Exception:
+        measured = None
+    target = (measured or {}).get("replica_region")
+    if target:
+        yield context.call_activity_with_retry(
+            "begin_replication", RETRY, {**ref, "target_region": target}
+        )
+    retention = yield from _retain(context, ref, paced=True)
+    return {**ref, "measured": measured is not None, "retention": retention}
+
+
+def after_backup_instance_id(backup_id: str) -> str:
+    """One follow-up per backup: a repeated start (a retried step) finds it (Azure
+    deduplicates client starts)."""
+    return f"after-{backup_id}"
+
+
 Copy = Callable[[Context, Payload, str], Generator[Any, Any, None]]
 
 
-def _vm_backup(context: Context, copy: Copy) -> Generator[Any, Any, Payload]:
+def _vm_backup(context: Context, copy: Copy | None) -> Generator[Any, Any, Payload]:
     item: Payload = context.get_input()
     key = item["vm_key"]
     backup_id = names.backup_id(key, _slot(item), bool(item.get("manual")))
@@ -207,10 +268,11 @@ def _start_copy(context: Context, ref: Payload, target: str) -> Generator[Any, A
 
 
 def _back_up(
-    context: Context, item: Payload, ref: Payload, copy: Copy
+    context: Context, item: Payload, ref: Payload, copy: Copy | None
 ) -> Generator[Any, Any, Payload]:
     """The backup's outcome, with Azure's count of write tokens left after its PUTs (the fleet
-    run paces by it)."""
+    run paces by it). Without `copy` (`vm_backup_v3`), what follows the snapshots is the
+    follow-up's."""
     seen: Payload = {}
     try:
         begun = yield context.call_activity_with_retry("begin_backup", RETRY, item)
@@ -220,7 +282,7 @@ def _back_up(
             result = yield from poll(
                 context,
                 "check_backup",
-                ref,
+                ref if copy else {**ref, "changes": "later"},
                 first_wait=begun["poll_after"],
                 timeout=SNAPSHOT_TIMEOUT,
                 done=lambda r: r["state"] != "creating",
@@ -231,23 +293,37 @@ def _back_up(
         result = yield context.call_activity_with_retry(
             "fail_backup", RETRY, {**item, **ref, "error": failure_text(error)}
         )
-    if result["state"] == "completed":
+    if result["state"] not in ("completed", "failed"):
+        return {**result, **seen}
+    completed = result["state"] == "completed"
+    if copy is None:
+        yield context.call_activity_with_retry("begin_after_backup", RETRY, ref)
+        return {**({"state": "completed"} if completed else result), **seen}
+    if completed:
         target = result.get("replica_region")
         if target:
             yield from copy(context, ref, target)
         result = {"state": "completed"}
-    elif result["state"] != "failed":
-        return {**result, **seen}
     retention = yield from _retain(context, ref)
     return {**result, "retention": retention, **seen}
 
 
-def _retain(context: Context, ref: Payload) -> Generator[Any, Any, Payload]:
-    """Apply the VM's retention; a failure of it is recorded (an event), never the backup's."""
+def _retain(context: Context, ref: Payload, *, paced: bool = False) -> Generator[Any, Any, Payload]:
+    """Apply the VM's retention; a failure of it is recorded (an event), never the backup's.
+    `paced`: when its writes' reserved refill comes (each "waiting" answer names it, and the
+    next call hands it back)."""
     try:
         # Keys only: retention takes the policy the backup's row recorded from Azure (or reads
         # the VM) and the time from the app's clock.
-        retention: Payload = yield context.call_activity_with_retry("apply_retention", RETRY, ref)
+        asked = {**ref, "paced": True} if paced else ref
+        retention: Payload = yield context.call_activity_with_retry("apply_retention", RETRY, asked)
+        while retention.get("state") == "waiting":
+            yield context.create_timer(datetime.fromisoformat(retention["writes_from"]))
+            retention = yield context.call_activity_with_retry(
+                "apply_retention",
+                RETRY,
+                {**asked, "writes_from": retention["writes_from"], "writes": retention["writes"]},
+            )
     except Exception as error:
         retention = yield context.call_activity_with_retry(
             "fail_retention", RETRY, {**ref, "error": failure_text(error)}

@@ -65,7 +65,8 @@ def _run(azurite: Azurite, *, at_least_once: bool) -> dict[str, Any]:
             return {
                 "backups": {
                     key: [
-                        {**b.to_dict(), "deleted_at": None}  # when retention ran: a moment
+                        # when retention ran, and when its follow-up's reserved writes came: moments
+                        {**b.to_dict(), "deleted_at": None, "measure_from": None}
                         for b in catalog.list_backups(key, include_deleted=True)
                     ]
                     for key in vms

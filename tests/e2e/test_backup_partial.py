@@ -82,7 +82,7 @@ def _in_azure(stack: Stack, vm_name: str = "") -> set[str]:
 
 
 def _one_fleet_run(stack: Stack) -> dict[str, Any]:
-    instance = stack.host.start("fleet_backup_v3", instance_id="fleet-1")
+    instance = stack.host.start("fleet_backup_v4", instance_id="fleet-1")
     stack.host.run_until_idle()
     output: dict[str, Any] = stack.host.status(instance).output
     return output

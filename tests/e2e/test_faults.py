@@ -174,8 +174,8 @@ def test_an_overlapping_fleet_run_for_the_same_slot_starts_no_second_backup(
     stack: Stack,
 ) -> None:
     stack.clock.advance_to(START + timedelta(hours=2, minutes=5))
-    first = stack.host.start("fleet_backup_v3", instance_id="fleet-a")
-    second = stack.host.start("fleet_backup_v3", instance_id="fleet-b")
+    first = stack.host.start("fleet_backup_v4", instance_id="fleet-a")
+    second = stack.host.start("fleet_backup_v4", instance_id="fleet-b")
     stack.host.run_until_idle()
     for vm_key in (WEB, DB):
         assert len(_one_backup_per_slot(stack, vm_key)) == 1

@@ -166,7 +166,7 @@ def test_no_vm_without_a_valid_policy_is_backed_up(month: Stack) -> None:
 def test_vms_with_disks_azure_cannot_snapshot_are_reported_and_never_backed_up(
     month: Stack,
 ) -> None:
-    runs = [s for s in month.host.instances() if s.name == "fleet_backup_v3"]
+    runs = [s for s in month.host.instances() if s.name == "fleet_backup_v4"]
     assert runs
     for run in runs:
         reported = {m["vm"]: m["reason"] for m in run.output["not_protectable"]}

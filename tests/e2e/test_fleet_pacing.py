@@ -29,7 +29,7 @@ from shared.domain.models import ReplicationStatus
 
 START = datetime(2026, 11, 10, 1, 59, tzinfo=UTC)
 SLOT = datetime(2026, 11, 10, 2, tzinfo=UTC)
-TICK = "fleet_backup_v3-20261110t0200"
+TICK = "fleet_backup_v4-20261110t0200"
 VMS = 5
 POLICY = "schedule=0 2 * * *;daily=7;weekly=4;monthly=12"
 _prefixes = (f"pacing{n}" for n in itertools.count())
@@ -219,3 +219,46 @@ def test_copies_start_after_the_fleet_runs_snapshots_and_leave_them_the_write_bu
     assert copies
     assert [r.at for r in copies if r.at < last_snapshot] == []
     assert len([j for j in jobs if j.status is ReplicationStatus.COMPLETED]) == 2 * VMS
+
+
+def test_a_second_runs_follow_ups_measure_and_retain_after_its_snapshots_within_the_refill(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet's second run: each backup's change measure (four access POSTs a disk, writes to
+    ARM) and retention (a tag on each expiring snapshot) come after the run's last snapshot
+    PUT, each in the write bucket's refill reserved for it (a bucket of 8 refilled 1 a second:
+    a measure's 8 POSTs empty it, and a retention's tags sent at once after it were refused),
+    so no write of the day is refused; every backup is measured and yesterday's expired.
+    Before, each backup measured and retained inside the run's waves."""
+    monkeypatch.setitem(throttle.LIMITS, "write", (8.0, 1.0))
+    monkeypatch.setattr(pacing, "WRITE_BURST", 8.0)
+    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    fleet = _fleet()
+    for vm in fleet["subscriptions"][0]["vms"]:
+        vm["tags"] = {"backup-policy": "schedule=0 2 * * *;daily=1;weekly=0;monthly=0;verify=off"}
+    day_two = SLOT + timedelta(days=1)
+    with local_stack(
+        fleet, start=START, azurite=azurite, table_prefix=next(_prefixes), page_size=2
+    ) as stack:
+        stack.host.run_timers(until=day_two + timedelta(hours=1))
+        writes = [
+            (r.at, r.method, r.path, r.status)
+            for r in stack.simulator.requests
+            if r.kind == "write" and r.at >= day_two
+        ]
+        catalog = stack.services.catalog
+        backups = [
+            b for vm in stack.services.gateway.list_vms() for b in catalog.list_backups(vm.key)
+        ]
+
+    snapshots = [w for w in writes if w[1] == "PUT" and "/snapshots/" in w[2]]
+    last_snapshot = max(at for at, *_ in snapshots)
+    follow_ups = [w for w in writes if w not in snapshots]
+    assert len(snapshots) == 2 * VMS
+    assert {method for _, method, *_ in follow_ups} == {"POST", "PATCH"}
+    assert [w for w in follow_ups if w[0] <= last_snapshot] == []
+    assert [w for w in writes if w[3] == 429] == []
+    assert sorted((b.slot, b.state, b.changed_bytes is not None) for b in backups) == [
+        *[(SLOT, "soft_deleted", False)] * VMS,
+        *[(day_two, "completed", True)] * VMS,
+    ]

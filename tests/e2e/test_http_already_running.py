@@ -53,7 +53,7 @@ def _crowd(stack: Stack, count: int) -> None:
     status query's first page holds none of web-01's."""
     for n in range(count):
         instance_id = names.orchestration_id("backup", f"rg-other~vm-{n:03d}", START)
-        stack.host.start("vm_backup_v2", None, instance_id)
+        stack.host.start("vm_backup_v3", None, instance_id)
 
 
 def _first_running_page(stack: Stack) -> set[str]:

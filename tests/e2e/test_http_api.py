@@ -83,7 +83,7 @@ class TestManualBackup:
         assert (running.status_code, _fields(running)["status"]) == (200, "Pending")
         stack.host.run_until_idle()
         done = _fields(_status(api, body["id"]))
-        assert (done["name"], done["status"]) == ("vm_backup_v2", "Completed")
+        assert (done["name"], done["status"]) == ("vm_backup_v3", "Completed")
         assert done["output"]["state"] == "completed"
         assert "input" not in done
         backups = stack.services.catalog.list_backups(WEB)

@@ -79,7 +79,7 @@ def test_the_gateway_lists_only_managed_disks_and_says_why_the_others_are_left_o
 
 
 def test_every_fleet_run_reports_them_not_protectable_and_backs_up_the_rest(day: Stack) -> None:
-    runs = [s for s in day.host.instances() if s.name == "fleet_backup_v3"]
+    runs = [s for s in day.host.instances() if s.name == "fleet_backup_v4"]
     assert len(runs) == 96  # every 15 minutes
     for run in runs:
         assert run.output["not_protectable"] == [

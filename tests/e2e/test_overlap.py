@@ -68,7 +68,7 @@ def ran(azurite: Azurite) -> Iterator[Stack]:
                 host.run_timers(until=midnight + timedelta(hours=2, minutes=10))
                 host.redeploy(build_app())
             host.run_timers(until=midnight + timedelta(hours=2, minutes=20))
-            host.start("fleet_backup_v3", instance_id=f"catch-up-{day}")
+            host.start("fleet_backup_v4", instance_id=f"catch-up-{day}")
             host.run_timers(until=midnight + timedelta(hours=2, minutes=40))
             host.start("replicate_pending", instance_id=f"replicate-catch-up-{day}")
             # After its own slot's backup and copy: the manual backup's copy then overlaps
@@ -112,7 +112,7 @@ def test_every_slot_has_exactly_one_backup_and_each_snapshot_was_created_once(ra
 
 
 def test_fleet_outcomes_are_counted_per_vm_and_add_up(ran: Stack) -> None:
-    runs = [s for s in ran.host.instances() if s.name == "fleet_backup_v3"]
+    runs = [s for s in ran.host.instances() if s.name == "fleet_backup_v4"]
     assert any(run.instance_id.startswith("catch-up-") for run in runs)
     for run in runs:
         counts = {k: v for k, v in run.output.items() if k not in NOT_OUTCOMES}
@@ -150,7 +150,7 @@ def test_each_replication_ran_once_though_the_backup_and_the_catch_up_both_asked
 
 
 def test_the_fleet_run_keeps_keys_and_counts_in_its_history_not_vm_records(ran: Stack) -> None:
-    runs = [s for s in ran.host.instances() if s.name == "fleet_backup_v3"]
+    runs = [s for s in ran.host.instances() if s.name == "fleet_backup_v4"]
     biggest = max(ran.host.sizes(run.instance_id).history for run in runs)
     assert biggest < 64 * 1024
 

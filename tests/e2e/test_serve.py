@@ -132,7 +132,7 @@ class TestTheFrontDoor:
         assert response.headers["Location"] == body["statusUri"]
         assert body["statusUri"].startswith(f"{served.settings.api}/operations/")
         done = _until_done(served.api, response.headers["Location"])
-        assert (done["name"], done["status"]) == ("vm_backup_v2", "Completed")
+        assert (done["name"], done["status"]) == ("vm_backup_v3", "Completed")
         assert done["output"]["state"] == "completed"
 
     def test_the_key_may_be_the_code_query_parameter(self, served: Served) -> None:

@@ -866,6 +866,21 @@ class TestClaims:
         catalog.hold_writes(NOW + timedelta(hours=1))
         assert catalog.writes_held_until() == NOW + timedelta(hours=1)
 
+    def test_racing_reservations_queue_after_the_hold_one_refill_each(
+        self, catalog: TableCatalog
+    ) -> None:
+        """Each reservation gets its own stretch of the bucket's refill (10 writes a second),
+        after the fleet run's hold: racing ones never share a second, so what they send
+        together never outruns the refill."""
+        held = NOW + timedelta(seconds=100)
+        catalog.hold_writes(held)
+        with ThreadPoolExecutor(8) as pool:
+            starts = sorted(pool.map(lambda _: catalog.reserve_writes(20, NOW), range(8)))
+        assert starts == [held + timedelta(seconds=2 * n) for n in range(8)]
+        later = NOW + timedelta(minutes=10)  # the queue has drained: at once
+        assert catalog.reserve_writes(8, later) == later
+        assert catalog.reserve_writes(8, later) == later + timedelta(seconds=0.8)
+
 
 class TestListings:
     """What a fleet run keeps for its later pages and backups: the VM and NICs with each claim,
