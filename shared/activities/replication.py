@@ -71,6 +71,8 @@ def list_pending_replications(payload: Payload, svc: Services) -> Payload:
     owner = payload["owner"]
     pending = []
     for b in sorted(_next_per_vm(svc), key=lambda b: b.taken_at):
+        if _follow_up_starts(b, now):
+            continue
         stranded = b.replication_status in COPYING
         if not stranded and not _retry_due(svc, b, now):
             continue
@@ -82,6 +84,16 @@ def list_pending_replications(payload: Payload, svc: Services) -> Payload:
             item["resume"] = _last_attempt(svc, b, now).isoformat()
         pending.append(item)
     return {"pending": pending}
+
+
+def _follow_up_starts(backup: Backup, now: datetime) -> bool:
+    """Its follow-up (`after_backup`) starts the copy, in the write bucket's refill it reserved
+    for it: a catch-up copy before then would take tokens the refill is promised to others."""
+    return (
+        backup.replication_status is ReplicationStatus.NONE
+        and backup.measure_from is not None
+        and backup.measure_from > now
+    )
 
 
 def _next_per_vm(svc: Services) -> list[Backup]:

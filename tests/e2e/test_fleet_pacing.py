@@ -262,3 +262,48 @@ def test_a_second_runs_follow_ups_measure_and_retain_after_its_snapshots_within_
         *[(SLOT, "soft_deleted", False)] * VMS,
         *[(day_two, "completed", True)] * VMS,
     ]
+
+
+def test_the_catch_up_leaves_a_backups_copy_to_its_follow_up_until_its_reserved_time(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up copy run every minute, while the follow-ups wait for the refill they
+    reserved (a bucket of 8 refilled 1 a second): no copy starts before its backup's reserved
+    time, none of the day's writes is refused, and every copy completes."""
+    monkeypatch.setitem(throttle.LIMITS, "write", (8.0, 1.0))
+    monkeypatch.setattr(pacing, "WRITE_BURST", 8.0)
+    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    with local_stack(
+        _replicated_fleet(),
+        start=START,
+        azurite=azurite,
+        table_prefix=next(_prefixes),
+        page_size=2,
+        settings={"BACKUPDR_REPLICATE_SCHEDULE": "0 * * * * *"},
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(hours=3))
+        writes = [r for r in stack.simulator.requests if r.kind == "write" and r.at >= SLOT]
+        copies = [r for r in writes if r.method == "PUT" and "-westus2" in r.path]
+        catalog = stack.services.catalog
+        backups = [
+            b for vm in stack.services.gateway.list_vms() for b in catalog.list_backups(vm.key)
+        ]
+        catch_ups = [s for s in stack.host.instances() if s.name == "replicate_pending"]
+
+    reserved = {
+        ref.snapshot_id.rsplit("/", 1)[-1].lower(): b.measure_from
+        for b in backups
+        for ref in b.snapshots
+    }
+    assert len(catch_ups) > 30
+    assert len(copies) == 2 * VMS
+    assert None not in reserved.values()  # every follow-up reserved its copy's writes
+    assert [r.status for r in writes if r.status == 429] == []
+    early = [
+        r.path
+        for r in copies
+        for name, at in reserved.items()
+        if r.path.lower().endswith(f"/{name}-westus2") and at is not None and r.at < at
+    ]
+    assert early == []
+    assert {b.replication_status for b in backups} == {"completed"}
