@@ -641,6 +641,8 @@ def header(f: Figures) -> str:
         f"batch {f.batch}, daily {f.daily}, run {f.runs} at {f.slot:%Y-%m-%d %H:%M}: "
         f"fleet run {status}, backups completed {p.backups_completed}/{f.vms}"
     )
+    if p.fleet is not None and p.fleet.runtime_status == "Failed":
+        text += f"; why: {str(p.fleet.output)[:500]}"
     if p.capped:
         text += f"; CAPPED at slot + {_after_slot(p.stopped_at, p.slot)} s: {p.capped}"
     return text
