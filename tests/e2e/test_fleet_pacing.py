@@ -49,6 +49,13 @@ def _fleet() -> dict[str, Any]:
     return fleet
 
 
+def _shrink_write_bucket(monkeypatch: pytest.MonkeyPatch, *, burst: int) -> None:
+    """The write bucket, `burst` tokens refilled 1 a second, in the simulator and the app alike."""
+    monkeypatch.setitem(throttle.LIMITS, "write", (float(burst), 1.0))
+    monkeypatch.setattr(pacing, "WRITE_BURST", float(burst))
+    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+
+
 @pytest.fixture
 def paged(azurite: Azurite) -> Iterator[Stack]:
     """Pages of two VMs, so five VMs take three executions of the fleet run."""
@@ -117,9 +124,7 @@ def test_snapshots_start_no_faster_than_the_write_bucket_refills(
 ) -> None:
     """Ten snapshot PUTs against a bucket of 6 refilled 1 a second: the last waits at least
     4 s after the slot, and none is refused."""
-    monkeypatch.setitem(throttle.LIMITS, "write", (6.0, 1.0))
-    monkeypatch.setattr(pacing, "WRITE_BURST", 6.0)
-    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    _shrink_write_bucket(monkeypatch, burst=6)
     with local_stack(_fleet(), start=START, azurite=azurite, table_prefix=next(_prefixes)) as stack:
         stack.host.run_timers(until=SLOT + timedelta(hours=1))
         puts = [
@@ -197,9 +202,7 @@ def test_copies_start_after_the_fleet_runs_snapshots_and_leave_them_the_write_bu
     snapshot PUT and no snapshot PUT is refused; every copy still completes. Before, each
     backup's copy started as soon as its own snapshots were done and took the tokens the
     later waves were paced by."""
-    monkeypatch.setitem(throttle.LIMITS, "write", (6.0, 1.0))
-    monkeypatch.setattr(pacing, "WRITE_BURST", 6.0)
-    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    _shrink_write_bucket(monkeypatch, burst=6)
     with local_stack(
         _replicated_fleet(),
         start=START,
@@ -230,9 +233,7 @@ def test_a_second_runs_follow_ups_measure_and_retain_after_its_snapshots_within_
     a measure's 8 POSTs empty it, and a retention's tags sent at once after it were refused),
     so no write of the day is refused; every backup is measured and yesterday's expired.
     Before, each backup measured and retained inside the run's waves."""
-    monkeypatch.setitem(throttle.LIMITS, "write", (8.0, 1.0))
-    monkeypatch.setattr(pacing, "WRITE_BURST", 8.0)
-    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    _shrink_write_bucket(monkeypatch, burst=8)
     fleet = _fleet()
     for vm in fleet["subscriptions"][0]["vms"]:
         vm["tags"] = {"backup-policy": "schedule=0 2 * * *;daily=1;weekly=0;monthly=0;verify=off"}
@@ -270,9 +271,7 @@ def test_the_catch_up_leaves_a_backups_copy_to_its_follow_up_until_its_reserved_
     """The catch-up copy run every minute, while the follow-ups wait for the refill they
     reserved (a bucket of 8 refilled 1 a second): no copy starts before its backup's reserved
     time, none of the day's writes is refused, and every copy completes."""
-    monkeypatch.setitem(throttle.LIMITS, "write", (8.0, 1.0))
-    monkeypatch.setattr(pacing, "WRITE_BURST", 8.0)
-    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    _shrink_write_bucket(monkeypatch, burst=8)
     with local_stack(
         _replicated_fleet(),
         start=START,
