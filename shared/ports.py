@@ -31,6 +31,7 @@ from shared.domain.models import (
     ReplicationStatus,
     RetentionState,
     Verification,
+    WriteHold,
 )
 
 
@@ -579,9 +580,14 @@ class BackupCatalog(Protocol):
         """The claim on `work` as it stands (None when nobody ever took it)."""
         ...
 
-    def hold_writes(self, until: datetime) -> None:
-        """A fleet run spends the subscription's write bucket on snapshots until `until`
-        (extends a hold, never shortens one)."""
+    def hold_writes(self, owner: str, now: datetime, held: timedelta) -> datetime:
+        """When the fleet run `owner`'s page may spend the subscription's write bucket on
+        snapshots, for `held` from then: after any other run's hold (extends the run's own,
+        never shortens it)."""
+        ...
+
+    def write_hold(self) -> WriteHold | None:
+        """Which run holds the write bucket, from when until when (None: never held)."""
         ...
 
     def writes_held_until(self) -> datetime | None:

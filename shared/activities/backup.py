@@ -51,13 +51,20 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
     """One page of the subscription's VMs (`page`; None: the first) -> those whose schedule is
     due at `now` and whose slot this run (`owner`) claimed; a slot another run holds is under
     way, not due. Each due VM says how many ARM writes (a snapshot PUT per disk) and reads its
-    backup sends, and `next_page` where the list goes on.
+    backup sends, `writes_from` when the page's snapshots have the write bucket (later than now
+    when another run's page took it first), and `next_page` where the list goes on. While
+    another run's page holds the bucket, only `held_until`: nothing listed, nothing claimed.
 
     Also reports each protected VM's RPO, every misconfigured policy tag, and every VM whose
     policy asks for backups of disks Azure cannot snapshot (never backed up, with the reasons).
     """
     now = parse_time(payload["now"])
     owner = payload["owner"]
+    hold = svc.catalog.write_hold()
+    if hold is not None and hold.owner != owner and hold.until > svc.clock.now():
+        # Another run's page has the write bucket (an earlier tick's run outlasting its tick):
+        # this run lists and claims after it, so that run keeps its pages and its pace.
+        return {"held_until": hold.until.isoformat()}
     under_way = 0
     due: list[Payload] = []
     misconfigured: list[Payload] = []
@@ -82,9 +89,12 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
             continue
         protected.append((vm, policy))
     latest = svc.catalog.latest_backups(vm.key for vm, _ in protected)  # this page's VMs only
+    # The age now, not at the tick: a run that waited behind an earlier one lists VMs that run
+    # backed up after this run's tick. Never below zero (another worker's clock took it).
+    seen = svc.clock.now()
     for vm, policy in protected:
         last = latest.get(vm.key)
-        rpo = None if last is None else (now - last.taken_at).total_seconds()
+        rpo = None if last is None else max((seen - last.taken_at).total_seconds(), 0.0)
         target = rpo_target_seconds(policy.schedule, now)
         telemetry.emit(
             "RpoObserved", vm=vm.key, rpo_seconds=rpo, target_seconds=target, misconfigured=False
@@ -127,14 +137,16 @@ def list_due_vms(payload: Payload, svc: Services) -> Payload:
                 "reads": len(vm.disks) + (len(vm.nic_ids) if mine is None else 0),
             }
         )
+    writes_from = None
     if due:  # the page's snapshots have the write bucket: copies start after them
-        writes = sum(item["writes"] for item in due)
-        svc.catalog.hold_writes(pacing.writes_held(svc.clock.now(), writes))
+        held = pacing.writes_held(sum(item["writes"] for item in due))
+        writes_from = svc.catalog.hold_writes(owner, svc.clock.now(), held).isoformat()
     for region in sorted(regions):  # listed once here, not by each VM's retention
         with contextlib.suppress(BackupDrError):  # else each retention tries (and says why)
             restored_from(svc, svc.settings.drtest_group(region))
     return {
         "due": due,
+        "writes_from": writes_from,
         "next_page": next_page,
         "under_way": under_way,
         "misconfigured": misconfigured,

@@ -81,6 +81,7 @@ from shared.domain.models import (
     RetentionState,
     Verification,
     VerificationState,
+    WriteHold,
 )
 from shared.errors import NotFoundError, PermanentError, ThrottledError, TransientError
 from shared.ports import DrSuccessRate, VerificationSummary
@@ -694,25 +695,42 @@ class TableCatalog:
         entity = self._get(CLAIMS, vm_key, work)
         return None if entity is None else from_entity(Claim, entity)
 
-    def hold_writes(self, until: datetime) -> None:
-        """One row for the subscription, written under its ETag: two overlapping runs' holds
-        leave the later end, so neither cuts the other's short."""
+    def hold_writes(self, owner: str, now: datetime, held: timedelta) -> datetime:
+        """When `owner`'s page may send its snapshots, holding the write bucket for `held` from
+        then: at once, unless another run's page holds it, then when that hold ends. One row
+        for the subscription, written under its ETag, so the pages of overlapping runs queue
+        instead of pacing one bucket together. A later page of the same run extends its hold
+        (never shortens it); a page asking again gets the start it got."""
         for _ in range(UPDATE_ATTEMPTS):
             seen = self._get(CLAIMS, *WRITES_HELD)
-            if seen is not None and datetime.fromisoformat(seen["until"]) >= until:
-                return
+            hold = None if seen is None else _write_hold(seen)
+            if hold is None or hold.until <= now:
+                start, until = now, now + held
+            elif hold.owner == owner:
+                start = max(now, hold.start)
+                until = max(hold.until, start + held)
+            else:
+                start, until = hold.until, hold.until + held
+            if hold == WriteHold(owner, start, until):
+                return start
             row = {
                 "PartitionKey": table_key(WRITES_HELD[0]),
                 "RowKey": table_key(WRITES_HELD[1]),
+                "owner": owner,
+                "from": start.isoformat(),
                 "until": until.isoformat(),
             }
             if self._write_unless_changed(CLAIMS, seen, row):
-                return
+                return start
         raise TransientError(f"the write hold changed under {UPDATE_ATTEMPTS} tries")
 
-    def writes_held_until(self) -> datetime | None:
+    def write_hold(self) -> WriteHold | None:
         entity = self._get(CLAIMS, *WRITES_HELD)
-        return None if entity is None else datetime.fromisoformat(entity["until"])
+        return None if entity is None else _write_hold(entity)
+
+    def writes_held_until(self) -> datetime | None:
+        hold = self.write_hold()
+        return None if hold is None else hold.until
 
     def reserve_writes(self, writes: int, now: datetime) -> datetime:
         """The write bucket's refill for `writes`, after the fleet run's hold and after every
@@ -953,6 +971,13 @@ def _index_entity(vm_key: str, backup: Backup | None) -> dict[str, Any]:
     entity = {} if backup is None else to_entity(backup, FLEET, vm_key)
     summary = {name: v for name, v in entity.items() if name.partition("__")[0] in _SUMMARY}
     return {"PartitionKey": _INDEX_PK, "RowKey": table_key(vm_key), **summary}
+
+
+def _write_hold(entity: TableEntity) -> WriteHold:
+    """The hold row; one written before holds named their run has no owner (another run's)."""
+    until = datetime.fromisoformat(entity["until"])
+    start = datetime.fromisoformat(entity["from"]) if "from" in entity else until
+    return WriteHold(entity.get("owner", ""), start, until)
 
 
 def _boot_key(group: str, row: str) -> dict[str, str]:

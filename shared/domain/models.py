@@ -478,6 +478,16 @@ class Claim(JsonRecord):
 
 
 @dataclasses.dataclass(frozen=True)
+class WriteHold:
+    """A fleet run's page has the subscription's write bucket for its snapshots from `start`
+    until `until`; `owner` is the run (an older row names none)."""
+
+    owner: str
+    start: datetime
+    until: datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class NicListing(JsonRecord):
     """The last list of the subscription's NICs a fleet run (`run`) kept in the catalog, and how
     many pages it took (a later run with fewer NICs to read than that reads them one by one)."""

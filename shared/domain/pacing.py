@@ -12,7 +12,8 @@ than the model (other writers share the subscription), corrects it.
 What each backup writes after its snapshots (its change's read access, its copy's PUTs, its
 retention's tags and deletes) waits for the run: each page holds the bucket for its snapshots
 (`writes_held`), and the follow-ups then reserve, one after another, the refill of what they
-send (`refill_time`; the catalog's `reserve_writes`), so together they never outrun it.
+send (`refill_time`; the catalog's `reserve_writes`), so together they never outrun it. A run
+that outlasts its tick keeps the bucket: the next tick's run lists its pages after the hold.
 """
 
 from __future__ import annotations
@@ -78,12 +79,12 @@ class Bucket:
         return {"tokens": self.tokens, "at": self.at.isoformat()}
 
 
-def writes_held(now: datetime, writes: int) -> datetime:
-    """Until when a page whose backups send `writes` snapshot PUTs holds the write bucket, from
-    when it is listed: a copy started meanwhile would take tokens its snapshots are paced by
+def writes_held(writes: int) -> timedelta:
+    """How long a page whose backups send `writes` snapshot PUTs holds the write bucket, from
+    when it may start: a copy started meanwhile would take tokens its snapshots are paced by
     (a 1,000-VM run with replication took 1.17x its bound so), and a backup's RPO comes
     before its copy's start."""
-    return now + refill_time(writes) + HOLD_MARGIN
+    return refill_time(writes) + HOLD_MARGIN
 
 
 def refill_time(writes: int) -> timedelta:

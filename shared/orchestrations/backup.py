@@ -58,7 +58,9 @@ def fleet_backup_v4(context: Context) -> Generator[Any, Any, Payload | None]:
     ARM's token buckets pay for, then continue as new with the next page.
 
     The claim (in the catalog, taken by `list_due_vms`) is what keeps an overlapping or
-    catch-up run from backing a slot up twice; the engine deduplicates nothing here. Each
+    catch-up run from backing a slot up twice; the engine deduplicates nothing here. A run
+    whose tick comes while an earlier run still sends its snapshots lists its pages after that
+    run's (the catalog's write hold), so two runs never spend one bucket at once. Each
     execution's history holds one page, so replaying it costs the same at any fleet size; the
     input carries the tick's time, the next page, the buckets and the totals so far.
     """
@@ -68,8 +70,8 @@ def fleet_backup_v4(context: Context) -> Generator[Any, Any, Payload | None]:
 def _fleet_run(context: Context, vm_orchestrator: str) -> Generator[Any, Any, Payload | None]:
     run: Payload = context.get_input() or {}
     now = run.get("now") or context.current_utc_datetime.isoformat()
-    found = yield context.call_activity_with_retry(
-        "list_due_vms", RETRY, {"now": now, "owner": context.instance_id, "page": run.get("page")}
+    found = yield from _page(
+        context, {"now": now, "owner": context.instance_id, "page": run.get("page")}
     )
     at = context.current_utc_datetime
     kept = run.get("buckets") or {}
@@ -92,6 +94,20 @@ def _fleet_run(context: Context, vm_orchestrator: str) -> Generator[Any, Any, Pa
         )
         return None
     return totals
+
+
+def _page(context: Context, asked: Payload) -> Generator[Any, Any, Payload]:
+    """`list_due_vms` for the page, once no other run's page holds the write bucket, and
+    with the time its own hold starts come (a later one when another run's page took the
+    bucket first)."""
+    found: Payload = yield context.call_activity_with_retry("list_due_vms", RETRY, asked)
+    while found.get("held_until"):
+        yield context.create_timer(datetime.fromisoformat(found["held_until"]))
+        found = yield context.call_activity_with_retry("list_due_vms", RETRY, asked)
+    start = found.get("writes_from")
+    if start and datetime.fromisoformat(start) > context.current_utc_datetime:
+        yield context.create_timer(datetime.fromisoformat(start))
+    return found
 
 
 def _paced(

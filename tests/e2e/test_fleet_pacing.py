@@ -25,7 +25,7 @@ from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
 from shared.activities import replication
 from shared.domain import pacing
-from shared.domain.models import ReplicationStatus
+from shared.domain.models import ReplicationJob, ReplicationStatus
 
 START = datetime(2026, 11, 10, 1, 59, tzinfo=UTC)
 SLOT = datetime(2026, 11, 10, 2, tzinfo=UTC)
@@ -49,11 +49,14 @@ def _fleet() -> dict[str, Any]:
     return fleet
 
 
-def _shrink_write_bucket(monkeypatch: pytest.MonkeyPatch, *, burst: int) -> None:
-    """The write bucket, `burst` tokens refilled 1 a second, in the simulator and the app alike."""
-    monkeypatch.setitem(throttle.LIMITS, "write", (float(burst), 1.0))
+def _shrink_write_bucket(
+    monkeypatch: pytest.MonkeyPatch, *, burst: int, refill: float = 1.0
+) -> None:
+    """The write bucket, `burst` tokens refilled `refill` a second, in the simulator and the
+    app alike."""
+    monkeypatch.setitem(throttle.LIMITS, "write", (float(burst), refill))
     monkeypatch.setattr(pacing, "WRITE_BURST", float(burst))
-    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", 1.0)
+    monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", refill)
 
 
 @pytest.fixture
@@ -139,6 +142,47 @@ def test_snapshots_start_no_faster_than_the_write_bucket_refills(
     assert max(r.at for r in puts) - SLOT >= timedelta(seconds=(2 * VMS - 6) / 1.0)
 
 
+def test_a_tick_that_comes_while_a_run_sends_its_snapshots_lists_its_pages_after_that_run(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fleet timer ticks every minute while the 02:00 run's three pages take five (a bucket
+    of 4 refilled one token in 50 s): each later tick's run waits for the run holding the write
+    bucket, so the 02:00 run backs up every VM itself and no snapshot PUT is refused. Before,
+    the 02:01 run claimed the third page, which the 02:00 run had not listed yet, and sent its
+    snapshots beside the 02:00 run's by a model of the bucket of its own."""
+    _shrink_write_bucket(monkeypatch, burst=4, refill=0.02)
+    with local_stack(
+        _fleet(),
+        start=START,
+        azurite=azurite,
+        table_prefix=next(_prefixes),
+        page_size=2,
+        settings={"BACKUPDR_FLEET_BACKUP_SCHEDULE": "0 * * * * *"},
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(minutes=15))
+        puts = [
+            r
+            for r in stack.simulator.requests
+            if r.method == "PUT" and "/snapshots/" in r.path and r.kind == "write"
+        ]
+        first = stack.host.status(TICK)
+        later = [
+            s
+            for s in stack.host.instances()
+            if s.name == "fleet_backup_v4" and s.instance_id != TICK
+        ]
+        backups = list(stack.services.catalog.latest_backups())
+
+    assert first.runtime_status == "Completed"
+    assert first.output["completed"] == VMS
+    assert max(r.at for r in puts) - SLOT >= timedelta(seconds=(2 * VMS - 4) / 0.02)
+    assert len(later) >= 10
+    assert {(s.runtime_status, s.output["total"]) for s in later} == {("Completed", 0)}
+    assert len(backups) == VMS
+    assert [r.status for r in puts if r.status == 429] == []
+    assert len(puts) == 2 * VMS
+
+
 def _replicated_fleet() -> dict[str, Any]:
     fleet = _fleet()
     for vm in fleet["subscriptions"][0]["vms"]:
@@ -192,6 +236,41 @@ def test_copies_started_at_once_never_pass_the_regions_parallel_limit(
     assert [j.error_message for j in jobs if j.status is ReplicationStatus.FAILED] == []
     assert len([j for j in jobs if j.status is ReplicationStatus.COMPLETED]) == 2 * VMS
     assert [r.status for r in copies if r.status >= 400] == []
+
+
+def test_the_slots_a_backups_copies_free_are_taken_within_the_longest_wait_step(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five backups of two disks each, copied through 2 copy slots, an hour or so a copy: one
+    backup's copies at a time (a backup starts its disks' copies together), so the last waits
+    four hours and more. Each backup's copies start within MAX_WAIT_STEP of the app seeing
+    the one before it done (and never before). Before, a copy that had waited hours asked
+    again a tenth of its wait later, and freed slots sat idle for up to 13 minutes."""
+    monkeypatch.setattr(copystart, "MAX_PARALLEL_COPIES", 2)
+    monkeypatch.setattr(replication, "MAX_PARALLEL_COPIES", 2)
+    with local_stack(
+        _replicated_fleet(),
+        start=START,
+        azurite=azurite,
+        table_prefix=next(_prefixes),
+        durations=Durations(copy_base_seconds=20 * 60),
+    ) as stack:
+        stack.host.run_timers(until=SLOT + timedelta(hours=8))
+        jobs = stack.services.catalog.list_replication_jobs()
+
+    assert {j.status for j in jobs} == {ReplicationStatus.COMPLETED}
+    assert len(jobs) == 2 * VMS
+    by_backup: dict[str, list[ReplicationJob]] = {}
+    for job in sorted(jobs, key=lambda j: j.started_at):
+        by_backup.setdefault(job.backup_id, []).append(job)
+    waves = list(by_backup.values())
+    handed = [
+        min(j.started_at for j in wave) - max(j.completed_at or j.started_at for j in before)
+        for before, wave in itertools.pairwise(waves)
+    ]
+    assert len(handed) == VMS - 1
+    assert min(handed) >= timedelta(0)
+    assert max(handed) <= timedelta(minutes=3, seconds=5)  # MAX_WAIT_STEP, and the poll
 
 
 def test_copies_start_after_the_fleet_runs_snapshots_and_leave_them_the_write_bucket(

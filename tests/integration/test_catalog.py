@@ -35,6 +35,7 @@ from shared.domain.models import (
     Tier,
     Verification,
     VerificationState,
+    WriteHold,
 )
 from shared.errors import NotFoundError
 from shared.settings import Settings
@@ -853,18 +854,38 @@ class TestClaims:
 
         assert len({claim.owner for claim in claims}) == 1
 
-    def test_racing_fleet_runs_leave_the_latest_write_hold(self, catalog: TableCatalog) -> None:
-        """Overlapping runs each hold the write bucket for their pages: a shorter hold written
-        later (or at once) never cuts a longer one short, so no copy starts under a run."""
-        assert catalog.writes_held_until() is None
-        ends = [NOW + timedelta(seconds=s) for s in (90, 30, 240, 60, 180, 120, 45, 200)]
-        with ThreadPoolExecutor(len(ends)) as pool:
-            list(pool.map(catalog.hold_writes, ends))
-        assert catalog.writes_held_until() == max(ends)
-        catalog.hold_writes(NOW)
-        assert catalog.writes_held_until() == max(ends)
-        catalog.hold_writes(NOW + timedelta(hours=1))
-        assert catalog.writes_held_until() == NOW + timedelta(hours=1)
+    def test_overlapping_fleet_runs_queue_their_pages_on_the_write_hold(
+        self, catalog: TableCatalog
+    ) -> None:
+        """Pages of overlapping runs racing for the write bucket each get a stretch of their
+        own, one after another: two runs never pace one bucket together."""
+        assert catalog.write_hold() is None
+        held = timedelta(seconds=80)
+        runs = [f"fleet-{n}" for n in range(8)]
+        with ThreadPoolExecutor(len(runs)) as pool:
+            starts = sorted(pool.map(lambda run: catalog.hold_writes(run, NOW, held), runs))
+        assert starts == [NOW + n * held for n in range(8)]
+        assert catalog.writes_held_until() == NOW + 8 * held
+
+    def test_a_runs_next_page_extends_its_hold_and_a_repeat_gets_its_start(
+        self, catalog: TableCatalog
+    ) -> None:
+        """A page of the run holding the bucket starts at once and extends the hold, never
+        shortens it; a page queued behind another run asking again (an activity run twice)
+        gets the start it got, not a second place in the queue."""
+        held = timedelta(seconds=80)
+        assert catalog.hold_writes("first", NOW, held) == NOW
+        later = NOW + timedelta(seconds=30)
+        assert catalog.hold_writes("first", later, timedelta(seconds=10)) == later
+        assert catalog.writes_held_until() == NOW + held
+        assert catalog.hold_writes("first", later, held) == later
+        assert catalog.writes_held_until() == later + held
+        queued = catalog.hold_writes("second", later, held)
+        assert queued == later + held
+        assert catalog.hold_writes("second", later + timedelta(seconds=5), held) == queued
+        assert catalog.write_hold() == WriteHold("second", queued, queued + held)
+        ended = queued + held  # past every hold: whoever asks has it at once
+        assert catalog.hold_writes("first", ended, held) == ended
 
     def test_racing_reservations_queue_after_the_hold_one_refill_each(
         self, catalog: TableCatalog
@@ -873,7 +894,7 @@ class TestClaims:
         after the fleet run's hold: racing ones never share a second, so what they send
         together never outruns the refill."""
         held = NOW + timedelta(seconds=100)
-        catalog.hold_writes(held)
+        catalog.hold_writes("fleet", NOW, held - NOW)
         with ThreadPoolExecutor(8) as pool:
             starts = sorted(pool.map(lambda _: catalog.reserve_writes(20, NOW), range(8)))
         assert starts == [held + timedelta(seconds=2 * n) for n in range(8)]
