@@ -23,6 +23,7 @@ from shared.domain.models import (
     Disk,
     DrTest,
     Failover,
+    GivenGroups,
     InUseListing,
     JsonRecord,
     NicConfig,
@@ -627,6 +628,12 @@ class BackupCatalog(Protocol):
         ...
 
     def save_in_use_listing(self, listing: InUseListing) -> None: ...
+
+    def given_groups(self) -> GivenGroups | None:
+        """The last listing of the groups DR tests were given (None: never listed)."""
+        ...
+
+    def save_given_groups(self, listing: GivenGroups) -> None: ...
 
     def get_retention_state(self, vm_key: str) -> RetentionState | None:
         """What retention remembers of the VM (None before its first run)."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from shared.domain.models import AuditEntry, Backup
+from shared.domain.models import AuditEntry, Backup, GivenGroups
 from shared.errors import CapacityError, NotFoundError, PermanentError, sanitise
 from shared.services import Services
 
@@ -132,19 +132,33 @@ def load_backup(svc: Services, payload: Payload) -> Backup:
 GIVEN_GROUPS_LOOKBACK = timedelta(days=1)
 
 
-def given_test_groups(
-    svc: Services, region_groups: set[str], vm_key: str | None = None
-) -> set[str]:
+def given_test_groups(svc: Services, region_groups: set[str]) -> set[str]:
     """Resource groups a DR test was told to work in (`--test-resource-group`) besides the
     configured DR-test groups `region_groups`, as the audit log of its creates names them: a
-    crashed test's leftovers there are swept, and backups restored there count as in use."""
-    since = svc.clock.now() - GIVEN_GROUPS_LOOKBACK
-    configured = {g.lower() for g in region_groups}
+    crashed test's leftovers there are swept, and backups restored there count as in use.
+    The listing is kept in the catalog (`kept_test_groups`)."""
+    now = svc.clock.now()
     found = set()
-    for entry in svc.catalog.audit_entries(since=since, vm_key=vm_key):
+    for entry in svc.catalog.audit_entries(since=now - GIVEN_GROUPS_LOOKBACK):
         parts = entry.resource_id.split("/")
         if entry.action != "create" or entry.operation != "dr_test" or len(parts) < 5:
             continue
-        if parts[3].lower() == "resourcegroups" and parts[4].lower() not in configured:
+        if parts[3].lower() == "resourcegroups":
             found.add(parts[4])
-    return found
+    svc.catalog.save_given_groups(GivenGroups(now, tuple(sorted(found))))
+    return _besides(found, region_groups)
+
+
+def kept_test_groups(svc: Services, region_groups: set[str], fresh: timedelta) -> set[str]:
+    """`given_test_groups` from the catalog's listing while it is at most `fresh` old (the
+    hourly sweeper's, or an earlier caller's): the audit log is read once a listing, not
+    once per VM."""
+    kept = svc.catalog.given_groups()
+    if kept is None or kept.listed_at < svc.clock.now() - fresh:
+        return given_test_groups(svc, region_groups)
+    return _besides(set(kept.groups), region_groups)
+
+
+def _besides(groups: set[str], region_groups: set[str]) -> set[str]:
+    configured = {g.lower() for g in region_groups}
+    return {g for g in groups if g.lower() not in configured}

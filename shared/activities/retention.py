@@ -23,7 +23,7 @@ from shared.activities.common import (
     SOURCE_TAG,
     Payload,
     audited,
-    given_test_groups,
+    kept_test_groups,
     parse_time,
 )
 from shared.adapters import telemetry
@@ -342,14 +342,13 @@ def fail_retention(payload: Payload, svc: Services) -> Payload:
 
 def backups_in_use(svc: Services, backups: Iterable[Backup]) -> set[str]:
     """Backups a running verification or DR test restored from (their disks carry the tag), in
-    the DR-test groups of the backups' regions and any group a DR test of the VM was given.
-    A group that does not exist has nothing in use."""
+    the DR-test groups of the backups' regions and any group a DR test was given (as kept for
+    IN_USE_FRESH, for the reason `restored_from`'s listings are). A group that does not exist
+    has nothing in use."""
     listed = list(backups)
     regions = {b.region for b in listed} | {b.replica_region for b in listed if b.replica_region}
     groups = {svc.settings.drtest_group(region) for region in regions}
-    vms = {b.vm_key for b in listed}
-    for vm_key in vms:
-        groups |= given_test_groups(svc, groups, vm_key)
+    groups |= kept_test_groups(svc, groups, IN_USE_FRESH)
     in_use: set[str] = set()
     for group in sorted(groups):
         in_use.update(restored_from(svc, group))

@@ -25,12 +25,13 @@ Writes replace whole rows on deterministic keys, so a retried step rewrites the 
 field set back to None loses its column. Every filter is built with `parameters=`, never by
 formatting a value into the text. SDK errors leave as the errors in `shared/errors.py`.
 
-`latestbackups` is an index kept on the write path so that a fleet run reads one partition of
-one row per VM, not every completed backup ever taken. After every backup write, one step reads
-the VM's index row, then the backup rows it needs, then writes the row back under the ETag read,
-even unchanged: a step racing with older reads then fails its write and starts over, so the step
-that lands last read the newest rows. A VM with no row yet is computed from its whole partition;
-a catalog written before the index is indexed once from a full scan, then marked "~built".
+`latestbackups` is an index kept on the write path so that a fleet run reads one row per VM
+(in one of 256 partitions by a hash of its key), not every completed backup ever taken. After
+every backup write, one step reads the VM's index row, then the backup rows it needs, then writes
+the row back under the ETag read, even unchanged: a step racing with older reads then fails its
+write and starts over, so the step that lands last read the newest rows. A VM with no row yet is
+computed from its whole partition; a catalog written before the index is indexed once from a full
+scan, then marked built.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from shared.domain.models import (
     Claim,
     DrTest,
     Failover,
+    GivenGroups,
     InUseListing,
     JsonRecord,
     ListedNic,
@@ -103,7 +105,8 @@ WRITES_HELD = ("fleet", "writes")
 WRITES_RESERVED = ("fleet", "reserved")
 RETENTION = "retention"
 RETENTION_ROW = "state"
-IN_USE_PK = "groups"  # the in-use table's one partition: a row per resource group
+IN_USE_PK = "groups"  # the in-use table's one partition: a row per resource group ...
+GIVEN_GROUPS = "~given"  # ... and the groups DR tests were given (a group's name has no "~")
 NICS_PK = "nic"  # the nics table: a row per NIC (row key: its id in lower case) ...
 NICS_MARK_PK, NICS_MARK_ROW = "listing", "last"  # ... and the mark of the run that listed them
 LATEST_BACKUPS = "latestbackups"
@@ -112,7 +115,11 @@ COPY_TIMES = "copytimes"
 IN_USE = "inuse"
 NICS = "nics"
 BOOT_BOUNDS = "~bounds"  # the group's row in boottimes (a VM's name never starts with "~")
-INDEX_BUILT = "~built"  # the index row saying every VM is indexed (a vm_key is never "~...")
+# The index row saying every VM is indexed (a vm_key is never "~..."), in the index's first
+# partition. Its rows were all in FLEET, marked "~built", before; they are spread since
+# (`_index_partition`), so such a catalog is indexed again, once, and its old partition left
+# unread.
+INDEX_BUILT = "~built-256"
 # Every table, as infra/app/storage.bicep creates them: the app holds data rights only.
 TABLES = (
     BACKUPS,
@@ -150,7 +157,7 @@ SUMMARY_COLUMNS = [
     "size_gb",
 ]
 _SUMMARY = frozenset(SUMMARY_COLUMNS)
-_INDEX_PK = table_key(FLEET)
+_INDEX_PARTITIONS = (FLEET + "00", FLEET + "ff")  # the first and the last
 # A table transaction holds at most 100 operations, all in one partition.
 BATCH_LIMIT = 100
 # Attempts of one update_backup before it gives up on a row that keeps changing under it.
@@ -300,7 +307,7 @@ class TableCatalog:
     def latest_backups(self, vm_keys: Iterable[str] | None = None) -> dict[str, Backup]:
         """The newest completed backup of every VM, or of `vm_keys`, without its snapshot list.
 
-        Read from the index, whatever the history: all of it (one partition), or one row per
+        Read from the index, whatever the history: all of it (one query), or one row per
         VM asked for, so a fleet run that asks for each page's VMs reads each VM's row once
         however many pages the fleet has. A catalog from before the index is indexed first
         (once)."""
@@ -311,9 +318,9 @@ class TableCatalog:
                 rows = self._index_rows()
             found = list(rows.values())
         else:
-            if self._get(LATEST_BACKUPS, FLEET, INDEX_BUILT) is None:
+            if self._get(LATEST_BACKUPS, _INDEX_PARTITIONS[0], INDEX_BUILT) is None:
                 self._build_index(self._index_rows())
-            read = (self._get(LATEST_BACKUPS, FLEET, vm_key) for vm_key in set(vm_keys))
+            read = (self._get(LATEST_BACKUPS, _index_partition(k), k) for k in set(vm_keys))
             found = [row for row in read if row is not None]
         indexed = [from_entity(Backup, row) for row in found if "backup_id" in row]
         return {backup.vm_key: backup for backup in sorted(indexed, key=lambda b: b.vm_key)}
@@ -379,10 +386,15 @@ class TableCatalog:
         )
 
     def _index_rows(self) -> dict[str, TableEntity]:
-        """The index partition by RowKey: VMs' rows and the "built" marker."""
+        """The index by RowKey, in one query of its partitions: VMs' rows and the "built"
+        mark."""
         client = self._table(LATEST_BACKUPS)
+        first, last = map(table_key, _INDEX_PARTITIONS)
         with _azure_errors(f"query {LATEST_BACKUPS}"):
-            rows = client.query_entities("PartitionKey eq @fleet", parameters={"fleet": _INDEX_PK})
+            rows = client.query_entities(
+                "PartitionKey ge @first and PartitionKey le @last",
+                parameters={"first": first, "last": last},
+            )
             return {row["RowKey"]: row for row in rows}
 
     def _build_index(self, rows: dict[str, TableEntity]) -> None:
@@ -395,7 +407,8 @@ class TableCatalog:
             if table_key(vm_key) not in rows:
                 with contextlib.suppress(ResourceExistsError), _azure_errors("build index"):
                     client.create_entity(_index_entity(vm_key, backup))
-        self._upsert(LATEST_BACKUPS, {"PartitionKey": _INDEX_PK, "RowKey": INDEX_BUILT})
+        marked = {"PartitionKey": table_key(_INDEX_PARTITIONS[0]), "RowKey": INDEX_BUILT}
+        self._upsert(LATEST_BACKUPS, marked)
 
     def _scan_latest_backups(self) -> dict[str, Backup]:
         """The newest completed backup of every VM from every completed row (a full scan)."""
@@ -416,7 +429,7 @@ class TableCatalog:
         Read the row, then the backups, then write under the ETag read (see the module notes);
         a lost race reads everything again."""
         for _ in range(UPDATE_ATTEMPTS):
-            seen = self._get(LATEST_BACKUPS, FLEET, vm_key)
+            seen = self._get(LATEST_BACKUPS, _index_partition(vm_key), vm_key)
             row = self._next_index_row(vm_key, backup_id, seen)
             if self._write_unless_changed(LATEST_BACKUPS, seen, row):
                 return
@@ -844,6 +857,13 @@ class TableCatalog:
     def save_in_use_listing(self, listing: InUseListing) -> None:
         self._upsert(IN_USE, to_entity(listing, IN_USE_PK, listing.group.lower()))
 
+    def given_groups(self) -> GivenGroups | None:
+        entity = self._get(IN_USE, IN_USE_PK, GIVEN_GROUPS)
+        return None if entity is None else from_entity(GivenGroups, entity)
+
+    def save_given_groups(self, listing: GivenGroups) -> None:
+        self._upsert(IN_USE, to_entity(listing, IN_USE_PK, GIVEN_GROUPS))
+
     def get_retention_state(self, vm_key: str) -> RetentionState | None:
         entity = self._get(RETENTION, vm_key, RETENTION_ROW)
         return None if entity is None else from_entity(RetentionState, entity)
@@ -856,13 +876,17 @@ class TableCatalog:
         `AuditRecorded`, where the app's identity can add but not rewrite.
 
         The row key is the time plus a hash of the entry, so a retried step that audits the
-        same thing rewrites its row instead of adding a second one.
+        same thing rewrites its row instead of adding a second one. The partition is the day
+        and the hash's first two digits: a day's entries spread over 256 partitions (each
+        write lands in a small one; `audit_entries` reads from a day on, whichever digits),
+        where one per day took every write of the day.
         """
         at = _aware(entry.at, "at").astimezone(UTC)
         fields = entry.to_dict()
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
         row = at.strftime("%Y%m%dT%H%M%S%fZ") + "_" + digest[:12]
-        self._upsert(AUDIT_LOG, to_entity(entry, at.strftime("%Y-%m-%d"), row))
+        part = at.strftime("%Y-%m-%d") + "~" + digest[:2]
+        self._upsert(AUDIT_LOG, to_entity(entry, part, row))
         fields |= {"at": at.isoformat(), "vm": fields.pop("vm_key")}
         telemetry.emit("AuditRecorded", **fields)
 
@@ -970,7 +994,18 @@ def _index_entity(vm_key: str, backup: Backup | None) -> dict[str, Any]:
     """A VM's index row: the summary columns of its newest completed backup, or keys only."""
     entity = {} if backup is None else to_entity(backup, FLEET, vm_key)
     summary = {name: v for name, v in entity.items() if name.partition("__")[0] in _SUMMARY}
-    return {"PartitionKey": _INDEX_PK, "RowKey": table_key(vm_key), **summary}
+    return {
+        "PartitionKey": table_key(_index_partition(vm_key)),
+        "RowKey": table_key(vm_key),
+        **summary,
+    }
+
+
+def _index_partition(vm_key: str) -> str:
+    """The VM's index partition, one of 256 by a hash of its key: a point read or write costs
+    what its partition holds in Azurite (it scans the partition for the RowKey), and no one
+    partition takes every VM's index writes in Azure."""
+    return FLEET + hashlib.sha256(vm_key.encode()).hexdigest()[:2]
 
 
 def _write_hold(entity: TableEntity) -> WriteHold:

@@ -516,6 +516,16 @@ class InUseListing(JsonRecord):
 
 
 @dataclasses.dataclass(frozen=True)
+class GivenGroups(JsonRecord):
+    """The resource groups DR tests were given besides the configured ones, as the audit log
+    named them at `listed_at`: retention reuses a fresh listing instead of reading the log
+    per VM."""
+
+    listed_at: datetime
+    groups: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class PolicyChange(JsonRecord):
     """A policy that was a VM's until `until` (its tag text, as `format_policy` writes it)."""
 

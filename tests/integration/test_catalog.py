@@ -16,7 +16,7 @@ from azure.data.tables import TableServiceClient
 
 from local.azurite import Azurite
 from shared.adapters.catalog import SUMMARY_COLUMNS, TableCatalog, catalog_from_settings
-from shared.adapters.entities import from_entity, to_entity
+from shared.adapters.entities import from_entity, table_key, to_entity
 from shared.domain.copytime import SAMPLES, CopySample
 from shared.domain.models import (
     VM,
@@ -525,10 +525,37 @@ class TestLatestBackupsIndex:
 
         assert catalog.latest_backups() == {DB: db_done, WEB: web_new}
         index = sorted(row["RowKey"] for row in raw_rows(catalog, "latestbackups"))
-        assert index == [DB, WEB, "~built"]
+        assert index == [DB, WEB, "~built-256"]
         spy, tables = counting(catalog, azurite)
         assert spy.latest_backups() == {DB: db_done, WEB: web_new}
         assert tables == [catalog.table_name("latestbackups")]  # built once, not again
+
+    def test_an_index_kept_in_one_partition_is_indexed_again_across_its_partitions(
+        self, catalog: TableCatalog
+    ) -> None:
+        """The index as the last version kept it, every VM's row in partition "*" marked
+        "~built": the rows are spread by a hash of the VM since (a point read costs what its
+        partition holds in Azurite), so the old partition is left unread and the catalog is
+        indexed again, once, from its backups, stale rows there and all."""
+        web_old, web_new, db_done = (
+            backup(WEB, ago(days=2)),
+            backup(WEB, ago(days=1)),
+            backup(DB, ago(hours=5)),
+        )
+        for row in (web_old, web_new, db_done):
+            catalog.save_backup(row)
+        table = catalog.service.get_table_client(catalog.table_name("latestbackups"))
+        for entity in list(table.list_entities()):
+            table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+        table.upsert_entity(to_entity(web_old, "*", WEB))  # stale: the newer one came since
+        table.upsert_entity({"PartitionKey": table_key("*"), "RowKey": "~built"})
+
+        assert catalog.latest_backups([WEB, DB]) == {DB: db_done, WEB: web_new}
+        assert catalog.latest_backups() == {DB: db_done, WEB: web_new}
+        rows = raw_rows(catalog, "latestbackups")
+        spread = {(r["PartitionKey"], r["RowKey"]) for r in rows if r["PartitionKey"] != "!2A"}
+        assert sorted(key for _, key in spread) == [DB, WEB, "~built-256"]
+        assert len({partition for partition, _ in spread}) > 1
 
     def test_racing_writers_of_one_vm_leave_its_newest_completed(
         self, catalog: TableCatalog
