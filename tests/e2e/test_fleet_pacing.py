@@ -21,6 +21,7 @@ import pytest
 from local.armsim import Durations, copystart, throttle
 from local.armsim.protocol import NIC_TYPE
 from local.armsim.routes import match
+from local.armsim.state import RequestRecord
 from local.azurite import Azurite
 from local.stack import FLEETS, Stack, local_stack
 from shared.activities import replication
@@ -57,6 +58,15 @@ def _shrink_write_bucket(
     monkeypatch.setitem(throttle.LIMITS, "write", (float(burst), refill))
     monkeypatch.setattr(pacing, "WRITE_BURST", float(burst))
     monkeypatch.setattr(pacing, "WRITE_REFILL_PER_SECOND", refill)
+
+
+def _snapshot_puts(stack: Stack) -> list[RequestRecord]:
+    """Every snapshot PUT the simulator was sent, refused ones included."""
+    return [
+        r
+        for r in stack.simulator.requests
+        if r.method == "PUT" and "/snapshots/" in r.path and r.kind == "write"
+    ]
 
 
 @pytest.fixture
@@ -130,11 +140,7 @@ def test_snapshots_start_no_faster_than_the_write_bucket_refills(
     _shrink_write_bucket(monkeypatch, burst=6)
     with local_stack(_fleet(), start=START, azurite=azurite, table_prefix=next(_prefixes)) as stack:
         stack.host.run_timers(until=SLOT + timedelta(hours=1))
-        puts = [
-            r
-            for r in stack.simulator.requests
-            if r.method == "PUT" and "/snapshots/" in r.path and r.kind == "write"
-        ]
+        puts = _snapshot_puts(stack)
         assert stack.host.status(TICK).output["completed"] == VMS
 
     assert [r.status for r in puts if r.status == 429] == []
@@ -160,11 +166,7 @@ def test_a_tick_that_comes_while_a_run_sends_its_snapshots_lists_its_pages_after
         settings={"BACKUPDR_FLEET_BACKUP_SCHEDULE": "0 * * * * *"},
     ) as stack:
         stack.host.run_timers(until=SLOT + timedelta(minutes=15))
-        puts = [
-            r
-            for r in stack.simulator.requests
-            if r.method == "PUT" and "/snapshots/" in r.path and r.kind == "write"
-        ]
+        puts = _snapshot_puts(stack)
         first = stack.host.status(TICK)
         later = [
             s
