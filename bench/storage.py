@@ -17,10 +17,15 @@ simulator's bill and snapshots and at the catalog:
   the GiB-months of its `bill()`, against the references' daily looks summed (each standing for
   the day before it).
 - the reference, "first full + retained changed blocks": per disk, the snapshots of the backups
-  retention kept (catalog state completed) in the order the simulator took them; the disk's size
-  for the oldest, plus min(size, churn x days since the previous kept one) for each later one.
-  Also over kept + soft-deleted (still in Azure for the soft-delete window: `backup undelete`
-  brings them back), which parts what that window costs from anything else stored (orphans).
+  the design retains, in the order the simulator took them; the disk's size for the oldest, plus
+  min(size, churn x days since the previous retained one) for each later one. The design retains
+  what retention keeps (catalog state completed) and, for the soft-delete window, what it expired
+  (soft-deleted: still in Azure and restorable, `backup undelete`; ../shared/DESIGN.md,
+  "Soft delete"), until the VM's first retention run after the window purges it. The goal is
+  against this: what is stored beyond it is a snapshot no backup needs (an orphan, a purge
+  missed or stopped midway). Also against the kept ones alone, which prices the
+  soft-delete window: an expired backup older than every kept one holds the blocks written
+  since (up to a full disk), for as long as the window.
 - full copies: kept snapshots x the disk size.
 
 The reference assumes the simulator's change model: a disk writes `churn` GiB a day of blocks
@@ -41,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from bench.fleet import QUIET
@@ -69,7 +75,6 @@ QUIET_TIMERS = (
     "BACKUPDR_REPLICATE_SCHEDULE",
 )
 KEPT = frozenset({BackupState.COMPLETED})
-HELD = KEPT | {BackupState.SOFT_DELETED, BackupState.PURGING}  # snapshots still meant in Azure
 ORPHAN = "in no catalog row"
 GOAL = 1.1
 
@@ -108,6 +113,7 @@ class Snap:
     state: BackupState
     tier: str
     in_azure: bool
+    retained: bool  # kept, or soft-deleted and not yet due for its purge
 
 
 @dataclass(frozen=True)
@@ -122,17 +128,37 @@ class Look:
     def of(self, states: frozenset[BackupState]) -> list[Snap]:
         return [s for s in self.snaps if s.state in states]
 
+    def retained(self) -> list[Snap]:
+        return [s for s in self.snaps if s.retained]
 
-def look(stack: Stack) -> Look:
-    backups = stack.services.catalog.list_backups(VM_KEY, include_deleted=True)
+
+def look(stack: Stack, window: timedelta) -> Look:
+    """The catalog and the bill now; `window` is the app's soft-delete window."""
+    catalog = stack.services.catalog
+    backups = catalog.list_backups(VM_KEY, include_deleted=True)
+    state = catalog.get_retention_state(VM_KEY)
+    last_run = state.applied_at if state else None
     world = stack.simulator.world
     with world.lock:
-        snaps = tuple(_snap(world, b, ref) for b in backups for ref in b.snapshots)
+        snaps = tuple(
+            _snap(world, b, ref, _retained(b, last_run, window))
+            for b in backups
+            for ref in b.snapshots
+        )
         billed = billed_now(world)
     return Look(stack.clock.now(), snaps, billed, Counter(b.state.value for b in backups))
 
 
-def _snap(world: World, backup: Backup, ref: SnapshotRef) -> Snap:
+def _retained(backup: Backup, last_run: datetime | None, window: timedelta) -> bool:
+    """Whether the design keeps the backup's snapshots now: retention keeps it, or expired it
+    and has not run since the soft-delete window passed (the design purges at the VM's first
+    retention run after it, which follows each backup). A purge stopped midway is not kept."""
+    if backup.state is BackupState.SOFT_DELETED and backup.deleted_at is not None:
+        return last_run is None or last_run < backup.deleted_at + window
+    return backup.state in KEPT
+
+
+def _snap(world: World, backup: Backup, ref: SnapshotRef, retained: bool) -> Snap:
     found = world.find(ref.snapshot_id)
     return Snap(
         key=_id(ref.snapshot_id),
@@ -142,6 +168,7 @@ def _snap(world: World, backup: Backup, ref: SnapshotRef) -> Snap:
         state=backup.state,
         tier=str(backup.tier),
         in_azure=found is not None,
+        retained=retained,
     )
 
 
@@ -179,13 +206,13 @@ def reference_gib(snaps: Iterable[Snap], churn: float) -> float:
 
 @dataclass(frozen=True)
 class Sample:
-    """One day's GiB: stored now, the reference over kept and over held snapshots, and full
-    copies of the kept ones."""
+    """One day's GiB: stored now, the reference over the retained snapshots and over the kept
+    ones alone, and full copies of the kept ones."""
 
     at: datetime
     stored: float
+    retained: float
     kept: float
-    held: float
     full: float
 
 
@@ -194,8 +221,8 @@ def sample(seen: Look, churn: float) -> Sample:
     return Sample(
         at=seen.at,
         stored=sum(seen.billed.values()),
+        retained=reference_gib(seen.retained(), churn),
         kept=reference_gib(kept, churn),
-        held=reference_gib(seen.of(HELD), churn),
         full=float(sum(s.size_gib for s in kept)),
     )
 
@@ -272,9 +299,10 @@ def gib_lines(r: Result, disk_gib: int) -> list[str]:
     return [
         f"  stored now {s.stored:.1f} GiB in {len(r.end.billed)} snapshots: {who}; "
         f"kept but not in Azure {missing}",
-        f"  stored / reference (first full + retained changed blocks, kept) "
-        f"{versus(s.stored, s.kept, 'GiB', GOAL)}",
-        f"  stored / reference over kept + soft-deleted {versus(s.stored, s.held, 'GiB')}",
+        f"  stored / reference (first full + retained changed blocks: kept, and soft-deleted "
+        f"within the window) {versus(s.stored, s.retained, 'GiB', GOAL)}",
+        f"  stored / reference over the kept alone (the rest is the soft-delete window's) "
+        f"{versus(s.stored, s.kept, 'GiB')}",
         f"  stored / full copies ({kept} kept x {disk_gib}) {versus(s.stored, s.full, 'GiB')}",
     ]
 
@@ -284,24 +312,26 @@ def month_lines(r: Result) -> list[str]:
     full = r.months(lambda s: s.full)
     lines = [
         f"  GiB-months billed (bill()) / reference "
-        f"{versus(r.gib_months, r.months(lambda s: s.kept), 'GiB-months', GOAL)}; "
+        f"{versus(r.gib_months, r.months(lambda s: s.retained), 'GiB-months', GOAL)}; "
+        f"/ kept alone {ratio(r.gib_months, r.months(lambda s: s.kept))}; "
         f"/ full copies {full:.1f} = {ratio(r.gib_months, full)}"
     ]
-    daily = [(s.stored / s.kept, s.at) for s in r.samples if s.kept > 0]
-    if daily:
-        worst, when = max(daily)
-        mean = sum(x for x, _ in daily) / len(daily)
-        lines.append(
-            f"  daily stored / reference: mean {mean:.2f}x, worst {worst:.2f}x at {when:%Y-%m-%d}"
-        )
+    for name, figure in (("reference", attrgetter("retained")), ("kept alone", attrgetter("kept"))):
+        daily = [(s.stored / figure(s), s.at) for s in r.samples if figure(s) > 0]
+        if daily:
+            worst, when = max(daily)
+            mean = sum(x for x, _ in daily) / len(daily)
+            lines.append(
+                f"  daily stored / {name}: mean {mean:.2f}x, worst {worst:.2f}x at {when:%Y-%m-%d}"
+            )
     return lines
 
 
 def detail_lines(r: Result) -> list[str]:
     """Each snapshot billed now, oldest first: taken, its backup's state and tier, the GiB the
-    simulator bills it and the GiB the (kept) reference gives it."""
+    simulator bills it and the GiB the reference gives it."""
     by_key = {s.key: s for s in r.end.snaps}
-    shares = reference_shares(r.end.of(KEPT), r.churn)
+    shares = reference_shares(r.end.retained(), r.churn)
     lines = []
     for key, gib in sorted(r.end.billed.items(), key=lambda item: _taken(by_key, item[0])):
         snap = by_key.get(key)
@@ -316,14 +346,19 @@ def _taken(by_key: dict[str, Snap], key: str) -> datetime:
 
 
 def summary(results: Sequence[Result]) -> None:
-    print("summary (stored GiB now / reference and / full copies; GiB-months / reference)")
+    print(
+        "summary (stored GiB now / reference, / the kept alone and / full copies; "
+        "GiB-months / reference and / the kept alone)"
+    )
     for r in results:
         end = r.last
         print(
             f"  churn {r.churn:>5g} GiB/day: stored {end.stored:.1f} GiB = "
-            f"{ratio(end.stored, end.kept)} reference {end.kept:.1f} (goal <= {GOAL}x), "
+            f"{ratio(end.stored, end.retained)} reference {end.retained:.1f} "
+            f"(goal <= {GOAL}x), {ratio(end.stored, end.kept)} kept alone {end.kept:.1f}, "
             f"{ratio(end.stored, end.full)} full copies {end.full:.0f}; GiB-months "
-            f"{ratio(r.gib_months, r.months(lambda s: s.kept))}; "
+            f"{ratio(r.gib_months, r.months(lambda s: s.retained))} "
+            f"(kept alone {ratio(r.gib_months, r.months(lambda s: s.kept))}); "
             f"wall {r.wall_setup + r.wall_run:.0f} s"
         )
 
@@ -351,7 +386,7 @@ def run_rate(args: argparse.Namespace, index: int, churn: float) -> Result:
         samples = []
         for day in range(1, args.days + 1):
             stack.host.run_timers(until=args.start + day * DAY + SLOT - LOOK)
-            seen = look(stack)
+            seen = look(stack, timedelta(days=args.soft_delete_days))
             samples.append(sample(seen, churn))
         with stack.simulator.world.lock:
             gib_months = sum(stack.simulator.world.bill().values())
