@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
+
 from local.armsim.routes import match
 from local.armsim.state import RequestRecord, World
 from local.armsim.throttle import LIMITS
@@ -63,6 +65,7 @@ FLEET_ORCHESTRATOR = "fleet_backup_v4"
 RUN_WORK = ("vm_backup_v3", "after_backup", "replicate_backup")
 DONE_STATES = ("Completed", "Failed", "Terminated")
 READS = ("GET", "HEAD")
+REASON_CHARS = 160  # of a failed activity's reason: its name and the error's start
 BLOB = "blob data plane"  # not ARM: no ARM bucket, not a read of the fleet run
 # The simulator names both SAS grant routes `<kind>.access` (routes.py); told apart here by the
 # last segment of the path, as the SDK sends it.
@@ -499,6 +502,7 @@ class Figures:
     azure_replica_seconds: float | None
     replica_bound: tuple[float, str]  # seconds, and how they were computed
     work_done: InstanceStatus | None  # the last instance updated, once none is live
+    failed_attempts: Counter[str]  # activity attempts that failed (and were retried), by reason
     pages: int
     cpu_own: float
     cpu_azurite: float
@@ -578,6 +582,20 @@ def last_copy_done(stack: Stack, since: datetime) -> datetime | None:
         return max((at for at in done if at >= since), default=None)
 
 
+def failed_attempts(stack: Stack, since: datetime) -> Counter[str]:
+    """Activity attempts that failed, by the extension's reason (the activity and the error),
+    in the histories of the instances created since `since`: each costs its orchestration a
+    retry interval, so a wave late for no visible reason shows here. The fleet run's earlier
+    pages are not seen: continue-as-new drops their histories."""
+    failed: Counter[str] = Counter()
+    for status in stack.host.instances():
+        if status.created_at >= since:
+            for event in stack.host.history(status.instance_id):
+                if event["EventType"] == HistoryEventType.TASK_FAILED:
+                    failed[str(event["Reason"])[:REASON_CHARS]] += 1
+    return failed
+
+
 def measure(
     stack: Stack, args: argparse.Namespace, vms: int, progress: Progress, meter: CpuMeter
 ) -> Figures:
@@ -600,6 +618,7 @@ def measure(
         azure_replica_seconds=seconds_after_slot(last_copy_done(stack, slot - LEAD), slot),
         replica_bound=replica_bound(stack, vms * DISKS_PER_VM, first=args.runs == 1),
         work_done=None if progress.capped else last_update(stack, slot - LEAD),
+        failed_attempts=failed_attempts(stack, slot - LEAD),
         pages=math.ceil(vms / stack.simulator.world.page_size),
         cpu_own=meter.own,
         cpu_azurite=meter.azurite,
@@ -692,6 +711,8 @@ def traffic_lines(f: Figures) -> list[str]:
         f"(goal <= {GOAL_READS}; non-poll ARM reads during the fleet run): "
         f"{dict(t.reads.most_common())}",
         f"  writes during the fleet run {dict(t.writes.most_common())}",
+        f"  activity attempts failed (each retried) {f.failed_attempts.total()}: "
+        f"{dict(f.failed_attempts.most_common())}",
         f"  polls per operation {polls} / {operations} = "
         f"{per(polls, operations)} (goal <= {GOAL_POLLS}): snapshots "
         f"{snapshot_polls}/{snapshots}, copies {copy_polls}/{copies}, "
