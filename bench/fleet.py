@@ -502,7 +502,7 @@ class Figures:
     azure_replica_seconds: float | None
     replica_bound: tuple[float, str]  # seconds, and how they were computed
     work_done: InstanceStatus | None  # the last instance updated, once none is live
-    failed_attempts: Counter[str]  # activity attempts that failed (and were retried), by reason
+    failed_attempts: Counter[str]  # activity attempts that failed, by reason
     pages: int
     cpu_own: float
     cpu_azurite: float
@@ -584,9 +584,9 @@ def last_copy_done(stack: Stack, since: datetime) -> datetime | None:
 
 def failed_attempts(stack: Stack, since: datetime) -> Counter[str]:
     """Activity attempts that failed, by the extension's reason (the activity and the error),
-    in the histories of the instances created since `since`: each costs its orchestration a
-    retry interval, so a wave late for no visible reason shows here. The fleet run's earlier
-    pages are not seen: continue-as-new drops their histories."""
+    in the histories of the instances created since `since`: a retried one costs its
+    orchestration RETRY's interval, so a wave late for no visible reason shows here. The fleet
+    run's earlier pages are not seen: continue-as-new drops their histories."""
     failed: Counter[str] = Counter()
     for status in stack.host.instances():
         if status.created_at >= since:
@@ -711,7 +711,7 @@ def traffic_lines(f: Figures) -> list[str]:
         f"(goal <= {GOAL_READS}; non-poll ARM reads during the fleet run): "
         f"{dict(t.reads.most_common())}",
         f"  writes during the fleet run {dict(t.writes.most_common())}",
-        f"  activity attempts failed (each retried) {f.failed_attempts.total()}: "
+        f"  activity attempts failed {f.failed_attempts.total()}: "
         f"{dict(f.failed_attempts.most_common())}",
         f"  polls per operation {polls} / {operations} = "
         f"{per(polls, operations)} (goal <= {GOAL_POLLS}): snapshots "
