@@ -300,7 +300,7 @@ def gib_lines(r: Result, disk_gib: int) -> list[str]:
         f"  stored now {s.stored:.1f} GiB in {len(r.end.billed)} snapshots: {who}; "
         f"kept but not in Azure {missing}",
         f"  stored / reference (first full + retained changed blocks: kept, and soft-deleted "
-        f"within the window) {versus(s.stored, s.retained, 'GiB', GOAL)}",
+        f"not yet due for purge) {versus(s.stored, s.retained, 'GiB', GOAL)}",
         f"  stored / reference over the kept alone (the rest is the soft-delete window's) "
         f"{versus(s.stored, s.kept, 'GiB')}",
         f"  stored / full copies ({kept} kept x {disk_gib}) {versus(s.stored, s.full, 'GiB')}",
